@@ -1,0 +1,12 @@
+"""Experiments chosen by `config.experiment`; each module's run(config, workdir) -> metrics."""
+
+import importlib
+
+EXPERIMENTS = ('train', 'sample')
+
+
+def get_experiment(name: str):
+  """The run(config, workdir) function of experiment `name`."""
+  if name not in EXPERIMENTS:
+    raise ValueError(f'Unknown experiment {name!r}; valid: {", ".join(EXPERIMENTS)}.')
+  return importlib.import_module(f'experiments.{name}').run

@@ -1,0 +1,1 @@
+"""Interpolants, prediction and interpolant conversions, SDE/ODE steps and the plain sampler."""

@@ -1,0 +1,142 @@
+"""A backbone turned into an ODE or SDE sampler on any interpolant (DESIGN.md sections 2-3).
+
+Conventions: states x [B, *data_shape]; a time grid t_0 = 1 > ... > t_M = 0 indexed by the
+level k; one `denoise` call is one NFE per row of x. Search methods use the three pieces:
+
+  d = sampler.denoise(x, k, cond)        # one NFE: Tweedie x0, eps and velocity at t_k
+  x_next = sampler.step(x, d, k, noise)  # Euler(-Maruyama) from t_k to t_{k+1}, caller's noise
+  sampler.sample(key, n, cond)           # the plain sampler as one lax.scan
+
+so the velocity evaluated at a new state serves both its reward (through d.x0) and the drift of
+the next step. The last level returns the Tweedie estimate at t_{M-1} instead of a final Euler
+step: it is exact for the linear ODE (x - t u) and adds no noise at the data end.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from samplers import conversion
+from samplers import interpolants
+from samplers import predictions
+from samplers import schedules
+
+
+class Denoised(NamedTuple):
+  """One backbone evaluation, expressed on the sampler's interpolant at time t."""
+  x0: jax.Array        # Tweedie estimate E[x0 | x_t]
+  eps: jax.Array       # noise estimate
+  velocity: jax.Array  # alpha_dot x0 + sigma_dot eps
+
+
+class SampleResult(NamedTuple):
+  x0: jax.Array   # [n, *data_shape]
+  nfe: jax.Array  # int32 scalar: backbone evaluations x particles actually spent
+
+
+def denoise_at(backbone, interp, x, s, cond=None) -> Denoised:
+  """Evaluates the backbone once at target time s [B] (or scalar) and converts to `interp`.
+
+  The backbone is queried at the SNR-matched native time t_s on the rescaled state x / c_s;
+  its (x0, eps) pair is the same on both interpolants, so the target velocity is
+  alpha_bar_dot x0 + sigma_bar_dot eps (equal to DESIGN's converted-velocity formula).
+  """
+  s = jnp.broadcast_to(jnp.asarray(s, x.dtype), x.shape[:1])
+  s_x = predictions.expand_time(s, x)
+  native = backbone.interpolant
+  if native == interp:
+    t, x_native = s, x
+  else:
+    match = conversion.snr_match(native, interp, s_x)
+    t, x_native = match.t.reshape(s.shape), x / match.c
+  pred = backbone(x_native, t, cond)
+  x0, eps = predictions.to_x0_eps(
+      pred, x_native, predictions.expand_time(t, x), native, backbone.prediction)
+  velocity = interp.alpha_dot(s_x) * x0 + interp.sigma_dot(s_x) * eps
+  return Denoised(x0, eps, velocity)
+
+
+def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
+  """x' = x - (u - g^2/2 score) dt + g sqrt(dt) z, drift and g at the start; ODE if not sde."""
+  dt = t - t_next
+  if not sde:
+    return x - d.velocity * dt
+  g = diffusion(t, interp)
+  score = predictions.score_from_eps(d.eps, t, interp)
+  drift = d.velocity - 0.5 * g**2 * score
+  return x - drift * dt + g * jnp.sqrt(dt) * noise
+
+
+@struct.dataclass
+class Sampler:
+  """Backbone + interpolant + grid + diffusion schedule. A pytree: pass it to jitted code."""
+  backbone: Any  # models.backbone.Backbone
+  grid: jax.Array  # [M + 1] float32, from 1 to 0
+  interpolant: Any = struct.field(pytree_node=False)
+  diffusion: schedules.Diffusion = struct.field(pytree_node=False)
+  sde: bool = struct.field(pytree_node=False)
+
+  @property
+  def num_steps(self) -> int:
+    return self.grid.shape[0] - 1
+
+  @property
+  def data_shape(self) -> tuple:
+    return self.backbone.data_shape
+
+  def init_noise(self, key, n: int):
+    """x_{t_0} ~ N(0, sigma_{t_0}^2 I) [n, *data_shape] (alpha_1 x0 is dropped: alpha_1 ~ 0)."""
+    z = jax.random.normal(key, (n,) + tuple(self.data_shape))
+    return self.interpolant.sigma(self.grid[0]) * z
+
+  def denoise(self, x, k, cond=None) -> Denoised:
+    """One NFE per row of x at level k (time grid[k])."""
+    return denoise_at(self.backbone, self.interpolant, x, self.grid[k], cond)
+
+  def step(self, x, d: Denoised, k, noise):
+    """Moves x from level k to k + 1 using the evaluation d = denoise(x, k) and given noise."""
+    return euler_step(self.interpolant, self.diffusion, self.sde, x, d, self.grid[k],
+                      self.grid[k + 1], noise)
+
+  def sample(self, key, n: int, cond=None) -> SampleResult:
+    """Plain sampling of n particles: one lax.scan over the M levels, exactly M * n NFEs."""
+    init_key, noise_key = jax.random.split(key)
+    x = self.init_noise(init_key, n)
+
+    def body(carry, k):
+      x, _ = carry
+      d = self.denoise(x, k, cond)
+      noise = jax.random.normal(jax.random.fold_in(noise_key, k), x.shape, x.dtype)
+      return (self.step(x, d, k, noise), d.x0), None
+
+    (_, x0), _ = jax.lax.scan(body, (x, jnp.zeros_like(x)), jnp.arange(self.num_steps))
+    return SampleResult(x0, jnp.asarray(self.num_steps * n, jnp.int32))
+
+
+def make_sampler(backbone, interpolant, num_steps: int, sde: bool,
+                 diffusion: str = 'square', diffusion_norm: float = 3.0,
+                 time_grid: str = 'uniform') -> Sampler:
+  """Validates the pieces on the host and builds the sampler (no compilation happens here)."""
+  predictions.check_prediction(backbone.prediction)
+  grid = schedules.time_grid(time_grid, num_steps)
+  return Sampler(
+      backbone=backbone,
+      grid=jnp.asarray(grid),
+      interpolant=interpolant,
+      diffusion=schedules.Diffusion(diffusion, float(diffusion_norm)),
+      sde=bool(sde),
+  )
+
+
+def from_config(cfg, backbone) -> Sampler:
+  """A sampler from a `config.sampler` section: interpolant, sde, num_steps, diffusion,
+  diffusion_norm, time_grid."""
+
+  num_steps = cfg.num_steps
+  if not isinstance(num_steps, int) or num_steps <= 0:
+    raise ValueError(f'sampler.num_steps must be a positive integer, got {num_steps!r}.')
+  return make_sampler(backbone, interpolants.from_config(cfg), num_steps, bool(cfg.sde),
+                      cfg.get('diffusion', 'square'), cfg.get('diffusion_norm', 3.0),
+                      cfg.get('time_grid', 'uniform'))

@@ -1,0 +1,56 @@
+"""Diffusion-coefficient schedules g(t) and time grids (DESIGN.md section 2)."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+DIFFUSIONS = ('square', 'linear', 'sigma', 'constant', 'sine')
+TIME_GRIDS = ('uniform', 'adaptive')
+
+
+@dataclasses.dataclass(frozen=True)
+class Diffusion:
+  """g(t) for the reverse SDE; t is the time of the process being simulated.
+
+  square: norm t^2 (the RBF paper uses 3 t^2); linear: norm t; sigma: norm sigma_t;
+  constant: norm; sine: norm sin(pi t / 2).
+  """
+
+  name: str = 'square'
+  norm: float = 3.0
+
+  def __post_init__(self):
+    if self.name not in DIFFUSIONS:
+      raise ValueError(
+          f'Unknown diffusion schedule {self.name!r}; valid: {", ".join(DIFFUSIONS)}.')
+    if not self.norm >= 0:
+      raise ValueError(f'diffusion_norm must be >= 0, got {self.norm}.')
+
+  def __call__(self, t, interp):
+    if self.name == 'square':
+      return self.norm * t**2
+    if self.name == 'linear':
+      return self.norm * t
+    if self.name == 'sigma':
+      return self.norm * interp.sigma(t)
+    if self.name == 'constant':
+      return self.norm * jnp.ones_like(t)
+    return self.norm * jnp.sin(0.5 * jnp.pi * t)
+
+
+def time_grid(name: str, num_steps: int) -> np.ndarray:
+  """Times t_0 = 1 > t_1 > ... > t_M = 0, float32 [num_steps + 1].
+
+  uniform: t_k = 1 - k/M. adaptive (RBF paper): t_k = sqrt(1 - (k/M)^2), small steps near noise.
+  """
+  if not isinstance(num_steps, (int, np.integer)) or num_steps <= 0:
+    raise ValueError(f'num_steps must be a positive integer, got {num_steps!r}.')
+  frac = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+  if name == 'uniform':
+    grid = 1.0 - frac
+  elif name == 'adaptive':
+    grid = np.sqrt(np.maximum(1.0 - frac**2, 0.0))
+  else:
+    raise ValueError(f'Unknown time grid {name!r}; valid: {", ".join(TIME_GRIDS)}.')
+  return grid.astype(np.float32)
