@@ -45,6 +45,8 @@ def main(argv):
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  if config.experiment == 'compare':
+    return  # it printed its table
   for key, value in sorted(metrics.items()):
     print(f'{key:>20s}: {value:.6g}' if isinstance(value, float) else f'{key:>20s}: {value}')
 

@@ -1,8 +1,10 @@
 """Train, then sample, the 2D MLP backbones on the toy datasets.
 
-Variant: DATASET[,epsilon][,quick] with DATASET in gmm | ring | moons | checkerboard.
-Default: a velocity model trained by flow matching on the linear interpolant; `epsilon`
-trains an eps-prediction model on the VP interpolant instead.
+Variant: DATASET[,epsilon][,METHOD][,quick] with DATASET in gmm | ring | moons | checkerboard.
+Default: train a velocity model by flow matching on the linear interpolant; `epsilon` trains
+an eps-prediction model on the VP interpolant instead. A METHOD token (bon, smc, rbf, dts, ...)
+runs that search on a trained model (set --config.model.checkpoint to the train workdir).
+The ring uses the DTS paper's mode-weighting reward, the checkerboard -|x|^2 / 2.
   python main.py --config=configs/toy2d.py:moons --workdir=/tmp/moons
   python main.py --config=configs/toy2d.py:moons --workdir=/tmp/moons_vp \
       --config.experiment=sample --config.model.checkpoint=/tmp/moons \
@@ -18,7 +20,7 @@ _REWARD_FOR = {'ring': 'mode_weighting', 'checkerboard': 'quadratic'}
 
 
 def get_config(arg=None):
-  tokens = common.parse_variant(arg or 'moons', DATASETS + ('epsilon', 'quick'))
+  tokens = common.parse_variant(arg or 'moons', DATASETS + ('epsilon', 'quick') + common.METHODS)
   datasets = tokens & set(DATASETS)
   if len(datasets) != 1:
     raise ValueError(f'toy2d needs exactly one dataset among {", ".join(DATASETS)}; got {arg!r}.')
@@ -46,10 +48,14 @@ def get_config(arg=None):
       num_steps=20_000, batch_size=512, learning_rate=1e-3, schedule='cosine', log_every=1000))
   config.sampler = common.sampler_config()
   config.reward = common.reward_config(name=_REWARD_FOR.get(dataset, 'linear'))
+  config.search = common.search_config()
+  config.compare = ml_collections.ConfigDict(dict(methods=common.METHODS))
+  common.apply_method_variant(config, tokens)
 
   if 'quick' in tokens:
     config.data.num_points = 2000
     config.model.update(hidden=32, depth=2, embed_dim=16)
     config.train.update(num_steps=200, batch_size=128, log_every=100)
     config.sampler.update(num_steps=20, num_samples=256)
+    config.search.update(budget=640, num_particles=4, block_size=3)
   return config

@@ -2,7 +2,7 @@
 
 import importlib
 
-EXPERIMENTS = ('train', 'sample')
+EXPERIMENTS = ('train', 'sample', 'search', 'compare')
 
 
 def get_experiment(name: str):

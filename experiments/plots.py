@@ -19,3 +19,32 @@ def scatter_2d(path: str, samples, reference, title: str = '') -> None:
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
+
+
+def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: dict) -> None:
+  """One scatter panel per entry of `panels` ({name: samples [N, 2]}) over reference points."""
+  reference = np.asarray(reference)
+  n = len(panels)
+  cols = min(4, n)
+  rows = (n + cols - 1) // cols
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), dpi=100,
+                           squeeze=False)
+  everything = np.concatenate([reference] + [np.asarray(x) for x in panels.values()])
+  lo, hi = everything.min(0) - 0.5, everything.max(0) + 0.5
+  for ax, (name, x) in zip(axes.flat, panels.items()):
+    x = np.asarray(x)
+    ax.scatter(reference[:, 0], reference[:, 1], s=2, c='0.75', alpha=0.5,
+               label=reference_label)
+    ax.scatter(x[:, 0], x[:, 1], s=6 if len(x) < 200 else 2, c='tab:red', alpha=0.7,
+               label='samples')
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect('equal')
+    ax.set_title(titles.get(name, name), fontsize=8)
+    ax.tick_params(labelsize=6)
+  for ax in list(axes.flat)[n:]:
+    ax.axis('off')
+  axes.flat[0].legend(loc='lower left', fontsize=6, markerscale=3)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

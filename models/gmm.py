@@ -98,3 +98,35 @@ def sample(params, key, n: int):
   comp = jax.random.categorical(k_comp, params['log_weights'], shape=(n,))
   z = jax.random.normal(k_noise, (n, params['means'].shape[1]))
   return params['means'][comp] + params['stds'][comp] * z
+
+
+def tilt_linear(params, weights, bias: float, temperature: float) -> dict:
+  """The mixture proportional to p(x) exp((w . x + b) / lambda), in closed form.
+
+  Each component N(mu, diag(s^2)) shifts to mean mu + s^2 w / lambda; its log-weight gains
+  w . mu / lambda + sum_d s_d^2 w_d^2 / (2 lambda^2).
+  """
+  del bias  # a constant shift of the reward does not change the tilted target
+  w = jnp.asarray(weights, jnp.float32) / temperature
+  var = params['stds'] ** 2
+  log_w = params['log_weights'] + params['means'] @ w + 0.5 * jnp.sum(var * w**2, axis=-1)
+  return {'means': params['means'] + var * w, 'stds': params['stds'],
+          'log_weights': jax.nn.log_softmax(log_w)}
+
+
+def tilt_gaussian(params, center, width: float, temperature: float) -> dict:
+  """The mixture proportional to p(x) exp(-|x - c|^2 / (2 width^2 lambda)), in closed form.
+
+  The tilt is a Gaussian of variance v = width^2 lambda around c; each component's product
+  with it has precision 1/s^2 + 1/v, and its log-weight gains log N(mu; c, s^2 + v).
+  """
+  c = jnp.asarray(center, jnp.float32)
+  v = width**2 * temperature
+  var = params['stds'] ** 2
+  new_var = 1.0 / (1.0 / var + 1.0 / v)
+  new_mean = new_var * (params['means'] / var + c / v)
+  total = var + v
+  log_norm = -0.5 * jnp.sum((params['means'] - c) ** 2 / total + jnp.log(2 * jnp.pi * total),
+                            axis=-1)
+  return {'means': new_mean, 'stds': jnp.sqrt(new_var),
+          'log_weights': jax.nn.log_softmax(params['log_weights'] + log_norm)}

@@ -69,14 +69,41 @@ def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
   return x - drift * dt + g * jnp.sqrt(dt) * noise
 
 
+def guided_denoise_at(backbone, interp, x, s, cond, reward, scale) -> Denoised:
+  """DPS-style guidance: the score gains scale * grad_x r(x0_hat(x)) (one NFE, plus a VJP).
+
+  The noise estimate becomes eps - sigma * scale * grad, and the velocity follows from the
+  guided (x0, eps) pair; the returned x0 stays the model's own Tweedie estimate, which is what
+  rewards in the loop score.
+  """
+  def tweedie(xx):
+    d = denoise_at(backbone, interp, xx, s, cond)
+    return d.x0, d
+
+  x0, vjp, d = jax.vjp(tweedie, x, has_aux=True)
+  grad_x = vjp(jax.grad(lambda z: jnp.sum(reward(z, cond)))(x0))[0]
+  s_x = predictions.expand_time(jnp.broadcast_to(jnp.asarray(s, x.dtype), x.shape[:1]), x)
+  sig = interp.sigma(s_x)
+  eps = d.eps - sig * scale * grad_x
+  guided_x0 = (x - sig * eps) / interp.alpha(s_x)
+  velocity = interp.alpha_dot(s_x) * guided_x0 + interp.sigma_dot(s_x) * eps
+  return Denoised(d.x0, eps, velocity)
+
+
 @struct.dataclass
 class Sampler:
-  """Backbone + interpolant + grid + diffusion schedule. A pytree: pass it to jitted code."""
+  """Backbone + interpolant + grid + diffusion schedule. A pytree: pass it to jitted code.
+
+  With `guidance` set to a differentiable reward, every evaluation is DPS-guided with
+  strength `guidance_scale` (= 1 / lambda in DESIGN.md).
+  """
   backbone: Any  # models.backbone.Backbone
   grid: jax.Array  # [M + 1] float32, from 1 to 0
   interpolant: Any = struct.field(pytree_node=False)
   diffusion: schedules.Diffusion = struct.field(pytree_node=False)
   sde: bool = struct.field(pytree_node=False)
+  guidance: Any = struct.field(pytree_node=False, default=None)
+  guidance_scale: float = struct.field(pytree_node=False, default=0.0)
 
   @property
   def num_steps(self) -> int:
@@ -93,6 +120,9 @@ class Sampler:
 
   def denoise(self, x, k, cond=None) -> Denoised:
     """One NFE per row of x at level k (time grid[k])."""
+    if self.guidance is not None:
+      return guided_denoise_at(self.backbone, self.interpolant, x, self.grid[k], cond,
+                               self.guidance, self.guidance_scale)
     return denoise_at(self.backbone, self.interpolant, x, self.grid[k], cond)
 
   def step(self, x, d: Denoised, k, noise):

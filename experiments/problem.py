@@ -1,0 +1,74 @@
+"""Turns a config into a problem: backbone, sampler, reward, and the reference it is judged by.
+
+Everything here validates on the host; nothing compiles.
+"""
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+import models
+import rewards
+from experiments import sample as sample_lib
+from models import gmm
+from samplers import sampler as sampler_lib
+
+
+class Problem(NamedTuple):
+  backbone: Any
+  sampler: Any
+  reward: rewards.Reward
+  target: Optional[dict]  # the tilted mixture p(x) exp(r / lambda), where it has a closed form
+
+
+def build(config, guidance: bool = False) -> Problem:
+  backbone = models.get_backbone(config.model)
+  reward = rewards.get_reward(config.reward, int(np.prod(backbone.data_shape)))
+  sampler = sampler_lib.from_config(config.sampler, backbone)
+  temperature = float(config.reward.temperature)
+  if not temperature > 0:
+    raise ValueError(f'reward.temperature must be positive, got {temperature}.')
+  if guidance:
+    scale = float(config.search.get('guidance_scale', 1.0)) / temperature
+    check_differentiable(reward, backbone.data_shape)
+    sampler = sampler.replace(guidance=reward, guidance_scale=scale)
+  check_reward_shape(reward, backbone.data_shape)
+  return Problem(backbone, sampler, reward, tilted_target(config))
+
+
+def check_reward_shape(reward, data_shape, n: int = 3) -> None:
+  """Traces the reward on n abstract samples (no compilation); it must return shape [n]."""
+  out = jax.eval_shape(lambda x: reward(x), jax.ShapeDtypeStruct((n,) + tuple(data_shape), np.float32))
+  if out.shape != (n,):
+    raise ValueError(f'reward {reward.name!r} returned shape {out.shape} for {n} samples; it '
+                     f'must return one number per sample, shape ({n},).')
+
+
+def check_differentiable(reward, data_shape) -> None:
+  try:
+    jax.eval_shape(jax.grad(lambda x: reward(x).sum()),
+                   jax.ShapeDtypeStruct((2,) + tuple(data_shape), np.float32))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'search.guidance needs a differentiable reward; {reward.name!r} is not '
+                     f'({type(e).__name__}).') from None
+
+
+def tilted_target(config) -> Optional[dict]:
+  """Closed-form p* for the analytic mixture with the linear or gaussian reward, else None."""
+  if config.model.name != 'gmm' or config.reward.name not in ('linear', 'gaussian', 'quadratic'):
+    return None
+  params = gmm.make_params(config.model.means, config.model.stds, config.model.weights)
+  lam, rc = float(config.reward.temperature), config.reward
+  if rc.name == 'linear':
+    return gmm.tilt_linear(params, rc.weights, rc.bias, lam)
+  if rc.name == 'gaussian':
+    return gmm.tilt_gaussian(params, rc.center, rc.width, lam)
+  return gmm.tilt_gaussian(params, (0.0,) * params['means'].shape[1], 1.0, lam)
+
+
+def reference_points(config, problem: Problem, key, n: int) -> np.ndarray:
+  """Exact draws of the tilted target where known, else draws of the base distribution."""
+  if problem.target is not None:
+    return np.asarray(gmm.sample(problem.target, key, n))
+  return sample_lib.reference_samples(config.model, key, n)

@@ -1,0 +1,79 @@
+"""`search`: one inference-time search method on one problem, at one NFE budget."""
+
+import os
+
+from absl import logging
+import jax
+import numpy as np
+
+import search as search_lib
+from experiments import io
+from experiments import metrics as metrics_lib
+from experiments import plots
+from experiments import problem as problem_lib
+from experiments import runtime
+
+
+def diversity(x0) -> float:
+  """Mean pairwise Euclidean distance between output samples (0 for a single sample)."""
+  x = np.asarray(x0).reshape(len(x0), -1)
+  if len(x) < 2:
+    return 0.0
+  d = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 0.0))
+  return float(d.sum() / (len(x) * (len(x) - 1)))
+
+
+def prepare(config):
+  """(problem, method config): everything validated, nothing compiled."""
+  scfg = config.search
+  method_config = search_lib.make_config(scfg, float(config.reward.temperature),
+                                         config.sampler.num_steps)
+  problem = problem_lib.build(config, guidance=bool(scfg.get('guidance', False)))
+  return problem, method_config
+
+
+def execute(config, workdir, problem, method_config, title_prefix=''):
+  """Compiles and runs the search; writes the contract files; returns the metrics."""
+  io.write_config(workdir, config)
+  method = config.search.method
+  run_fn = search_lib.get_method(method).run
+  reward = problem.reward
+
+  def program(key, sampler):
+    return run_fn(key, sampler, reward, method_config)
+
+  key = jax.random.key(config.seed)
+  result, compile_s, wall_s = runtime.compile_and_run(program, key, problem.sampler)
+  x0, r = np.asarray(result.x0), np.asarray(result.reward)
+  num_invalid, num_scored = int(result.num_invalid), int(result.num_scored)
+  metrics = {
+      'nfe': int(result.nfe), 'nfe_evaluated': int(result.nfe_evaluated),
+      'budget': int(config.search.budget), 'num_outputs': int(len(x0)),
+      'reward_mean': float(np.mean(r)), 'reward_max': float(np.max(r)),
+      'best_reward': float(np.asarray(result.trace_best)[-1]),
+      'diversity': diversity(x0), 'wall_s': wall_s, 'compile_s': compile_s,
+      'num_invalid': num_invalid, 'num_scored': num_scored,
+  }
+  if num_invalid == num_scored:
+    logging.error('every proposal\'s reward was NaN or infinite (%d of %d): the samples are '
+                  'unselected draws of the base sampler.', num_invalid, num_scored)
+    metrics['all_invalid'] = 1
+  elif num_invalid:
+    logging.warning('%d of %d proposals had a NaN or infinite reward; none was selected.',
+                    num_invalid, num_scored)
+  if x0.shape[1:] == (2,):
+    ref = problem_lib.reference_points(config, problem, jax.random.key(config.seed + 1), 2048)
+    if problem.target is not None and len(x0) > 1:
+      metrics['energy_distance'] = float(metrics_lib.energy_distance(x0, ref))
+    plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0, ref,
+                     f'{title_prefix}{method}: r mean {metrics["reward_mean"]:.3f}, '
+                     f'{metrics["nfe"]} NFE')
+  io.write_samples(workdir, x0=x0, reward=r, trace_nfe=np.asarray(result.trace_nfe),
+                   trace_best=np.asarray(result.trace_best))
+  io.write_metrics(workdir, metrics)
+  return metrics, x0
+
+
+def run(config, workdir: str) -> dict:
+  problem, method_config = prepare(config)
+  return execute(config, workdir, problem, method_config)[0]

@@ -1,0 +1,112 @@
+"""What every search method shares: its result type, reward scoring, budget checks.
+
+A method is a module with a frozen `Config` (built and validated on the host from the config
+sections by `Config.from_config(search_cfg, temperature, num_steps)`) and a pure
+`run(key, sampler, reward, config, cond) -> SearchResult`, jitted by the caller with `config`
+static. Budgets are total NFEs per prompt; one NFE is one backbone evaluation of one particle.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import blackjax.smc.resampling as blackjax_resampling
+import jax
+import jax.numpy as jnp
+
+OUTPUTS = ('samples', 'best')
+RESAMPLING = ('multinomial', 'systematic', 'stratified', 'residual')
+
+
+class SearchResult(NamedTuple):
+  x0: jax.Array             # [P, ...] the output: `samples` draws, or the best sample ([1, ...])
+  reward: jax.Array         # [P]
+  nfe: jax.Array            # int32: NFEs the algorithm spent (never more than the budget)
+  nfe_evaluated: jax.Array  # int32: rows the backbone evaluated (> nfe where rows are masked)
+  trace_nfe: jax.Array      # [T] int32: NFEs spent at each trace point
+  trace_best: jax.Array     # [T] best reward found by then (Tweedie rewards before the end)
+  num_invalid: jax.Array    # int32: proposals whose reward was NaN or infinite
+  num_scored: jax.Array     # int32: proposals scored in all
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+  """Fields every method has (DESIGN.md section 7)."""
+  budget: int
+  num_particles: int
+  output: str
+  temperature: float
+  resampling: str
+
+  @classmethod
+  def from_config(cls, cfg, temperature: float) -> 'Common':
+    budget, particles = cfg.budget, cfg.num_particles
+    if not isinstance(budget, int) or budget <= 0:
+      raise ValueError(f'search.budget must be a positive integer (NFEs), got {budget!r}.')
+    if not isinstance(particles, int) or particles <= 0:
+      raise ValueError(f'search.num_particles must be a positive integer, got {particles!r}.')
+    if cfg.output not in OUTPUTS:
+      raise ValueError(f'Unknown search.output {cfg.output!r}; valid: {", ".join(OUTPUTS)}.')
+    if cfg.resampling not in RESAMPLING:
+      raise ValueError(
+          f'Unknown search.resampling {cfg.resampling!r}; valid: {", ".join(RESAMPLING)}.')
+    if not temperature > 0:
+      raise ValueError(f'reward.temperature must be positive, got {temperature}.')
+    return cls(budget, particles, cfg.output, float(temperature), cfg.resampling)
+
+
+def too_small(method: str, budget: int, smallest: int, why: str) -> ValueError:
+  return ValueError(f'search.budget={budget} is too small for {method}: it needs at least '
+                    f'{smallest} NFEs ({why}).')
+
+
+def check_steps(method: str, num_steps: int, least: int = 2) -> None:
+  if num_steps < least:
+    raise ValueError(f'{method} needs sampler.num_steps >= {least}, got {num_steps}.')
+
+
+def score(reward, x0, cond):
+  """Rewards [N] with NaN/inf replaced by -inf (never selected), and the count of those."""
+  r = reward(x0, cond)
+  if r.shape != x0.shape[:1]:
+    raise ValueError(f'the reward returned shape {r.shape} for {x0.shape[0]} samples; '
+                     f'it must return one number per sample, shape ({x0.shape[0]},).')
+  valid = jnp.isfinite(r)
+  return jnp.where(valid, r, -jnp.inf), jnp.sum(~valid).astype(jnp.int32)
+
+
+def normalized_weights(log_w):
+  """softmax(log_w), uniform if every weight is zero (all proposals invalid)."""
+  finite = jnp.any(jnp.isfinite(log_w))
+  return jnp.where(finite, jax.nn.softmax(jnp.where(finite, log_w, 0.0)),
+                   1.0 / log_w.shape[0])
+
+
+def resample(key, log_w, num: int, scheme: str):
+  """Ancestor indices [num] drawn by `scheme` from the normalised weights (blackjax)."""
+  return getattr(blackjax_resampling, scheme)(key, normalized_weights(log_w), num)
+
+
+def finalize(key, common: Common, x0, reward, log_w, nfe, nfe_evaluated, trace_nfe,
+             trace_best, num_invalid, num_scored) -> SearchResult:
+  """Applies `output`: `best` keeps the argmax reward; `samples` draws num_particles by weight
+  (log_w), or returns the chains as they are for methods without weights (log_w None)."""
+  if common.output == 'best':
+    i = jnp.argmax(reward)
+    out_x, out_r = x0[i][None], reward[i][None]
+  elif log_w is None:
+    out_x, out_r = x0, reward
+  else:
+    idx = resample(key, log_w, common.num_particles, common.resampling)
+    out_x, out_r = x0[idx], reward[idx]
+  i32 = lambda v: jnp.asarray(v, jnp.int32)
+  return SearchResult(out_x, out_r, i32(nfe), i32(nfe_evaluated), i32(trace_nfe),
+                      jnp.asarray(trace_best, jnp.float32), i32(num_invalid), i32(num_scored))
+
+
+def repeat_rows(tree, k: int):
+  """[N, ...] -> [N * k, ...], each row repeated k times consecutively."""
+  return jax.tree.map(lambda a: jnp.repeat(a, k, axis=0), tree)
+
+
+def take_rows(tree, idx):
+  return jax.tree.map(lambda a: a[idx], tree)

@@ -1,0 +1,83 @@
+"""CoDe (Singh et al. 2025): greedy block-wise selection among K rolled-out candidates.
+
+Each of N chains, at the start of every block of L levels, draws K candidates from the base
+kernel and rolls each L levels forward (one NFE per level per candidate); the chain keeps the
+candidate with the highest reward of its Tweedie estimate at the block's end. The chain's first
+evaluation at level 0 costs N NFEs; levels 1..M-1 cost K per chain each, so
+K = (budget - N) // (N (M - 1)). L = 1 is SVDD.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from search import base
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  common: base.Common
+  num_chains: int
+  num_candidates: int  # K, from the budget
+  block_size: int      # L
+
+  @classmethod
+  def from_config(cls, cfg, temperature, num_steps, method='code', block_size=None):
+    common = base.Common.from_config(cfg, temperature)
+    base.check_steps(method, num_steps)
+    block = int(cfg.block_size if block_size is None else block_size)
+    if block < 1:
+      raise ValueError(f'search.block_size must be >= 1, got {block}.')
+    n = common.num_particles
+    k = (common.budget - n) // (n * (num_steps - 1))
+    if k < 1:
+      raise base.too_small(method, common.budget, n * num_steps,
+                           f'{n} chains x {num_steps} steps with one candidate each')
+    return cls(common, n, k, block)
+
+
+def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  n, kc, m = config.num_chains, config.num_candidates, sampler.num_steps
+  init_key, loop_key = jax.random.split(key)
+  x = sampler.init_noise(init_key, n)
+  d = sampler.denoise(x, 0, cond)
+  r, invalid = base.score(reward, d.x0, cond)
+
+  # Blocks cover levels 0 -> M-1: full blocks of L levels, then one shorter remainder.
+  num_full, rest = divmod(m - 1, config.block_size)
+
+  def block(carry, start, length):
+    x, d, r, invalid = carry
+    xs, ds = base.repeat_rows((x, d), kc)
+    block_key = jax.random.fold_in(loop_key, start)
+
+    def level(j, state):
+      xs, ds = state
+      noise = jax.random.normal(jax.random.fold_in(block_key, j), xs.shape, xs.dtype)
+      xs = sampler.step(xs, ds, start + j, noise)
+      return xs, sampler.denoise(xs, start + j + 1, cond)
+
+    xs, ds = jax.lax.fori_loop(0, length, level, (xs, ds))
+    rs, bad = base.score(reward, ds.x0, cond)
+    pick = jnp.argmax(rs.reshape(n, kc), axis=1) + kc * jnp.arange(n)
+    x, d, r = base.take_rows((xs, ds, rs), pick)
+    return (x, d, r, invalid + bad), jnp.max(r)
+
+  carry = (x, d, r, invalid)
+  bests = [jnp.max(r)[None]]
+  if num_full:
+    starts = config.block_size * jnp.arange(num_full)
+    carry, full_best = jax.lax.scan(
+        lambda c, s: block(c, s, config.block_size), carry, starts)
+    bests.append(full_best)
+  if rest:
+    carry, rest_best = block(carry, num_full * config.block_size, rest)
+    bests.append(rest_best[None])
+  x, d, r, invalid = carry
+
+  ends = [0] + [config.block_size * (i + 1) for i in range(num_full)] + ([m - 1] if rest else [])
+  trace_nfe = n + n * kc * jnp.asarray(ends)
+  nfe = n + n * kc * (m - 1)
+  return base.finalize(key, config.common, d.x0, r, None, nfe, nfe, trace_nfe,
+                       jax.lax.cummax(jnp.concatenate(bests)), invalid, nfe)

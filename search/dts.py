@@ -1,0 +1,245 @@
+"""Diffusion tree sampling, DTS and DTS* (Jain et al. 2025), with the tree in flat arrays.
+
+Depths: the root (depth 0) is a dummy; depth i = 1..D holds states at branch level
+branch_levels[i-1] (0, E, 2E, ... < M - 1); depth D + 1 holds terminal states at level M - 1,
+whose Tweedie estimate is the sample x0 and whose value is r(x0). An edge is a run of base-SDE
+steps between two branch levels; every state a rollout passes at a branch level becomes a node.
+
+One iteration: (1) select from the root while the node is fully widened (children >=
+C * visits^alpha) by softmax(v / lambda) (`softmax`, DTS), uniformly (`uniform`, the unbiased
+build) or by v + c_uct sqrt(log N(parent) / N(child)) (`uct`, DTS*); (2) expand the node with a
+new child from the base kernel and roll out to the terminal level, adding each branch-level
+state as a node; (3) back up: every node on the path takes the log-mean-exp (temperature
+lambda) of its children's values, and its visit count grows by one. New nodes are created with
+visits 0, so after their first backup they count 1; the root starts at 1. An iteration that
+selects a terminal node spends no NFE and only updates visit counts.
+
+Samples cost no NFE: one categorical draw over the terminal nodes with logits
+r(leaf) / lambda - sum over ancestors of log |children|, which equals descending from the root
+by softmax(v / lambda). `best` returns the terminal node with the highest reward. The tree is
+replicated whole (it lives on one device per prompt); iterations are sequential by design.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from samplers.sampler import Denoised
+from search import base
+
+SELECTIONS = ('softmax', 'uniform', 'uct')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  common: base.Common
+  selection: str
+  widen_c: float
+  widen_alpha: float
+  c_uct: float
+  branch_levels: tuple
+  capacity: int
+  max_iterations: int
+
+  @property
+  def depth(self) -> int:  # D: the number of branch depths below the root
+    return len(self.branch_levels)
+
+  @classmethod
+  def from_config(cls, cfg, temperature, num_steps, method='dts'):
+    common = base.Common.from_config(cfg, temperature)
+    base.check_steps(method, num_steps)
+    selection = cfg.get('tree_selection', '') or ('uct' if method == 'dts_star' else 'softmax')
+    if selection not in SELECTIONS:
+      raise ValueError(f'Unknown search.tree_selection {selection!r}; '
+                       f'valid: {", ".join(SELECTIONS)}.')
+    every = int(cfg.get('branch_every', -1))
+    every = max(1, num_steps // 5) if every < 0 else every
+    if every < 1:
+      raise ValueError(f'search.branch_every must be >= 1, got {every}.')
+    levels = tuple(range(0, num_steps - 1, every))
+    widen_c, widen_alpha = float(cfg.get('widen_c', 2.0)), float(cfg.get('widen_alpha', 0.8))
+    if widen_c <= 0 or not 0 < widen_alpha <= 1:
+      raise ValueError(f'progressive widening needs widen_c > 0 and 0 < widen_alpha <= 1, got '
+                       f'{widen_c} and {widen_alpha}.')
+    min_cost = num_steps - 1 - levels[-1]
+    if common.budget < num_steps:
+      raise base.too_small(method, common.budget, num_steps, f'one rollout of {num_steps} steps')
+    expansions = common.budget // min_cost
+    capacity = 1 + expansions * (len(levels) + 1)
+    return cls(common, selection, widen_c, widen_alpha, float(cfg.get('c_uct', 1.0)), levels,
+               capacity, 2 * expansions + 8)
+
+
+def _masked_logsumexp(logits, mask):
+  safe = jnp.where(mask, logits, -jnp.inf)
+  top = jnp.max(safe)
+  top = jnp.where(jnp.isfinite(top), top, 0.0)
+  return top + jnp.log(jnp.sum(jnp.where(mask, jnp.exp(safe - top), 0.0)))
+
+
+def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  m, cap, depth_d = sampler.num_steps, config.capacity, config.depth
+  lam = config.common.temperature
+  shape = tuple(sampler.data_shape)
+  levels_np = np.asarray(config.branch_levels)
+  # Node level by depth: depth 0 (root) -> -1, 1..D -> branch levels, D + 1 -> M - 1.
+  level_of_depth = jnp.asarray(np.concatenate([[-1], levels_np, [m - 1]]), jnp.int32)
+  is_node_level = np.zeros(m, bool)
+  is_node_level[levels_np] = True
+  is_node_level[m - 1] = True
+  is_node_level = jnp.asarray(is_node_level)
+  terminal = depth_d + 1
+  ids = jnp.arange(cap)
+  tree_key, draw_key = jax.random.split(key)
+
+  def zeros(dtype=jnp.float32):
+    return jnp.zeros((cap,) + shape, dtype)
+
+  tree = dict(
+      x=zeros(), x0=zeros(), eps=zeros(), vel=zeros(),
+      parent=jnp.full(cap, -1, jnp.int32), depth=jnp.zeros(cap, jnp.int32),
+      value=jnp.zeros(cap), visits=jnp.zeros(cap, jnp.int32).at[0].set(1),
+      children=jnp.zeros(cap, jnp.int32), size=jnp.int32(1))
+
+  def children_mask(tree, node):
+    return (tree['parent'] == node) & (ids < tree['size'])
+
+  def pick_child(tree, node, k):
+    mask = children_mask(tree, node)
+    value = jnp.where(jnp.isfinite(tree['value']), tree['value'], -1e30)
+    if config.selection == 'softmax':
+      score = value / lam + jax.random.gumbel(k, (cap,))
+    elif config.selection == 'uniform':
+      score = jax.random.gumbel(k, (cap,))
+    else:
+      explore = jnp.sqrt(jnp.log(tree['visits'][node].astype(jnp.float32))
+                         / jnp.maximum(tree['visits'], 1))
+      score = value + config.c_uct * explore
+    return jnp.argmax(jnp.where(mask, score, -jnp.inf))
+
+  def widened(tree, node):
+    limit = config.widen_c * tree['visits'][node].astype(jnp.float32) ** config.widen_alpha
+    return tree['children'][node] >= limit
+
+  def select(tree, k):
+    def cond(state):
+      node, _ = state
+      return (tree['depth'][node] < terminal) & widened(tree, node)
+
+    def body(state):
+      node, i = state
+      return pick_child(tree, node, jax.random.fold_in(k, i)), i + 1
+    return jax.lax.while_loop(cond, body, (jnp.int32(0), jnp.int32(0)))[0]
+
+  def add_node(tree, parent, x, d):
+    i = tree['size']
+    tree = dict(tree)
+    for name, val in (('x', x), ('x0', d.x0), ('eps', d.eps), ('vel', d.velocity)):
+      tree[name] = tree[name].at[i].set(val[0])
+    tree['parent'] = tree['parent'].at[i].set(parent)
+    tree['depth'] = tree['depth'].at[i].set(tree['depth'][parent] + 1)
+    tree['children'] = tree['children'].at[parent].add(1)
+    tree['size'] = i + 1
+    return tree, i
+
+  def expand(tree, node, k):
+    """New child of `node`, rolled out to the terminal level; returns (tree, leaf, nfe)."""
+    k_init, k_roll = jax.random.split(k)
+
+    def from_root(tree):  # the root's child is a fresh noise, evaluated at level 0 (1 NFE)
+      x = sampler.init_noise(k_init, 1)
+      d = sampler.denoise(x, 0, cond)
+      tree, first = add_node(tree, node, x, d)
+      return tree, first, x, d, jnp.int32(0)
+
+    def from_node(tree):  # any other node steps on from its stored state and evaluation
+      d = Denoised(tree['x0'][node][None], tree['eps'][node][None], tree['vel'][node][None])
+      return tree, node, tree['x'][node][None], d, level_of_depth[tree['depth'][node]]
+
+    tree, first, x, d, start = jax.lax.cond(node == 0, from_root, from_node, tree)
+
+    def body(level, state):
+      tree, cur, x, d = state
+      noise = jax.random.normal(jax.random.fold_in(k_roll, level), x.shape, x.dtype)
+      x = sampler.step(x, d, level - 1, noise)
+      d = sampler.denoise(x, level, cond)
+      tree, cur = jax.lax.cond(is_node_level[level],
+                               lambda t: add_node(t, cur, x, d), lambda t: (t, cur), tree)
+      return tree, cur, x, d
+
+    tree, leaf, _, _ = jax.lax.fori_loop(start + 1, m, body, (tree, first, x, d))
+    return tree, leaf, jnp.where(node == 0, m, m - 1 - start).astype(jnp.int32)
+
+  def backup(tree, leaf, leaf_value):
+    tree = dict(tree)
+    tree['value'] = tree['value'].at[leaf].set(leaf_value)
+    tree['visits'] = tree['visits'].at[leaf].add(1)
+
+    def body(state):
+      tree, node = state
+      parent = tree['parent'][node]
+      mask = children_mask(tree, parent)
+      soft = lam * (_masked_logsumexp(tree['value'] / lam, mask)
+                    - jnp.log(tree['children'][parent].astype(jnp.float32)))
+      tree = dict(tree)
+      tree['value'] = tree['value'].at[parent].set(soft)
+      tree['visits'] = tree['visits'].at[parent].add(1)
+      return tree, parent
+    return jax.lax.while_loop(lambda s: s[1] != 0, body, (tree, leaf))[0]
+
+  def iteration(state):
+    tree, nfe, it, best, invalid, scored, trace_nfe, trace_best, _ = state
+    k = jax.random.fold_in(tree_key, it)
+    node = select(tree, k)
+    at_terminal = tree['depth'][node] == terminal
+    cost = jnp.where(node == 0, m, m - 1 - level_of_depth[tree['depth'][node]])
+    fits = (nfe + cost <= config.common.budget) & (tree['size'] + terminal <= cap)
+
+    def revisit(tree):  # a terminal node: no NFE, visit counts only
+      return backup(tree, node, tree['value'][node]), jnp.int32(0), jnp.float32(-jnp.inf), jnp.int32(0)
+
+    def grow(tree):
+      tree, leaf, spent = expand(tree, node, k)
+      r, bad = base.score(reward, tree['x0'][leaf][None], cond)
+      return backup(tree, leaf, r[0]), spent, r[0], bad
+
+    def halt(tree):  # the next expansion would overrun the budget or the preallocated tree
+      return tree, jnp.int32(0), jnp.float32(-jnp.inf), jnp.int32(0)
+
+    branch = jnp.where(at_terminal, 0, jnp.where(fits, 1, 2))
+    tree, spent, r, bad = jax.lax.switch(branch, (revisit, grow, halt), tree)
+    nfe = nfe + spent
+    best = jnp.maximum(best, r)
+    trace_nfe = trace_nfe.at[it].set(nfe)
+    trace_best = trace_best.at[it].set(best)
+    grew = (branch == 1).astype(jnp.int32)
+    return (tree, nfe, it + 1, best, invalid + bad, scored + grew, trace_nfe, trace_best,
+            branch == 2)
+
+  def keep_going(state):
+    return (state[2] < config.max_iterations) & ~state[-1]
+
+  trace_len = config.max_iterations
+  state = (tree, jnp.int32(0), jnp.int32(0), jnp.float32(-jnp.inf), jnp.int32(0), jnp.int32(0),
+           jnp.zeros(trace_len, jnp.int32), jnp.full(trace_len, -jnp.inf), jnp.bool_(False))
+  state = jax.lax.while_loop(keep_going, iteration, state)
+  tree, nfe, iters, _, invalid, scored, trace_nfe, trace_best, _ = state
+
+  # Draw from the tree: logits r / lambda - sum of log |children| over a leaf's ancestors.
+  leaves = (tree['depth'] == terminal) & (ids < tree['size'])
+  log_children = jnp.log(jnp.maximum(tree['children'], 1).astype(jnp.float32))
+  acc, anc = jnp.zeros(cap), tree['parent']
+  for _ in range(terminal):
+    acc = acc + jnp.where(anc >= 0, log_children[jnp.maximum(anc, 0)], 0.0)
+    anc = jnp.where(anc >= 0, tree['parent'][jnp.maximum(anc, 0)], -1)
+  log_w = jnp.where(leaves & jnp.isfinite(tree['value']), tree['value'] / lam - acc, -jnp.inf)
+  rewards = jnp.where(leaves, tree['value'], -jnp.inf)
+  last = jnp.maximum(iters - 1, 0)
+  valid_trace = jnp.arange(trace_len) < iters
+  trace_nfe = jnp.where(valid_trace, trace_nfe, trace_nfe[last])
+  trace_best = jnp.where(valid_trace, trace_best, trace_best[last])
+  return base.finalize(draw_key, config.common, tree['x0'], rewards, log_w, nfe, nfe,
+                       trace_nfe, trace_best, invalid, scored)

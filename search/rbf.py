@@ -1,0 +1,155 @@
+"""Rollover budget forcing (RBF, Kim et al. 2025).
+
+Each of N chains gets a quota Q of proposals per level. Proposals are drawn one at a time from
+the SDE kernel; the first whose Tweedie reward beats the chain's best-so-far reward r* is taken
+at once and the unused quota rolls over to the next level. If the quota runs out, the chain
+takes the level's best proposal and r* is not lowered.
+
+Parallel mode (`rbf_parallel` = P > 1) draws P proposals at a time and takes the first
+improving one in proposal order. Proposal j of chain n at level k always uses the noise
+fold_in(fold_in(fold_in(key, k), n), j), so both modes choose the same samples and charge the
+same NFEs; `nfe_evaluated` also counts the speculative and masked rows the batch computed.
+
+Paper: quota Q = (budget / N - 1) // (M - 1) after one evaluation at level 0.
+Released code (`rbf_variant = released`): first a best-of-K0 search over initial noises
+(2 NFEs each: level 0, one step, level 1; K0 = 25), quota (budget / N - 2 K0) // (2 M), and the
+chains stop advancing two levels early, returning the Tweedie estimate of the last level they
+evaluated. Each switch can also be set on its own.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from search import base
+
+VARIANTS = ('paper', 'released')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  common: base.Common
+  num_chains: int
+  quota: int
+  parallel: int
+  init_candidates: int  # K0 (0: no initial noise search)
+  stop_early: int       # levels before M - 1 at which chains stop
+
+  @classmethod
+  def from_config(cls, cfg, temperature, num_steps):
+    common = base.Common.from_config(cfg, temperature)
+    base.check_steps('rbf', num_steps, least=2)
+    variant = cfg.get('rbf_variant', 'paper')
+    if variant not in VARIANTS:
+      raise ValueError(f'Unknown search.rbf_variant {variant!r}; valid: {", ".join(VARIANTS)}.')
+    released = variant == 'released'
+    pick = lambda field, paper, rel: (cfg.get(field, -1) if cfg.get(field, -1) >= 0
+                                      else (rel if released else paper))
+    init = int(pick('rbf_init_candidates', 0, 25))
+    stop = int(pick('rbf_stop_early', 0, 2))
+    divisor = int(pick('rbf_quota_divisor', 0, 2 * num_steps))
+    parallel = int(cfg.get('rbf_parallel', 1))
+    if parallel < 1:
+      raise ValueError(f'search.rbf_parallel must be >= 1, got {parallel}.')
+    start = 1 if init else 0
+    final = num_steps - 1 - stop
+    if final <= start:
+      raise ValueError(f'rbf_stop_early={stop} leaves no level to advance through with '
+                       f'{num_steps} steps.')
+    n = common.num_particles
+    init_cost = 2 * init if init else 1
+    divisor = divisor or (final - start)
+    quota = (common.budget // n - init_cost) // divisor
+    if quota < 1:
+      smallest = n * (init_cost + divisor)
+      raise base.too_small('rbf', common.budget, smallest,
+                           f'{n} chains with one proposal per level')
+    return cls(common, n, quota, parallel, init, stop)
+
+
+def _initial_states(key, sampler, reward, config, cond):
+  """Chains at their start level: (x, d, r, start level, NFEs, invalid, scored)."""
+  n = config.num_chains
+  if not config.init_candidates:
+    x = sampler.init_noise(key, n)
+    d = sampler.denoise(x, 0, cond)
+    r, bad = base.score(reward, d.x0, cond)
+    return x, d, r, 0, n, bad, n
+  k0 = config.init_candidates
+  k_init, k_step = jax.random.split(key)
+  x = sampler.init_noise(k_init, n * k0)
+  d = sampler.denoise(x, 0, cond)
+  x = sampler.step(x, d, 0, jax.random.normal(k_step, x.shape, x.dtype))
+  d = sampler.denoise(x, 1, cond)
+  r, bad = base.score(reward, d.x0, cond)
+  pick = jnp.argmax(r.reshape(n, k0), axis=1) + k0 * jnp.arange(n)
+  x, d, r = base.take_rows((x, d, r), pick)
+  return x, d, r, 1, 2 * n * k0, bad, n * k0
+
+
+def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  n, p, m = config.num_chains, config.parallel, sampler.num_steps
+  init_key, loop_key = jax.random.split(key)
+  x, d, r, start, nfe0, invalid0, scored0 = _initial_states(init_key, sampler, reward, config,
+                                                           cond)
+  final = m - 1 - config.stop_early
+  chains = jnp.arange(n)
+
+  def advance(carry, k):
+    x, d, r, r_star, rollover, nfe, nfe_eval, invalid, scored = carry
+    quota = config.quota + rollover
+    chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(loop_key, k),
+                                                         chains)
+    xp_rep, dp_rep = base.repeat_rows((x, d), p)
+
+    def round_body(state):
+      (j0, active, found_any, taken, take, best_r, charged, nfe_eval, invalid, scored) = state
+      js = j0 + jnp.arange(p)
+      keys = jax.vmap(lambda ck: jax.vmap(lambda j: jax.random.fold_in(ck, j))(js))(chain_keys)
+      noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:], x.dtype)))(keys)
+      xs = sampler.step(xp_rep, dp_rep, k, noise.reshape(xp_rep.shape))
+      ds = sampler.denoise(xs, k + 1, cond)
+      rs, _ = base.score(reward, ds.x0, cond)
+      rs = rs.reshape(n, p)
+      slot = active[:, None] & (js[None, :] < quota[:, None])
+      improving = slot & (rs > r_star[:, None])
+      found = jnp.any(improving, axis=1)
+      first = jnp.argmax(improving, axis=1)
+      masked = jnp.where(slot, rs, -jnp.inf)
+      round_best = jnp.argmax(masked, axis=1)
+      # A chain always leaves the level: the first drawn proposal is taken if nothing beats it.
+      better = (jnp.max(masked, axis=1) > best_r) | (~taken & jnp.any(slot, axis=1))
+      choice = jnp.where(found, first, round_best)
+      rows = chains * p + choice
+      new = base.take_rows((xs, ds, rs.reshape(-1)), rows)
+      update = found | (better & ~found_any)
+      take = jax.tree.map(lambda old, nw: jnp.where(
+          update.reshape((n,) + (1,) * (nw.ndim - 1)), nw, old), take, new)
+      best_r = jnp.where(update, jnp.max(masked, axis=1), best_r)
+      charged = charged + jnp.where(found, first + 1, jnp.sum(slot, axis=1))
+      found_any = found_any | found
+      taken = taken | jnp.any(slot, axis=1)
+      active = active & ~found & (j0 + p < quota)
+      return (j0 + p, active, found_any, taken, take, best_r, charged,
+              nfe_eval + n * p, invalid + jnp.sum(slot & ~jnp.isfinite(rs)),
+              scored + jnp.sum(slot))
+
+    state = (jnp.int32(0), jnp.ones(n, bool), jnp.zeros(n, bool), jnp.zeros(n, bool), (x, d, r),
+             jnp.full(n, -jnp.inf), jnp.zeros(n, jnp.int32), nfe_eval, invalid, scored)
+    state = jax.lax.while_loop(lambda s: jnp.any(s[1]), round_body, state)
+    _, _, found_any, _, (x, d, r), _, charged, nfe_eval, invalid, scored = state
+    r_star = jnp.where(found_any, r, r_star)
+    rollover = jnp.where(found_any, quota - charged, 0)
+    nfe = nfe + jnp.sum(charged)
+    return (x, d, r, r_star, rollover, nfe, nfe_eval, invalid, scored), (nfe, jnp.max(r_star))
+
+  first_best = jnp.max(r)
+  carry = (x, d, r, r, jnp.zeros(n, jnp.int32), jnp.int32(nfe0), jnp.int32(nfe0),
+           jnp.int32(invalid0), jnp.int32(scored0))
+  carry, (trace_nfe, trace_best) = jax.lax.scan(advance, carry, jnp.arange(start, final))
+  x, d, r, _, _, nfe, nfe_eval, invalid, scored = carry
+  trace_nfe = jnp.concatenate([jnp.asarray([nfe0]), trace_nfe])
+  trace_best = jax.lax.cummax(jnp.concatenate([first_best[None], trace_best]))
+  return base.finalize(key, config.common, d.x0, r, None, nfe, nfe_eval, trace_nfe,
+                       trace_best, invalid, scored)

@@ -1,0 +1,112 @@
+"""SMC / particle filtering towards p*(x0) ~ p(x0) exp(r(x0) / lambda) (FK steering, DAS).
+
+N = budget // M particles follow the base SDE kernel. With r_k the reward of a particle's
+Tweedie estimate at level k along its ancestral path, the potentials are (log, lambda = temp):
+  difference  log G_k = (r_k - r_{k-1}) / lambda   (log G_0 = r_0 / lambda; telescopes to r/lambda)
+  immediate   log G_k = r_k / lambda
+  max         log G_k = max_{j<=k} r_j / lambda
+  sum         log G_k = sum_{j<=k} r_j / lambda
+and at the last level the terminal correction r_{M-1} / lambda - sum_k log G_k (zero for
+difference) makes the final weights target p*. Each particle carries that path sum through
+resampling. Resampling happens after weighting at level k when ESS < ess_threshold * N (or at
+the levels listed in resample_levels), and resets the weights; otherwise they accumulate.
+"""
+
+import dataclasses
+
+import blackjax.smc.ess as blackjax_ess
+import jax
+import jax.numpy as jnp
+
+from search import base
+
+POTENTIALS = ('difference', 'immediate', 'max', 'sum')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  common: base.Common
+  num_particles: int          # N, from the budget
+  potential: str
+  ess_threshold: float
+  resample_levels: tuple      # () -> the ESS rule
+
+  @classmethod
+  def from_config(cls, cfg, temperature, num_steps):
+    common = base.Common.from_config(cfg, temperature)
+    base.check_steps('smc', num_steps)
+    if cfg.potential not in POTENTIALS:
+      raise ValueError(f'Unknown search.potential {cfg.potential!r}; '
+                       f'valid: {", ".join(POTENTIALS)}.')
+    threshold = float(cfg.ess_threshold)
+    if not 0.0 <= threshold <= 1.0:
+      raise ValueError(f'search.ess_threshold must lie in [0, 1], got {threshold}.')
+    levels = tuple(int(k) for k in cfg.get('resample_levels', ()) if int(k) >= 0)
+    bad = [k for k in levels if not 0 <= k < num_steps - 1]
+    if bad:
+      raise ValueError(f'search.resample_levels {bad} are outside 0..{num_steps - 2}.')
+    n = common.budget // num_steps
+    if n < 2:
+      raise base.too_small('smc', common.budget, 2 * num_steps,
+                           f'two particles of {num_steps} steps')
+    return cls(common, n, cfg.potential, threshold, levels)
+
+
+def _log_potential(potential, r, r_parent, run_max, run_sum, temperature):
+  """log G_k for children with rewards r, given the parent's reward and path statistics."""
+  if potential == 'difference':
+    return (r - r_parent) / temperature
+  if potential == 'immediate':
+    return r / temperature
+  if potential == 'max':
+    return jnp.maximum(run_max, r) / temperature
+  return (run_sum + r) / temperature
+
+
+def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  n, m, lam = config.num_particles, sampler.num_steps, config.common.temperature
+  init_key, loop_key, out_key = jax.random.split(key, 3)
+  x = sampler.init_noise(init_key, n)
+  d = sampler.denoise(x, 0, cond)
+  r, invalid = base.score(reward, d.x0, cond)
+  log_w = r / lam
+  path = log_w                                   # sum of log-potentials along the path
+  stats = (r, jnp.where(jnp.isfinite(r), r, 0.0))  # running max and running sum of rewards
+  levels = jnp.asarray(config.resample_levels or (-1,), jnp.int32)
+
+  def step(carry, k):
+    x, d, r, log_w, path, (run_max, run_sum), invalid, resamples = carry
+    k_res, k_prop = jax.random.split(jax.random.fold_in(loop_key, k))
+    if config.resample_levels:
+      do = jnp.any(levels == k)
+    else:
+      do = blackjax_ess.ess(log_w) < config.ess_threshold * n
+    idx = jnp.where(do, base.resample(k_res, log_w, n, config.common.resampling),
+                    jnp.arange(n))
+    x, d, r, path, run_max, run_sum = base.take_rows((x, d, r, path, run_max, run_sum), idx)
+    log_w = jnp.where(do, jnp.zeros_like(log_w), log_w)
+
+    noise = jax.random.normal(k_prop, x.shape, x.dtype)
+    x = sampler.step(x, d, k, noise)
+    d = sampler.denoise(x, k + 1, cond)
+    r_new, bad = base.score(reward, d.x0, cond)
+    valid = jnp.isfinite(r_new)
+    parent = jnp.where(jnp.isfinite(r), r, 0.0)
+    log_g = _log_potential(config.potential, r_new, parent, run_max, run_sum, lam)
+    log_w = jnp.where(valid, log_w + log_g, -jnp.inf)
+    path = jnp.where(valid, path + log_g, -jnp.inf)
+    stats = (jnp.maximum(run_max, r_new), run_sum + jnp.where(valid, r_new, 0.0))
+    carry = (x, d, r_new, log_w, path, stats, invalid + bad, resamples + do.astype(jnp.int32))
+    return carry, jnp.max(r_new)
+
+  first_best = jnp.max(r)
+  carry = (x, d, r, log_w, path, stats, invalid, jnp.int32(0))
+  carry, best_by_level = jax.lax.scan(step, carry, jnp.arange(m - 1))
+  x, d, r, log_w, path, _, invalid, _ = carry
+  # Terminal correction: the final weight of a path becomes exp(r_{M-1} / lambda) overall.
+  log_w = jnp.where(jnp.isfinite(r), log_w + r / lam - path, -jnp.inf)
+
+  trace_nfe = n * jnp.arange(1, m + 1)
+  trace_best = jax.lax.cummax(jnp.concatenate([first_best[None], best_by_level]))
+  return base.finalize(out_key, config.common, d.x0, r, log_w, n * m, n * m, trace_nfe,
+                       trace_best, invalid, n * m)

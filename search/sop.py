@@ -1,0 +1,112 @@
+"""Search over paths (SoP, Ma et al. 2025).
+
+N chains run the ODE from level 0 to a start level k0. Then, repeatedly, each chain at level k
+is re-noised back to the noisier level j = k - f with the interpolant's exact Gaussian
+transition into K candidates; each candidate is solved by the ODE forward to L = min(j + b,
+M - 1) (b > f levels), costing L - j + 1 NFEs including its evaluation at L, whose Tweedie
+reward ranks it; the chain keeps its best candidate. This repeats until L = M - 1. K is the
+largest number of candidates that fits the budget.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from search import base
+
+
+def schedule(num_steps, start, renoise, denoise):
+  """Static (j, L) pairs of the iterations."""
+  pairs, k = [], start
+  while k < num_steps - 1:
+    j = max(k - renoise, 0)
+    level = min(j + denoise, num_steps - 1)
+    pairs.append((j, level))
+    k = level
+  return tuple(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  common: base.Common
+  num_chains: int
+  num_candidates: int
+  start: int
+  iterations: tuple  # ((j, L), ...)
+
+  @classmethod
+  def from_config(cls, cfg, temperature, num_steps):
+    common = base.Common.from_config(cfg, temperature)
+    base.check_steps('sop', num_steps)
+    m = num_steps
+    start = int(cfg.get('sop_start', -1))
+    start = m // 2 if start < 0 else start
+    renoise = int(cfg.get('sop_renoise', -1))
+    renoise = max(1, m // 10) if renoise < 0 else renoise
+    denoise = int(cfg.get('sop_denoise', -1))
+    denoise = 2 * renoise if denoise < 0 else denoise
+    if not 0 <= start < m - 1:
+      raise ValueError(f'search.sop_start must lie in 0..{m - 2}, got {start}.')
+    if renoise < 1 or denoise <= renoise:
+      raise ValueError(f'sop needs sop_renoise >= 1 and sop_denoise > sop_renoise, got '
+                       f'{renoise} and {denoise}.')
+    iterations = schedule(m, start, renoise, denoise)
+    n = common.num_particles
+    per_candidate = sum(level - j + 1 for j, level in iterations)
+    k = (common.budget - n * (start + 1)) // (n * per_candidate)
+    if k < 1:
+      raise base.too_small('sop', common.budget, n * (start + 1 + per_candidate),
+                           f'{n} chains with one candidate per iteration')
+    return cls(common, n, k, start, iterations)
+
+
+def _ode(sampler):
+  return sampler.replace(sde=False)
+
+
+def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  n, kc = config.num_chains, config.num_candidates
+  ode = _ode(sampler)
+  interp = sampler.interpolant
+  init_key, loop_key = jax.random.split(key)
+
+  def solve(x, d, begin, end):
+    """ODE from level `begin` (x evaluated as d) to level `end`, evaluating at each level."""
+    def body(k, state):
+      x, d = state
+      x = ode.step(x, d, k, jnp.zeros_like(x))
+      return x, ode.denoise(x, k + 1, cond)
+    return jax.lax.fori_loop(begin, end, body, (x, d))
+
+  x = sampler.init_noise(init_key, n)
+  x, d = solve(x, ode.denoise(x, 0, cond), 0, config.start)
+  r, invalid = base.score(reward, d.x0, cond)
+
+  def iteration(carry, jl):
+    x, d, r, invalid = carry
+    j, level, k_now = jl[0], jl[1], jl[2]
+    scale, std = interp.transition(sampler.grid[k_now], sampler.grid[j])
+    xs = jnp.repeat(x, kc, axis=0)
+    noise = jax.random.normal(jax.random.fold_in(loop_key, j), xs.shape, xs.dtype)
+    xs = scale * xs + std * noise
+    xs, ds = solve(xs, ode.denoise(xs, j, cond), j, level)
+    rs, bad = base.score(reward, ds.x0, cond)
+    pick = jnp.argmax(rs.reshape(n, kc), axis=1) + kc * jnp.arange(n)
+    x, d, r = base.take_rows((xs, ds, rs), pick)
+    return (x, d, r, invalid + bad), jnp.max(r)
+
+  pairs = np.asarray(config.iterations, np.int32)           # (j, L) per iteration
+  previous = np.concatenate([[config.start], pairs[:-1, 1]])  # the level each one starts from
+  xs_in = jnp.asarray(np.concatenate([pairs, previous[:, None]], axis=1).astype(np.int32))
+  start_best = jnp.max(r)
+  (x, d, r, invalid), bests = jax.lax.scan(iteration, (x, d, r, invalid), xs_in)
+
+  costs = np.cumsum([n * kc * (level - j + 1) for j, level in config.iterations])
+  first = n * (config.start + 1)
+  trace_nfe = jnp.asarray(np.concatenate([[first], first + costs]))
+  trace_best = jax.lax.cummax(jnp.concatenate([start_best[None], bests]))
+  nfe = int(first + costs[-1])
+  return base.finalize(key, config.common, d.x0, r, None, nfe, nfe, trace_nfe, trace_best,
+                       invalid, n + n * kc * len(config.iterations))
