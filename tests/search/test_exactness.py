@@ -1,0 +1,93 @@
+"""SMC and DTS sample the tilted target p(x) exp(r(x) / lambda) of the analytic mixture."""
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import metrics
+from models import gmm
+from rewards import analytic
+from tests import helpers
+from tests.search import common
+
+LINEAR_W = (1.0, 0.5)
+
+
+def _exact(target, n=4000, seed=5):
+  return np.asarray(gmm.sample(target, jax.random.key(seed), n))
+
+
+def _mode_weights(x, means):
+  nearest = np.argmin(((x[:, None, :] - np.asarray(means)) ** 2).sum(-1), axis=1)
+  return np.bincount(nearest, minlength=len(means)) / len(x)
+
+
+TARGETS = {
+    'linear': (analytic.linear(LINEAR_W),
+               lambda p: gmm.tilt_linear(p, LINEAR_W, 0.0, 1.0),
+               lambda p: gmm.tilt_linear(p, LINEAR_W, 0.0, 2.0)),
+    'gaussian': (analytic.gaussian((1.0, 1.0), 1.5),
+                 lambda p: gmm.tilt_gaussian(p, (1.0, 1.0), 1.5, 1.0),
+                 lambda p: gmm.tilt_gaussian(p, (1.0, 1.0), 1.5, 2.0)),
+}
+
+
+@pytest.mark.parametrize('name', TARGETS)
+def test_smc_samples_the_tilted_target(name):
+  reward, tilt, wrong_tilt = TARGETS[name]
+  params = helpers.mixture_params()
+  target = tilt(params)
+  sampler = common.make_sampler('vp', num_steps=40)
+  result = common.run('smc', sampler, reward, budget=40 * 4000, num_particles=4000,
+                      resampling='systematic', ess_threshold=0.5)
+  x = np.asarray(result.x0)
+  exact = _exact(target)
+  np.testing.assert_allclose(_mode_weights(x, params['means']),
+                             np.exp(np.asarray(target['log_weights'])), atol=0.03)
+  np.testing.assert_allclose(x.mean(0), exact.mean(0), atol=0.1)
+  ed = float(metrics.energy_distance(x, exact))
+  # Correct weights reach ~0.004 here. The same test against the target of a weight formula
+  # off by a factor 2 (lambda doubled) fails by a wide margin:
+  wrong = float(metrics.energy_distance(x, _exact(wrong_tilt(params))))
+  assert ed < 0.015 < wrong, (ed, wrong)
+
+
+def _dts(selection, budget, seed=0):
+  sampler = common.make_sampler('vp', num_steps=50)
+  reward = TARGETS['linear'][0]
+  return common.run('dts', sampler, reward, seeds=None, budget=budget, num_particles=2048,
+                    tree_selection=selection, branch_every=10, resampling='multinomial')
+
+
+def test_dts_uniform_build_is_exact_and_improves_with_budget():
+  params = helpers.mixture_params()
+  target = gmm.tilt_linear(params, LINEAR_W, 0.0, 1.0)
+  exact = _exact(target, 2048)
+  small, large = _dts('uniform', 3_000), _dts('uniform', 30_000)
+  ed_small = float(metrics.energy_distance(np.asarray(small.x0), exact))
+  ed_large = float(metrics.energy_distance(np.asarray(large.x0), exact))
+  assert int(large.nfe) <= 30_000 and int(small.nfe) <= 3_000
+  # Measured: ~0.07 at 3e3 NFE, ~0.01 at 3e4, ~0.003 at 1e5 (the slow test).
+  assert ed_large < 0.025 and ed_large < 0.5 * ed_small, (ed_small, ed_large)
+  np.testing.assert_allclose(_mode_weights(np.asarray(large.x0), params['means']),
+                             np.exp(np.asarray(target['log_weights'])), atol=0.06)
+
+
+def test_dts_softmax_build_matches_its_measured_behaviour():
+  """The paper's rule is biased at finite budgets (DESIGN.md 5): close, not exact."""
+  params = helpers.mixture_params()
+  target = gmm.tilt_linear(params, LINEAR_W, 0.0, 1.0)
+  x = np.asarray(_dts('softmax', 30_000).x0)
+  ed = float(metrics.energy_distance(x, _exact(target, 2048)))
+  untilted = float(metrics.energy_distance(x, _exact(params, 2048)))
+  assert ed < 0.08 and untilted > 10 * ed, (ed, untilted)
+  np.testing.assert_allclose(_mode_weights(x, params['means']),
+                             np.exp(np.asarray(target['log_weights'])), atol=0.12)
+
+
+@pytest.mark.slow
+def test_dts_uniform_build_at_1e5_nfe_is_as_close_as_smc():
+  params = helpers.mixture_params()
+  target = gmm.tilt_linear(params, LINEAR_W, 0.0, 1.0)
+  x = np.asarray(_dts('uniform', 100_000).x0)
+  assert float(metrics.energy_distance(x, _exact(target, 2048))) < 0.008
