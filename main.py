@@ -45,8 +45,8 @@ def main(argv):
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  if config.experiment == 'compare':
-    return  # it printed its table
+  if config.experiment in ('compare', 'benchmark'):
+    return  # they print their own tables
   for key, value in sorted(metrics.items()):
     print(f'{key:>20s}: {value:.6g}' if isinstance(value, float) else f'{key:>20s}: {value}')
 

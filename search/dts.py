@@ -110,15 +110,19 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   def pick_child(tree, node, k):
     mask = children_mask(tree, node)
     value = jnp.where(jnp.isfinite(tree['value']), tree['value'], -1e30)
-    if config.selection == 'softmax':
-      score = value / lam + jax.random.gumbel(k, (cap,))
-    elif config.selection == 'uniform':
-      score = jax.random.gumbel(k, (cap,))
-    else:
+    if config.selection == 'uct':
       explore = jnp.sqrt(jnp.log(tree['visits'][node].astype(jnp.float32))
                          / jnp.maximum(tree['visits'], 1))
-      score = value + config.c_uct * explore
-    return jnp.argmax(jnp.where(mask, score, -jnp.inf))
+      return jnp.argmax(jnp.where(mask, value + config.c_uct * explore, -jnp.inf))
+    # softmax(value / lambda) or uniform over the children, by one uniform and the inverse CDF.
+    if config.selection == 'softmax':
+      logits = jnp.where(mask, value / lam, -jnp.inf)
+      weights = jnp.exp(logits - jnp.max(logits))
+    else:
+      weights = mask.astype(jnp.float32)
+    cdf = jnp.cumsum(weights)
+    u = jax.random.uniform(k) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side='right'), cap - 1).astype(jnp.int32)
 
   def widened(tree, node):
     limit = config.widen_c * tree['visits'][node].astype(jnp.float32) ** config.widen_alpha

@@ -81,10 +81,16 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       do = jnp.any(levels == k)
     else:
       do = blackjax_ess.ess(log_w) < config.ess_threshold * n
-    idx = jnp.where(do, base.resample(k_res, log_w, n, config.common.resampling),
-                    jnp.arange(n))
-    x, d, r, path, run_max, run_sum = base.take_rows((x, d, r, path, run_max, run_sum), idx)
-    log_w = jnp.where(do, jnp.zeros_like(log_w), log_w)
+    particles = (x, d, r, path, run_max, run_sum, log_w)
+
+    def resampled(particles):
+      idx = base.resample(k_res, particles[-1], n, config.common.resampling)
+      moved = base.take_rows(particles[:-1], idx)
+      return moved + (jnp.zeros_like(log_w),)
+
+    # Only a resampling level pays for the gather (lax.cond runs one branch).
+    x, d, r, path, run_max, run_sum, log_w = jax.lax.cond(do, resampled, lambda p: p,
+                                                          particles)
 
     noise = jax.random.normal(k_prop, x.shape, x.dtype)
     x = sampler.step(x, d, k, noise)

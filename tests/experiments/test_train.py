@@ -86,3 +86,14 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
   os.makedirs(tmp_path / 'checkpoints')
   with pytest.raises(FileNotFoundError, match='no checkpoint found'):
     mlp.load_backbone(str(tmp_path))
+
+
+@pytest.mark.parametrize('method', ('smc', 'dts_star'))
+def test_search_on_a_trained_backbone(trained, tmp_path, method):
+  from experiments import search as search_exp
+  config = toy2d.get_config(f'gmm,quick,{method}')
+  config.model.checkpoint = trained['epsilon']
+  config.sampler.update(interpolant='linear', sde=True)
+  metrics = search_exp.run(config, str(tmp_path))
+  assert 0 < metrics['nfe'] <= config.search.budget
+  assert np.isfinite(metrics['reward_mean'])

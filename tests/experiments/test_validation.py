@@ -33,7 +33,7 @@ def _run(config, tmp_path):
     ('reward.name', 'aesthetic', 'Unknown reward'),
 ])
 def test_sample_config_errors(tmp_path, field, value, message):
-  config = gmm2d.get_config('quick')
+  config = gmm2d.get_config('quick,sample')
   section, key = field.split('.')
   config[section][key] = value
   with pytest.raises(ValueError, match=message):
@@ -41,7 +41,7 @@ def test_sample_config_errors(tmp_path, field, value, message):
 
 
 def test_unknown_experiment():
-  with pytest.raises(ValueError, match='valid: train, sample'):
+  with pytest.raises(ValueError, match='valid: train, sample, search, compare'):
     experiments.get_experiment('finetune')
 
 
