@@ -20,7 +20,7 @@ def get_config(arg=None):
   config.sampler.update(interpolant='vp', sde=True, num_steps=20)
   # 256 chains x 4 candidates x 20 levels: bon and smc get N = budget / M = 1024 particles.
   config.search.update(num_particles=256, budget=256 * 4 * 20, block_size=4)
-  config.benchmark = ml_collections.ConfigDict(dict(methods=common.METHODS, repeats=3))
+  config.benchmark = ml_collections.ConfigDict(dict(methods=common.METHODS, repeats=10))
   if 'quick' in tokens:
     config.data.num_points = 2000
     config.model.update(hidden=32, depth=2, embed_dim=16)

@@ -5,12 +5,16 @@ Everything here validates on the host; nothing compiles.
 
 from typing import Any, NamedTuple, Optional
 
+import json
+import os
+
 import jax
+import ml_collections
 import numpy as np
 
 import models
 import rewards
-from experiments import sample as sample_lib
+from experiments import data2d
 from models import gmm
 from samplers import sampler as sampler_lib
 
@@ -67,8 +71,21 @@ def tilted_target(config) -> Optional[dict]:
   return gmm.tilt_gaussian(params, (0.0,) * params['means'].shape[1], 1.0, lam)
 
 
+def base_samples(model_cfg, key, n: int) -> np.ndarray:
+  """Points of the distribution the backbone models: exact mixture draws or training data."""
+  if model_cfg.name == 'gmm':
+    params = gmm.make_params(model_cfg.means, model_cfg.stds, model_cfg.weights)
+    return np.asarray(gmm.sample(params, key, n))
+  with open(os.path.join(model_cfg.checkpoint, 'config.json')) as f:
+    train_cfg = json.load(f)
+  data_cfg = dict(train_cfg['data'])
+  data_cfg['num_points'] = n
+  return data2d.make_dataset(ml_collections.ConfigDict(data_cfg), seed=train_cfg['seed'] + 1)
+
+
+
 def reference_points(config, problem: Problem, key, n: int) -> np.ndarray:
   """Exact draws of the tilted target where known, else draws of the base distribution."""
   if problem.target is not None:
     return np.asarray(gmm.sample(problem.target, key, n))
-  return sample_lib.reference_samples(config.model, key, n)
+  return base_samples(config.model, key, n)

@@ -1,43 +1,23 @@
 """`sample`: plain ODE/SDE sampling of a backbone; writes the contract files and a 2D scatter."""
 
-import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 
-import models
-from experiments import data2d
 from experiments import io
 from experiments import metrics as metrics_lib
 from experiments import plots
+from experiments import problem as problem_lib
 from experiments import runtime
-from models import gmm
-import rewards
-from samplers import sampler as sampler_lib
-
-
-def reference_samples(model_cfg, key, n: int) -> np.ndarray:
-  """Points of the distribution the backbone models: exact mixture draws or training data."""
-  if model_cfg.name == 'gmm':
-    params = gmm.make_params(model_cfg.means, model_cfg.stds, model_cfg.weights)
-    return np.asarray(gmm.sample(params, key, n))
-  with open(os.path.join(model_cfg.checkpoint, 'config.json')) as f:
-    train_cfg = json.load(f)
-  data_cfg = dict(train_cfg['data'])
-  data_cfg['num_points'] = n
-  return data2d.make_dataset(ml_collections.ConfigDict(data_cfg), seed=train_cfg['seed'] + 1)
-
 
 
 def run(config, workdir: str) -> dict:
   n = config.sampler.num_samples
   if not isinstance(n, int) or n <= 0:
     raise ValueError(f'sampler.num_samples must be a positive integer, got {n!r}.')
-  backbone = models.get_backbone(config.model)
-  sampler = sampler_lib.from_config(config.sampler, backbone)
-  reward = rewards.get_reward(config.reward, int(np.prod(backbone.data_shape)))
+  problem = problem_lib.build(config)
+  backbone, sampler, reward = problem.backbone, problem.sampler, problem.reward
   io.write_config(workdir, config)
 
   key = jax.random.key(config.seed)
@@ -52,7 +32,7 @@ def run(config, workdir: str) -> dict:
   metrics = {'nfe': int(nfe), 'num_samples': n, 'reward_mean': float(np.mean(r)),
              'reward_max': float(np.max(r)), 'wall_s': wall_s, 'compile_s': compile_s}
   if backbone.data_shape == (2,):
-    reference = reference_samples(config.model, ref_key, min(n, 4096))
+    reference = problem_lib.base_samples(config.model, ref_key, min(n, 4096))
     metrics['energy_distance'] = float(
         metrics_lib.energy_distance(x0[:4096], reference))
     kind = 'SDE' if sampler.sde else 'ODE'

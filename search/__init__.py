@@ -5,8 +5,6 @@ Every method: `Config.from_config(search_cfg, temperature, num_steps)` validates
 config, cond)` is a pure function, jitted with `config` static, returning `base.SearchResult`.
 """
 
-import functools
-
 import jax
 
 from search import base
@@ -19,6 +17,7 @@ from search import sop
 from search import svdd
 
 METHODS = ('bon', 'sop', 'smc', 'svdd', 'code', 'rbf', 'dts', 'dts_star')
+__all__ = ['base', 'METHODS', 'get_method', 'make_config', 'run_batched']
 _MODULES = {'bon': bon, 'sop': sop, 'smc': smc, 'svdd': svdd, 'code': code, 'rbf': rbf,
             'dts': dts, 'dts_star': dts}
 
@@ -35,11 +34,6 @@ def make_config(search_cfg, temperature: float, num_steps: int):
   if search_cfg.method in ('dts', 'dts_star'):
     return module.Config.from_config(search_cfg, temperature, num_steps, search_cfg.method)
   return module.Config.from_config(search_cfg, temperature, num_steps)
-
-
-def make_run(method: str, config):
-  """run(key, sampler, reward_fn... ) with the config bound: (key, sampler, cond) -> result."""
-  return functools.partial(get_method(method).run, config=config)
 
 
 def run_batched(method: str, config, reward, keys, sampler, conds):
