@@ -30,7 +30,8 @@ def sampler_config(**overrides) -> ml_collections.ConfigDict:
 def reward_config(**overrides) -> ml_collections.ConfigDict:
   """reward.*: the reward's name, its own fields, and the temperature lambda."""
   cfg = ml_collections.ConfigDict(dict(
-      name='linear',              # linear | gaussian | quadratic | mode_weighting
+      name='linear',              # linear | gaussian | quadratic | mode_weighting | classifier
+                                  # | classifier_set | compressibility (a host callback)
       weights=(1.0, 0.0),         # linear: r = w . x + b
       bias=0.0,
       center=(0.0, 0.0),          # gaussian: r = -|x - c|^2 / (2 width^2)
@@ -39,6 +40,10 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
       radius=4.0,
       mode_std=0.3,
       mode_scale=1.5,
+      checkpoint='',              # classifier, classifier_set: a train_classifier workdir
+      target_class=0,             # classifier: r = log p(target | x)
+      classes=(0, 2, 4, 6, 8),    # classifier_set: r = max_{c in classes} log p(c | x)
+      format='png',               # compressibility: png | jpeg
       temperature=1.0,            # lambda in p(x0) exp(r(x0) / lambda)
   ))
   cfg.update(overrides)

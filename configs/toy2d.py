@@ -45,7 +45,8 @@ def get_config(arg=None):
       checkpoint='',              # sampling: the workdir of a train run
   ))
   config.train = ml_collections.ConfigDict(dict(
-      num_steps=20_000, batch_size=512, learning_rate=1e-3, schedule='cosine', log_every=1000))
+      num_steps=20_000, batch_size=512, learning_rate=1e-3, schedule='cosine', log_every=1000,
+      loop='scan'))
   config.sampler = common.sampler_config()
   config.reward = common.reward_config(name=_REWARD_FOR.get(dataset, 'linear'))
   config.search = common.search_config()

@@ -16,8 +16,8 @@ from experiments import plots
 from experiments import problem as problem_lib
 from experiments import search as search_exp
 
-COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'diversity', 'nfe',
-           'wall_s', 'compile_s')
+COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'accuracy',
+           'frechet', 'feature_diversity', 'diversity', 'nfe', 'wall_s', 'compile_s')
 
 
 def run(config, workdir: str) -> dict:

@@ -2,6 +2,8 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
 
 
 def _mean_pairwise_distance(x, y):
@@ -26,3 +28,25 @@ def mmd_rbf(x, y, bandwidth=1.0):
     d2 = jnp.sum(a**2, 1)[:, None] + jnp.sum(b**2, 1)[None, :] - 2.0 * a @ b.T
     return jnp.mean(jnp.exp(-jnp.maximum(d2, 0.0) / (2.0 * bandwidth**2)))
   return k(x, x) + k(y, y) - 2.0 * k(x, y)
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+  """|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussian fits of two feature
+  sets [N, F] (FID's formula, on whatever features are given)."""
+  a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+  mu_a, mu_b = a.mean(0), b.mean(0)
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
+  covmean = np.real(covmean)
+  value = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * covmean)
+  return float(max(value, 0.0))
+
+
+def mean_pairwise_distance(x) -> float:
+  """Mean Euclidean distance between distinct rows of x [N, ...] (0 for N < 2)."""
+  x = np.asarray(x, np.float64).reshape(len(x), -1)
+  if len(x) < 2:
+    return 0.0
+  sq = np.sum(x**2, 1)
+  d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2.0 * x @ x.T, 0.0))
+  return float(d.sum() / (len(x) * (len(x) - 1)))

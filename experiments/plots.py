@@ -48,3 +48,22 @@ def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: 
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
+
+
+def image_grid(path: str, images, columns: int = 16, title: str = '') -> None:
+  """Images [N, H, W, 1] in [-1, 1] as one grayscale grid PNG."""
+  images = np.clip((np.asarray(images)[..., 0] + 1.0) / 2.0, 0.0, 1.0)
+  n, h, w = images.shape
+  columns = min(columns, n)
+  rows = (n + columns - 1) // columns
+  canvas = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1))
+  for i, img in enumerate(images):
+    r, c = divmod(i, columns)
+    canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = img
+  fig, ax = plt.subplots(figsize=(columns * 0.45 + 0.3, rows * 0.45 + 0.5), dpi=100)
+  ax.imshow(canvas, cmap='gray_r', vmin=0, vmax=1, interpolation='nearest')
+  ax.axis('off')
+  ax.set_title(title, fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

@@ -28,7 +28,7 @@ class Problem(NamedTuple):
 
 def build(config, guidance: bool = False) -> Problem:
   backbone = models.get_backbone(config.model)
-  reward = rewards.get_reward(config.reward, int(np.prod(backbone.data_shape)))
+  reward = rewards.get_reward(config.reward, backbone.data_shape)
   sampler = sampler_lib.from_config(config.sampler, backbone)
   temperature = float(config.reward.temperature)
   if not temperature > 0:
@@ -83,9 +83,40 @@ def base_samples(model_cfg, key, n: int) -> np.ndarray:
   return data2d.make_dataset(ml_collections.ConfigDict(data_cfg), seed=train_cfg['seed'] + 1)
 
 
-
 def reference_points(config, problem: Problem, key, n: int) -> np.ndarray:
   """Exact draws of the tilted target where known, else draws of the base distribution."""
   if problem.target is not None:
     return np.asarray(gmm.sample(problem.target, key, n))
   return base_samples(config.model, key, n)
+
+
+def condition(config):
+  """The class label passed to a class-conditional backbone (config.condition >= 0), or None."""
+  c = int(config.get('condition', -1))
+  return None if c < 0 else c
+
+
+def image_metrics(config, x0, towards_reward: bool) -> dict:
+  """Classifier-based metrics for digit images (Frechet distance to held-out digits of the
+  target class, accuracy, feature diversity); {} for other data or without a classifier.
+
+  The target class is config.condition; a search (towards_reward) falls back to the classifier
+  reward's reward.target_class. Without a target, the reference is all held-out digits.
+  """
+  if x0.ndim != 4 or config.get('data', {}).get('name') != 'digits':
+    return {}
+  classifier_dir = config.reward.get('checkpoint', '')
+  if not classifier_dir:
+    return {}
+  from experiments import image_metrics as image_metrics_lib  # pylint: disable=g-import-not-at-top
+  target = condition(config)
+  if towards_reward and target is None and config.reward.name == 'classifier':
+    target = int(config.reward.target_class)
+  return image_metrics_lib.evaluate(x0, classifier_dir, target)
+
+
+def record_images(config, workdir: str, x0, title: str, towards_reward: bool) -> dict:
+  """For image samples: saves DIR/samples.png (a grid of up to 128) and returns their metrics."""
+  from experiments import plots  # pylint: disable=g-import-not-at-top
+  plots.image_grid(os.path.join(workdir, 'samples.png'), x0[:128], title=title)
+  return image_metrics(config, x0, towards_reward)

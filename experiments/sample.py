@@ -23,9 +23,11 @@ def run(config, workdir: str) -> dict:
   key = jax.random.key(config.seed)
   sample_key, ref_key = jax.random.split(key)
 
+  cond = problem_lib.condition(config)
+
   def program(smp, k):
-    result = smp.sample(k, n)
-    return result.x0, reward(result.x0), result.nfe
+    result = smp.sample(k, n, cond)
+    return result.x0, reward(result.x0, cond), result.nfe
 
   (x0, r, nfe), compile_s, wall_s = runtime.compile_and_run(program, sampler, sample_key)
   x0, r = np.asarray(x0), np.asarray(r)
@@ -39,6 +41,10 @@ def run(config, workdir: str) -> dict:
     plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0[:4096], reference,
                      f'{config.model.name}: {sampler.interpolant.name}-{kind}, '
                      f'{sampler.num_steps} steps, ED {metrics["energy_distance"]:.4f}')
+  if x0.ndim == 4:
+    kind = 'SDE' if sampler.sde else 'ODE'
+    metrics.update(problem_lib.record_images(
+        config, workdir, x0, f'{sampler.interpolant.name}-{kind}', towards_reward=False))
   io.write_samples(workdir, x0=x0, reward=r)
   io.write_metrics(workdir, metrics)
   return metrics

@@ -14,15 +14,6 @@ from experiments import problem as problem_lib
 from experiments import runtime
 
 
-def diversity(x0) -> float:
-  """Mean pairwise Euclidean distance between output samples (0 for a single sample)."""
-  x = np.asarray(x0).reshape(len(x0), -1)
-  if len(x) < 2:
-    return 0.0
-  d = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 0.0))
-  return float(d.sum() / (len(x) * (len(x) - 1)))
-
-
 def prepare(config):
   """(problem, method config): everything validated, nothing compiled."""
   scfg = config.search
@@ -39,8 +30,10 @@ def execute(config, workdir, problem, method_config, title_prefix=''):
   run_fn = search_lib.get_method(method).run
   reward = problem.reward
 
+  cond = problem_lib.condition(config)
+
   def program(key, sampler):
-    return run_fn(key, sampler, reward, method_config)
+    return run_fn(key, sampler, reward, method_config, cond)
 
   key = jax.random.key(config.seed)
   result, compile_s, wall_s = runtime.compile_and_run(program, key, problem.sampler)
@@ -51,7 +44,7 @@ def execute(config, workdir, problem, method_config, title_prefix=''):
       'budget': int(config.search.budget), 'num_outputs': int(len(x0)),
       'reward_mean': float(np.mean(r)), 'reward_max': float(np.max(r)),
       'best_reward': float(np.asarray(result.trace_best)[-1]),
-      'diversity': diversity(x0), 'wall_s': wall_s, 'compile_s': compile_s,
+      'diversity': metrics_lib.mean_pairwise_distance(x0), 'wall_s': wall_s, 'compile_s': compile_s,
       'num_invalid': num_invalid, 'num_scored': num_scored,
   }
   if num_invalid == num_scored:
@@ -68,6 +61,10 @@ def execute(config, workdir, problem, method_config, title_prefix=''):
     plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0, ref,
                      f'{title_prefix}{method}: r mean {metrics["reward_mean"]:.3f}, '
                      f'{metrics["nfe"]} NFE')
+  if x0.ndim == 4:
+    metrics.update(problem_lib.record_images(
+        config, workdir, x0, f'{method}: r mean {metrics["reward_mean"]:.3f}',
+        towards_reward=True))
   io.write_samples(workdir, x0=x0, reward=r, trace_nfe=np.asarray(result.trace_nfe),
                    trace_best=np.asarray(result.trace_best))
   io.write_metrics(workdir, metrics)

@@ -1,14 +1,8 @@
 """A small Linen MLP backbone for 2D data (the DTS paper's: 4 x 128, SiLU, sinusoidal time)."""
 
-import json
-import os
-
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import ml_collections
 
-from models import checkpoint
 from models.backbone import Backbone
 from samplers import interpolants as interpolants_lib
 from samplers import predictions
@@ -30,26 +24,29 @@ class MLP(nn.Module):
   embed_dim: int = 64
 
   @nn.compact
-  def __call__(self, x, t):
+  def __call__(self, x, t, labels=None):
+    del labels  # unconditional
     h = jnp.concatenate([x, sinusoidal_embedding(t, self.embed_dim)], axis=-1)
     for _ in range(self.depth):
       h = nn.silu(nn.Dense(self.hidden)(h))
     return nn.Dense(self.out_dim)(h)
 
 
-def make_module(cfg, data_dim: int) -> MLP:
+def make_module(cfg, data_shape) -> MLP:
+  if len(data_shape) != 1:
+    raise ValueError(f'the MLP backbone takes vectors; the data has shape {tuple(data_shape)}.')
   for field in ('hidden', 'depth', 'embed_dim'):
     if int(cfg[field]) <= 0:
       raise ValueError(f'model.{field} must be positive, got {cfg[field]}.')
-  return MLP(out_dim=data_dim, hidden=int(cfg.hidden), depth=int(cfg.depth),
+  return MLP(out_dim=int(data_shape[0]), hidden=int(cfg.hidden), depth=int(cfg.depth),
              embed_dim=int(cfg.embed_dim))
 
 
-def init_params(module: MLP, key, data_dim: int):
-  return module.init(key, jnp.zeros((1, data_dim)), jnp.zeros((1,)))['params']
+def init_params(module: MLP, key, data_shape):
+  return module.init(key, jnp.zeros((1,) + tuple(data_shape)), jnp.zeros((1,)))['params']
 
 
-def make_backbone(module: MLP, params, cfg, data_dim: int) -> Backbone:
+def make_backbone(module: MLP, params, cfg, data_shape) -> Backbone:
   prediction = predictions.check_prediction(cfg.prediction)
 
   def apply_fn(p, x, t, cond=None):
@@ -57,23 +54,4 @@ def make_backbone(module: MLP, params, cfg, data_dim: int) -> Backbone:
     return module.apply({'params': p}, x, t)
 
   return Backbone(params=params, apply_fn=apply_fn, prediction=prediction,
-                  interpolant=interpolants_lib.from_config(cfg), data_shape=(data_dim,))
-
-
-def load_backbone(train_workdir: str) -> Backbone:
-  """Restores the newest checkpoint of a `train` run from its workdir (config.json + ckpts)."""
-  config_path = os.path.join(train_workdir, 'config.json')
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(
-        f'model.checkpoint={train_workdir!r} is not a train run workdir (no config.json); '
-        'train one with --config.experiment=train first.')
-  with open(config_path) as f:
-    train_cfg = json.load(f)
-  model_cfg = ml_collections.ConfigDict(train_cfg['model'])
-  data_dim = int(train_cfg['data']['dim'])
-  module = make_module(model_cfg, data_dim)
-  template = init_params(module, jax.random.key(0), data_dim)
-  params, _ = checkpoint.restore_latest_params(
-      os.path.join(train_workdir, 'checkpoints'), template)
-  return make_backbone(module, params, model_cfg, data_dim)
-
+                  interpolant=interpolants_lib.from_config(cfg), data_shape=tuple(data_shape))

@@ -6,9 +6,14 @@ and belongs to the search methods; a reward itself is a plain function of the cl
 
 from typing import Callable, NamedTuple
 
-from rewards import analytic
+import numpy as np
 
-REWARDS = ('linear', 'gaussian', 'quadratic', 'mode_weighting')
+from rewards import analytic
+from rewards import classifier
+from rewards import host
+
+REWARDS = ('linear', 'gaussian', 'quadratic', 'mode_weighting', 'classifier', 'classifier_set',
+           'compressibility')
 
 
 class Reward(NamedTuple):
@@ -19,9 +24,31 @@ class Reward(NamedTuple):
     return self.fn(x0, cond)
 
 
-def get_reward(cfg, data_dim: int) -> Reward:
-  """Builds the reward named by cfg.name, validating its fields against the data dimension."""
+def get_reward(cfg, data_shape) -> Reward:
+  """Builds the reward named by cfg.name, validating its fields against the data shape."""
   name = cfg.name
+  data_shape = (data_shape,) if isinstance(data_shape, int) else tuple(data_shape)
+  data_dim = int(np.prod(data_shape))
+  if name in ('classifier', 'classifier_set'):
+    if not cfg.get('checkpoint'):
+      raise ValueError(f'reward {name} needs reward.checkpoint (a train_classifier workdir).')
+    module, params, shape = classifier.load(cfg.checkpoint)
+    if shape != data_shape:
+      raise ValueError(f'the classifier in {cfg.checkpoint!r} takes images of shape {shape}, '
+                       f'the backbone makes {data_shape}.')
+    if name == 'classifier':
+      target = int(cfg.target_class)
+      if not 0 <= target < module.num_classes:
+        raise ValueError(f'reward.target_class must lie in 0..{module.num_classes - 1}, '
+                         f'got {target}.')
+      return Reward(name, classifier.target_class_reward(module, params, target))
+    classes = tuple(int(c) for c in cfg.classes)
+    if not classes or any(not 0 <= c < module.num_classes for c in classes):
+      raise ValueError(f'reward.classes must be a non-empty subset of 0..'
+                       f'{module.num_classes - 1}, got {classes}.')
+    return Reward(name, classifier.class_set_reward(module, params, classes))
+  if name == 'compressibility':
+    return Reward(name, host.compressibility(cfg.get('format', 'png')))
   if name == 'linear':
     weights = tuple(cfg.weights)
     _check_dim('reward.weights', weights, data_dim)

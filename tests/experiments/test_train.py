@@ -11,7 +11,7 @@ from configs import toy2d
 from experiments import sample
 from experiments import train
 from models import checkpoint
-from models import mlp
+from models import trained as trained_lib
 
 
 def _train_config(prediction, num_steps=3000):
@@ -70,22 +70,23 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path, monkeypat
   assert checkpoint.manager(os.path.join(interrupted, 'checkpoints')).latest_step() == 100
   train.run(config, interrupted)  # resumes from step 100
 
-  a, b = mlp.load_backbone(straight), mlp.load_backbone(interrupted)
+  a, b = trained_lib.load(straight), trained_lib.load(interrupted)
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
     np.testing.assert_array_equal(x, y)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='not a train run workdir'):
-    mlp.load_backbone(str(tmp_path / 'nowhere'))
+    trained_lib.load(str(tmp_path / 'nowhere'))
   config = _train_config('velocity')
-  (tmp_path / 'config.json').write_text(json.dumps(
-      {'model': config.model.to_dict(), 'data': {'dim': 2}}))
+  model = config.model.to_dict()
+  model['data_shape'] = [2]
+  (tmp_path / 'config.json').write_text(json.dumps({'model': model, 'data': {'dim': 2}}))
   with pytest.raises(FileNotFoundError, match='checkpoints.* does not exist'):
-    mlp.load_backbone(str(tmp_path))
+    trained_lib.load(str(tmp_path))
   os.makedirs(tmp_path / 'checkpoints')
   with pytest.raises(FileNotFoundError, match='no checkpoint found'):
-    mlp.load_backbone(str(tmp_path))
+    trained_lib.load(str(tmp_path))
 
 
 @pytest.mark.parametrize('method', ('smc', 'dts_star'))
@@ -97,3 +98,14 @@ def test_search_on_a_trained_backbone(trained, tmp_path, method):
   metrics = search_exp.run(config, str(tmp_path))
   assert 0 < metrics['nfe'] <= config.search.budget
   assert np.isfinite(metrics['reward_mean'])
+
+
+def test_python_and_scan_training_loops_agree(tmp_path):
+  params = {}
+  for loop in ('scan', 'python'):
+    config = _train_config('velocity', num_steps=20)
+    config.train.update(log_every=10, loop=loop)
+    train.run(config, str(tmp_path / loop))
+    params[loop] = trained_lib.load(str(tmp_path / loop)).params
+  for a, b in zip(jax.tree.leaves(params['scan']), jax.tree.leaves(params['python'])):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)

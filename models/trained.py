@@ -1,0 +1,47 @@
+"""Restoring a trained backbone from the workdir of a `train` run (config.json + checkpoints)."""
+
+import json
+import os
+
+import jax
+import ml_collections
+
+from models import checkpoint
+from models import mlp
+from models import unet
+
+TRAINABLE = {'mlp': mlp, 'unet': unet}
+
+
+def get_module_lib(name: str):
+  if name not in TRAINABLE:
+    raise ValueError(f'Unknown trainable model {name!r}; valid: {", ".join(TRAINABLE)}.')
+  return TRAINABLE[name]
+
+
+def read_train_config(train_workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(train_workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f'{train_workdir!r} is not a train run workdir (no config.json); '
+        'train one with --config.experiment=train first.')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load(train_workdir: str, overrides=None):
+  """The backbone of a train run, from its newest checkpoint.
+
+  overrides: model fields to change at sampling time (e.g. guidance_weight).
+  """
+  train_cfg = read_train_config(train_workdir)
+  model_cfg = train_cfg.model
+  if overrides:
+    model_cfg.update(overrides)
+  shape = tuple(model_cfg.data_shape)
+  lib = get_module_lib(model_cfg.name)
+  module = lib.make_module(model_cfg, shape)
+  template = lib.init_params(module, jax.random.key(0), shape)
+  params, _ = checkpoint.restore_latest_params(
+      os.path.join(train_workdir, 'checkpoints'), template)
+  return lib.make_backbone(module, params, model_cfg, shape)

@@ -1,0 +1,43 @@
+"""Rewards that are not JAX functions, called from inside jitted searches.
+
+`host_reward(np_fn)` wraps any batched host function np_fn(images [N, ...] numpy) -> [N]
+(a PyTorch model, a server request, an image codec) with `jax.pure_callback`: the search stays
+one jitted program, and each call hands the whole batch of proposals to the host at once.
+Under vmap (batched prompts) the callback runs once per prompt. Such a reward has no gradient,
+so it cannot drive DPS guidance.
+"""
+
+import io
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+
+def host_reward(np_fn):
+  def fn(x0, cond=None):
+    del cond
+    out = jax.ShapeDtypeStruct(x0.shape[:1], jnp.float32)
+    return jax.pure_callback(lambda x: np.asarray(np_fn(np.asarray(x)), np.float32), out, x0,
+                             vmap_method='sequential')
+  return fn
+
+
+def encoded_kilobytes(images, fmt: str = 'png', quality: int = 75) -> np.ndarray:
+  """Size in kB of each image [N, H, W, C] in [-1, 1] encoded as PNG or JPEG."""
+  pixels = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  sizes = []
+  for img in pixels:
+    buf = io.BytesIO()
+    frame = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+    frame.save(buf, format=fmt.upper(), **({'quality': quality} if fmt == 'jpeg' else {}))
+    sizes.append(buf.tell() / 1000.0)
+  return np.asarray(sizes, np.float32)
+
+
+def compressibility(fmt: str = 'png'):
+  """r(x) = -(size of the encoded image in kB): the DDPO/SVDD compressibility reward."""
+  if fmt not in ('png', 'jpeg'):
+    raise ValueError(f"reward.format must be 'png' or 'jpeg', got {fmt!r}.")
+  return host_reward(lambda x: -encoded_kilobytes(x, fmt))

@@ -1,0 +1,112 @@
+"""The digits domain at tiny sizes: U-Net backbones, the classifier reward, image metrics, the
+host-callback reward, and search on images."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rewards
+from configs import digits as digits_config
+from experiments import digits
+from experiments import metrics
+from experiments import sample as sample_exp
+from experiments import search as search_exp
+from experiments import train
+from experiments import train_classifier
+from models import trained
+from rewards import analytic
+from rewards import host
+from tests.search import common
+
+
+@pytest.fixture(scope='module')
+def workdirs(tmp_path_factory):
+  """Tiny flow and eps U-Nets and a classifier, trained once for this module."""
+  out = {}
+  for kind in ('flow', 'eps', 'classifier'):
+    out[kind] = str(tmp_path_factory.mktemp(kind))
+    config = digits_config.get_config(f'{kind},quick')
+    run = train_classifier.run if kind == 'classifier' else train.run
+    out[kind + '_metrics'] = run(config, out[kind])
+  return out
+
+
+def _quick(variant, workdirs, kind='flow'):
+  config = digits_config.get_config(f'{variant},quick')
+  config.model.checkpoint = workdirs[kind]
+  config.reward.checkpoint = workdirs['classifier']
+  return config
+
+
+@pytest.mark.parametrize('kind', ('flow', 'eps'))
+def test_backbones_train_with_falling_loss_and_restore(workdirs, kind):
+  m = workdirs[kind + '_metrics']
+  assert m['final_loss'] < m['first_chunk_loss']
+  backbone = trained.load(workdirs[kind])
+  assert backbone.data_shape == digits.SHAPE
+  assert backbone.prediction == ('velocity' if kind == 'flow' else 'epsilon')
+  x = jnp.zeros((2,) + digits.SHAPE)
+  assert backbone(x, jnp.full((2,), 0.5), 3).shape == x.shape           # conditional
+  guided = trained.load(workdirs[kind], {'guidance_weight': 2.0})
+  assert not np.allclose(guided(x, jnp.full((2,), 0.5), 3), backbone(x, jnp.full((2,), 0.5), 3))
+
+
+def test_classifier_reward_sign_and_shape(workdirs):
+  assert workdirs['classifier_metrics']['heldout_accuracy'] > 0.5
+  cfg = _quick('svdd', workdirs).reward
+  cfg.target_class = 3
+  reward = rewards.get_reward(cfg, digits.SHAPE)
+  x, y = digits.load('heldout')
+  r = np.asarray(reward(jnp.asarray(x)))
+  assert r.shape == (len(x),) and np.all(r <= 0)
+  assert r[y == 3].mean() > r[y != 3].mean() + 1.0
+  cfg.name = 'classifier_set'
+  even = np.asarray(rewards.get_reward(cfg, digits.SHAPE)(jnp.asarray(x)))
+  assert even[y % 2 == 0].mean() > even[y % 2 == 1].mean()
+  cfg.target_class = 12
+  cfg.name = 'classifier'
+  with pytest.raises(ValueError, match='target_class must lie in 0..9'):
+    rewards.get_reward(cfg, digits.SHAPE)
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
+  feats = np.random.default_rng(0).normal(size=(500, 8))
+  assert metrics.frechet_distance(feats, feats) < 1e-6
+  shifts = [metrics.frechet_distance(feats, feats + s) for s in (0.5, 1.0, 2.0)]
+  assert 0 < shifts[0] < shifts[1] < shifts[2]
+  np.testing.assert_allclose(shifts[1], 8 * 1.0**2, rtol=1e-6)  # |mu shift|^2, same cov
+
+
+def test_host_callback_reward_selects_what_the_jax_reward_selects():
+  w = np.array([1.0, 0.5], np.float32)
+  jax_reward = analytic.linear(tuple(w))
+  host_reward = host.host_reward(lambda x: x @ w)
+  sampler = common.make_sampler('vp', num_steps=6)
+  for method in ('svdd', 'rbf', 'smc'):
+    a = common.run(method, sampler, jax_reward, budget=200, num_particles=4)
+    b = common.run(method, sampler, host_reward, budget=200, num_particles=4)
+    np.testing.assert_allclose(a.x0, b.x0, rtol=1e-5, atol=1e-5)
+    assert int(a.nfe) == int(b.nfe)
+
+
+def test_compressibility_reward():
+  x, _ = digits.load('heldout')
+  flat = -np.ones((2,) + digits.SHAPE, np.float32)
+  kb = host.encoded_kilobytes(np.concatenate([flat, x[:2]]))
+  assert kb[0] < kb[2] and kb[1] < kb[3]           # a blank image compresses best
+  reward = host.compressibility('jpeg')
+  r = np.asarray(jax.jit(reward)(jnp.asarray(x[:5])))
+  assert r.shape == (5,) and np.all(r < 0)
+
+
+def test_sampling_and_searching_digits(workdirs, tmp_path):
+  config = _quick('sample', workdirs, 'eps')
+  config.condition = 3
+  m = sample_exp.run(config, str(tmp_path / 'sample'))
+  assert {'frechet', 'accuracy', 'feature_diversity'} <= set(m)
+  assert (tmp_path / 'sample' / 'samples.png').exists()
+  config = _quick('svdd', workdirs)
+  config.reward.name = 'compressibility'  # the host-callback reward inside a jitted search
+  m = search_exp.run(config, str(tmp_path / 'svdd'))
+  assert 0 < m['nfe'] <= config.search.budget and 'frechet' in m
