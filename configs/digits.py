@@ -54,12 +54,17 @@ def get_config(arg=None):
   config.classifier = ml_collections.ConfigDict(dict(
       num_classes=10, features=128, num_steps=3000, batch_size=128, learning_rate=2e-3,
       augment_noise=0.1))
-  # The RBF paper's sampler: VP-SDE with g = 3 s^2 on the adaptive grid.
+  # VP-SDE with g = 3 s^2 on the uniform grid. (The RBF paper's adaptive grid ends its last
+  # evaluated level at t = 0.2 for 50 steps, whose Tweedie estimates are visibly blurred here:
+  # Frechet 93 against 57 on the uniform grid; --config.sampler.time_grid=adaptive for it.)
   config.sampler = common.sampler_config(interpolant='vp', sde=True, num_steps=50,
-                                         time_grid='adaptive', num_samples=256)
+                                         num_samples=256)
+  # lambda = 1: p(x) p(c | x) is p(x | c), so the tilted target is the class-conditional
+  # distribution (the DTS paper's class-conditional task) and the Frechet distance to held-out
+  # digits of the class measures how well a method samples it.
   config.reward = common.reward_config(name='classifier', checkpoint='runs/digits/classifier',
-                                       target_class=3, temperature=0.1)
-  config.search = common.search_config(budget=50 * 256, num_particles=16, block_size=5,
+                                       target_class=3, temperature=1.0)
+  config.search = common.search_config(budget=50 * 256, num_particles=64, block_size=5,
                                        branch_every=10)
   config.compare = ml_collections.ConfigDict(dict(methods=('bon', 'smc', 'svdd', 'rbf', 'dts')))
   common.apply_method_variant(config, tokens)

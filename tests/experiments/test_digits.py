@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import rewards
+import search
 from configs import digits as digits_config
 from experiments import digits
 from experiments import metrics
@@ -78,16 +79,17 @@ def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
   np.testing.assert_allclose(shifts[1], 8 * 1.0**2, rtol=1e-6)  # |mu shift|^2, same cov
 
 
-def test_host_callback_reward_selects_what_the_jax_reward_selects():
+@pytest.mark.parametrize('method', search.METHODS)
+def test_host_callback_reward_selects_what_the_jax_reward_selects(method):
   w = np.array([1.0, 0.5], np.float32)
   jax_reward = analytic.linear(tuple(w))
   host_reward = host.host_reward(lambda x: x @ w)
   sampler = common.make_sampler('vp', num_steps=6)
-  for method in ('svdd', 'rbf', 'smc'):
-    a = common.run(method, sampler, jax_reward, budget=200, num_particles=4)
-    b = common.run(method, sampler, host_reward, budget=200, num_particles=4)
-    np.testing.assert_allclose(a.x0, b.x0, rtol=1e-5, atol=1e-5)
-    assert int(a.nfe) == int(b.nfe)
+  # Every method accepts a host reward and selects the same samples with it.
+  a = common.run(method, sampler, jax_reward, budget=200, num_particles=4)
+  b = common.run(method, sampler, host_reward, budget=200, num_particles=4)
+  np.testing.assert_allclose(a.x0, b.x0, rtol=1e-5, atol=1e-5)
+  assert int(a.nfe) == int(b.nfe)
 
 
 def test_compressibility_reward():
