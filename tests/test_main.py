@@ -40,7 +40,7 @@ def test_sample_run_with_overrides_writes_the_contract(tmp_path):
 
 @pytest.mark.parametrize('override,message', [
     ('--config.sampler.interpolant=edm', 'valid: linear, vp, cosine, discrete'),
-    ('--config.experiment=finetune', 'valid: train, sample, search, compare'),
+    ('--config.experiment=finetune', 'valid: train, train_classifier, sample, search, compare'),
     ('--config.search.budget=5', 'too small for svdd: it needs at least 40 NFEs'),
     ('--config.model.weights=(0.2,0.2,0.2)', 'sum to 1'),
 ])

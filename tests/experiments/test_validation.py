@@ -27,7 +27,7 @@ def _run(config, tmp_path):
     ('sampler.time_grid', 'karras', 'valid: uniform, adaptive'),
     ('sampler.diffusion', 'cubic', 'Unknown diffusion schedule'),
     ('model.prediction', 'score', 'valid: velocity, epsilon, x0, v'),
-    ('model.name', 'unet', 'valid: gmm, mlp'),
+    ('model.name', 'dit', 'valid: gmm, mlp, unet'),
     ('model.weights', (0.5, 0.6, 0.2), 'sum to 1'),
     ('model.stds', (0.5, 0.5), r'model.stds must have shape \[3\]'),
     ('reward.name', 'aesthetic', 'Unknown reward'),
@@ -41,7 +41,8 @@ def test_sample_config_errors(tmp_path, field, value, message):
 
 
 def test_unknown_experiment():
-  with pytest.raises(ValueError, match='valid: train, sample, search, compare'):
+  with pytest.raises(ValueError, match='valid: train, train_classifier, sample, search, '
+                                       'compare, benchmark'):
     experiments.get_experiment('finetune')
 
 
