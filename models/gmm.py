@@ -84,7 +84,7 @@ def make_backbone(params, interpolant, prediction: str = 'velocity') -> Backbone
     t = predictions.expand_time(t, x)
     a, s = interpolant.alpha(t), interpolant.sigma(t)
     x0 = posterior_mean(p, x, a, s)
-    eps = (x - a * x0) / s
+    _, eps = predictions.to_x0_eps(x0, x, t, interpolant, 'x0')
     return predictions.from_x0_eps(x0, eps, t, interpolant, prediction)
 
   dim = params['means'].shape[1]

@@ -54,8 +54,7 @@ def denoise_at(backbone, interp, x, s, cond=None) -> Denoised:
   pred = backbone(x_native, t, cond)
   x0, eps = predictions.to_x0_eps(
       pred, x_native, predictions.expand_time(t, x), native, backbone.prediction)
-  velocity = interp.alpha_dot(s_x) * x0 + interp.sigma_dot(s_x) * eps
-  return Denoised(x0, eps, velocity)
+  return Denoised(x0, eps, predictions.from_x0_eps(x0, eps, s_x, interp, 'velocity'))
 
 
 def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
@@ -83,10 +82,9 @@ def guided_denoise_at(backbone, interp, x, s, cond, reward, scale) -> Denoised:
   x0, vjp, d = jax.vjp(tweedie, x, has_aux=True)
   grad_x = vjp(jax.grad(lambda z: jnp.sum(reward(z, cond)))(x0))[0]
   s_x = predictions.expand_time(jnp.broadcast_to(jnp.asarray(s, x.dtype), x.shape[:1]), x)
-  sig = interp.sigma(s_x)
-  eps = d.eps - sig * scale * grad_x
-  guided_x0 = (x - sig * eps) / interp.alpha(s_x)
-  velocity = interp.alpha_dot(s_x) * guided_x0 + interp.sigma_dot(s_x) * eps
+  eps = d.eps - interp.sigma(s_x) * scale * grad_x
+  guided_x0, _ = predictions.to_x0_eps(eps, x, s_x, interp, 'epsilon')
+  velocity = predictions.from_x0_eps(guided_x0, eps, s_x, interp, 'velocity')
   return Denoised(d.x0, eps, velocity)
 
 

@@ -73,13 +73,6 @@ class Config:
                capacity, 2 * expansions + 8)
 
 
-def _masked_logsumexp(logits, mask):
-  safe = jnp.where(mask, logits, -jnp.inf)
-  top = jnp.max(safe)
-  top = jnp.where(jnp.isfinite(top), top, 0.0)
-  return top + jnp.log(jnp.sum(jnp.where(mask, jnp.exp(safe - top), 0.0)))
-
-
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   m, cap, depth_d = sampler.num_steps, config.capacity, config.depth
   lam = config.common.temperature
@@ -186,7 +179,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       tree, node = state
       parent = tree['parent'][node]
       mask = children_mask(tree, parent)
-      soft = lam * (_masked_logsumexp(tree['value'] / lam, mask)
+      soft = lam * (jax.nn.logsumexp(tree['value'] / lam, where=mask)
                     - jnp.log(tree['children'][parent].astype(jnp.float32)))
       tree = dict(tree)
       tree['value'] = tree['value'].at[parent].set(soft)

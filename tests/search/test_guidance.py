@@ -34,9 +34,16 @@ def test_guidance_combines_with_greedy_search(method):
   assert float(np.max(b.trace_best)) > float(np.mean(guided_alone))
 
 
-def test_guidance_needs_a_differentiable_reward():
+def test_guidance_is_built_from_the_config_and_needs_a_differentiable_reward():
   config = gmm2d.get_config('svdd,quick')
   config.search.guidance = True
   problem, _ = search_exp.prepare(config)
   assert problem.sampler.guidance is not None
   assert problem.sampler.guidance_scale == 1.0 / config.reward.temperature
+  # A host-callback reward has no gradient: refused before anything compiles.
+  from rewards import host
+  from experiments import problem as problem_lib
+  from rewards import Reward
+  with pytest.raises(ValueError, match='needs a differentiable reward'):
+    problem_lib.check_differentiable(Reward('host', host.host_reward(lambda x: x.sum(-1))),
+                                     (2,))
