@@ -7,14 +7,11 @@ can be overridden, e.g. --config.sampler.interpolant=vp --config.sampler.sde=tru
 import logging as std_logging
 import os
 import sys
-import warnings
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
-
-warnings.filterwarnings('ignore', message='Flax classes are deprecated')
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'gmm2d.py'),

@@ -32,6 +32,7 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict(dict(
       name='linear',              # linear | gaussian | quadratic | mode_weighting | classifier
                                   # | classifier_set | compressibility (a host callback)
+                                  # | clip_score | aesthetic | host_image (images, prompts)
       weights=(1.0, 0.0),         # linear: r = w . x + b
       bias=0.0,
       center=(0.0, 0.0),          # gaussian: r = -|x - c|^2 / (2 width^2)
@@ -44,6 +45,9 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
       target_class=0,             # classifier: r = log p(target | x)
       classes=(0, 2, 4, 6, 8),    # classifier_set: r = max_{c in classes} log p(c | x)
       format='png',               # compressibility: png | jpeg
+      model='',                   # clip_score, aesthetic: a transformers CLIP folder or hub id
+      head='',                    # aesthetic: the head's .safetensors / .npz / .pth file
+      function='',                # host_image: 'module:function'(uint8 images, prompts) -> [N]
       temperature=1.0,            # lambda in p(x0) exp(r(x0) / lambda)
   ))
   cfg.update(overrides)
@@ -65,6 +69,7 @@ def search_config(**overrides) -> ml_collections.ConfigDict:
       resampling='systematic',    # multinomial | systematic | stratified | residual
       ess_threshold=0.5,          # resample when ESS < threshold * N (1.0: every level)
       resample_levels=(-1,),      # levels to resample at instead of the ESS rule; (-1,): off
+      resampling_scope='global',  # global | island (within each device's particles)
       # code
       block_size=5,               # L levels rolled out per candidate before selection
       # rbf
@@ -87,6 +92,14 @@ def search_config(**overrides) -> ml_collections.ConfigDict:
       guidance=False,
       guidance_scale=1.0,         # the score gains guidance_scale / lambda * grad r(x0_hat)
   ))
+  cfg.update(overrides)
+  return cfg
+
+
+def mesh_config(**overrides) -> ml_collections.ConfigDict:
+  """mesh.*: the device mesh (experiments/mesh.py). `particles` splits particles or chains;
+  an optional `model` axis splits large backbone parameters (FSDP). -1: all other devices."""
+  cfg = ml_collections.ConfigDict(dict(axes=('particles',), shape=(-1,)))
   cfg.update(overrides)
   return cfg
 

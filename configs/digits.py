@@ -66,6 +66,7 @@ def get_config(arg=None):
                                        target_class=3, temperature=1.0)
   config.search = common.search_config(budget=50 * 256, num_particles=64, block_size=5,
                                        branch_every=10)
+  config.mesh = common.mesh_config()
   config.compare = ml_collections.ConfigDict(dict(methods=('bon', 'smc', 'svdd', 'rbf', 'dts')))
   common.apply_method_variant(config, tokens)
 

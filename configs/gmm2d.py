@@ -40,6 +40,7 @@ def get_config(arg=None):
   # Tilt towards the right-hand mode: the tilted target is a mixture in closed form.
   config.reward = common.reward_config(name='linear', weights=(1.0, 0.5))
   config.search = common.search_config(budget=12_800, num_particles=64)
+  config.mesh = common.mesh_config()
   config.compare = ml_collections.ConfigDict(dict(methods=common.METHODS))
   common.apply_method_variant(config, tokens)
 

@@ -50,6 +50,7 @@ def get_config(arg=None):
   config.sampler = common.sampler_config()
   config.reward = common.reward_config(name=_REWARD_FOR.get(dataset, 'linear'))
   config.search = common.search_config()
+  config.mesh = common.mesh_config()
   config.compare = ml_collections.ConfigDict(dict(methods=common.METHODS))
   common.apply_method_variant(config, tokens)
 

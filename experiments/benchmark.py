@@ -21,9 +21,11 @@ import jax.numpy as jnp
 
 import search as search_lib
 from experiments import io
+from experiments import mesh as mesh_lib
 from experiments import search as search_exp
 from experiments import train as train_exp
 from models import backbone as backbone_lib
+from samplers import sharding
 
 
 def _ensure_backbone(config, workdir):
@@ -76,6 +78,8 @@ def _raw_evaluations(sampler, calls, batch):
   bb = sampler.backbone
 
   def program(x):
+    if batch % sharding.particle_axis_size() == 0:
+      x = sharding.rows(x)  # the bare evaluations split over the mesh like the search's
     def body(x, t):
       return 0.5 * x + 0.5 * bb(x, jnp.broadcast_to(t, x.shape[:1])), None
     return jax.lax.scan(body, x, jnp.linspace(0.9, 0.1, calls))[0]
@@ -92,21 +96,23 @@ def run(config, workdir: str) -> dict:
   for method in config.benchmark.methods:
     cfg = copy.deepcopy(config)
     cfg.search.method = method
-    problem, method_config = search_exp.prepare(cfg)
+    problem, method_config, mesh = search_exp.prepare(cfg)
     run_fn = search_lib.get_method(method).run
     reward = problem.reward
 
     def program(key, sampler, run_fn=run_fn, method_config=method_config, reward=reward):
       return run_fn(key, sampler, reward, method_config)
 
-    key = jax.random.key(cfg.seed)
-    args = (key, problem.sampler)
-    compiled, compile_s, wall_s, peak = _timed(program, args, repeats)
-    result = compiled(*args)
-    calls, rows_evaluated = _count_calls(program, problem.sampler, key)
-    batch = max(1, round(rows_evaluated / max(calls, 1)))
-    raw, raw_args = _raw_evaluations(problem.sampler, calls, batch)
-    _, _, raw_s, _ = _timed(raw, raw_args, repeats)
+    with jax.set_mesh(mesh):  # particles split over the mesh, as in a search run
+      key = mesh_lib.place(jax.random.key(cfg.seed), mesh)
+      sampler = mesh_lib.place_sampler(problem.sampler, mesh)
+      args = (key, sampler)
+      compiled, compile_s, wall_s, peak = _timed(program, args, repeats)
+      result = compiled(*args)
+      calls, rows_evaluated = _count_calls(program, sampler, key)
+      batch = max(1, round(rows_evaluated / max(calls, 1)))
+      raw, raw_args = _raw_evaluations(sampler, calls, batch)
+      _, _, raw_s, _ = _timed(raw, raw_args, repeats)
     row = {'nfe': int(result.nfe), 'nfe_evaluated': int(result.nfe_evaluated),
            'backbone_calls': calls, 'batch': batch, 'wall_s': wall_s,
            'compile_s': compile_s, 'raw_eval_s': raw_s, 'overhead': wall_s / raw_s,

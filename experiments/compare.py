@@ -32,8 +32,9 @@ def run(config, workdir: str) -> dict:
   io.write_config(workdir, config)
 
   rows, panels, flat = {}, {}, {}
-  for method, (cfg, problem, method_config) in prepared.items():
-    metrics, x0 = search_exp.execute(cfg, os.path.join(workdir, method), problem, method_config)
+  for method, (cfg, problem, method_config, mesh) in prepared.items():
+    metrics, x0 = search_exp.execute(cfg, os.path.join(workdir, method), problem, method_config,
+                                     mesh)
     rows[method], panels[method] = metrics, x0
     flat.update({f'{method}/{k}': v for k, v in metrics.items()})
 

@@ -4,10 +4,18 @@ import json
 import os
 import tempfile
 
+import jax
 import numpy as np
 
 
+def is_writer() -> bool:
+  """Only process 0 of a multi-process (jax.distributed) run writes files."""
+  return jax.process_index() == 0
+
+
 def _atomic_write(path: str, write) -> None:
+  if not is_writer():
+    return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
@@ -23,6 +31,10 @@ def _atomic_write(path: str, write) -> None:
 
 def write_json(path: str, obj) -> None:
   _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+
+
+def write_text(workdir: str, name: str, text: str) -> None:
+  _atomic_write(os.path.join(workdir, name), lambda f: f.write(text.encode()))
 
 
 def write_config(workdir: str, config) -> None:

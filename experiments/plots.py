@@ -1,4 +1,9 @@
-"""Figures for 2D runs (matplotlib, Agg backend)."""
+"""Figures for 2D runs and image grids (matplotlib, Agg backend; PIL for full-size grids).
+
+Like every file of a run, figures are written by process 0 only (experiments/io.is_writer).
+"""
+
+import functools
 
 import matplotlib
 
@@ -6,7 +11,18 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from experiments import io
 
+
+def _writer_only(fn):
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    if io.is_writer():
+      fn(*args, **kwargs)
+  return wrapped
+
+
+@_writer_only
 def scatter_2d(path: str, samples, reference, title: str = '') -> None:
   """Samples (blue) over reference points (grey), saved as a PNG."""
   samples, reference = np.asarray(samples), np.asarray(reference)
@@ -21,6 +37,7 @@ def scatter_2d(path: str, samples, reference, title: str = '') -> None:
   plt.close(fig)
 
 
+@_writer_only
 def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: dict) -> None:
   """One scatter panel per entry of `panels` ({name: samples [N, 2]}) over reference points."""
   reference = np.asarray(reference)
@@ -50,6 +67,7 @@ def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: 
   plt.close(fig)
 
 
+@_writer_only
 def image_grid(path: str, images, columns: int = 16, title: str = '') -> None:
   """Images [N, H, W, 1] in [-1, 1] as one grayscale grid PNG."""
   images = np.clip((np.asarray(images)[..., 0] + 1.0) / 2.0, 0.0, 1.0)
@@ -67,3 +85,18 @@ def image_grid(path: str, images, columns: int = 16, title: str = '') -> None:
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
+
+
+@_writer_only
+def save_rgb_grid(path: str, images, columns: int = 8) -> None:
+  """uint8 images [N, H, W, 3] tiled at full resolution into one PNG (PIL, no resampling)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  images = np.asarray(images, np.uint8)
+  n, h, w, c = images.shape
+  columns = min(columns, n)
+  rows = (n + columns - 1) // columns
+  canvas = np.full((rows * (h + 2) + 2, columns * (w + 2) + 2, c), 255, np.uint8)
+  for i, img in enumerate(images):
+    r, col = divmod(i, columns)
+    canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + col * (w + 2):2 + col * (w + 2) + w] = img
+  Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(path)

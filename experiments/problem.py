@@ -24,34 +24,52 @@ class Problem(NamedTuple):
   sampler: Any
   reward: rewards.Reward
   target: Optional[dict]  # the tilted mixture p(x) exp(r / lambda), where it has a closed form
+  cond: Any = None        # the condition: a class label, None, or per-prompt pytree [P, ...]
+  prompts: tuple = ()     # text prompts; when set, cond is batched over them
 
 
 def build(config, guidance: bool = False) -> Problem:
+  prompts = tuple(models.read_prompts(config)) if models.is_text_to_image(config.model) else ()
   backbone = models.get_backbone(config.model)
-  reward = rewards.get_reward(config.reward, backbone.data_shape)
+  reward = rewards.get_reward(config.reward, backbone.data_shape, backbone.decoder, prompts)
   sampler = sampler_lib.from_config(config.sampler, backbone)
   temperature = float(config.reward.temperature)
   if not temperature > 0:
     raise ValueError(f'reward.temperature must be positive, got {temperature}.')
+  cond = condition(config)
+  if prompts:
+    cond = text_conditions(config.model, reward, prompts)
+  one_cond = jax.tree.map(lambda c: c[0], cond) if prompts else None
   if guidance:
     scale = float(config.search.get('guidance_scale', 1.0)) / temperature
-    check_differentiable(reward, backbone.data_shape)
+    check_differentiable(reward, backbone.data_shape, one_cond)
     sampler = sampler.replace(guidance=reward, guidance_scale=scale)
-  check_reward_shape(reward, backbone.data_shape)
-  return Problem(backbone, sampler, reward, tilted_target(config))
+  check_reward_shape(reward, backbone.data_shape, cond=one_cond)
+  return Problem(backbone, sampler, reward, tilted_target(config), cond, prompts)
 
 
-def check_reward_shape(reward, data_shape, n: int = 3) -> None:
+def text_conditions(model_cfg, reward, prompts) -> dict:
+  """Per-prompt conditions [P, ...]: the backbone's text states, the prompt index, and the
+  reward's own text embedding when it compares images with the prompt."""
+  cond = {'text': models.encode_prompts(model_cfg, prompts),
+          'prompt_index': np.arange(len(prompts), dtype=np.int32)}
+  if reward.encode_text is not None:
+    cond['reward_text'] = reward.encode_text(list(prompts))
+  return cond
+
+
+def check_reward_shape(reward, data_shape, n: int = 3, cond=None) -> None:
   """Traces the reward on n abstract samples (no compilation); it must return shape [n]."""
-  out = jax.eval_shape(lambda x: reward(x), jax.ShapeDtypeStruct((n,) + tuple(data_shape), np.float32))
+  out = jax.eval_shape(lambda x: reward(x, cond),
+                       jax.ShapeDtypeStruct((n,) + tuple(data_shape), np.float32))
   if out.shape != (n,):
     raise ValueError(f'reward {reward.name!r} returned shape {out.shape} for {n} samples; it '
                      f'must return one number per sample, shape ({n},).')
 
 
-def check_differentiable(reward, data_shape) -> None:
+def check_differentiable(reward, data_shape, cond=None) -> None:
   try:
-    jax.eval_shape(jax.grad(lambda x: reward(x).sum()),
+    jax.eval_shape(jax.grad(lambda x: reward(x, cond).sum()),
                    jax.ShapeDtypeStruct((2,) + tuple(data_shape), np.float32))
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f'search.guidance needs a differentiable reward; {reward.name!r} is not '
@@ -120,3 +138,19 @@ def record_images(config, workdir: str, x0, title: str, towards_reward: bool) ->
   from experiments import plots  # pylint: disable=g-import-not-at-top
   plots.image_grid(os.path.join(workdir, 'samples.png'), x0[:128], title=title)
   return image_metrics(config, x0, towards_reward)
+
+
+def record_prompt_images(workdir, problem, x0, r) -> np.ndarray:
+  """Decodes the latents x0 [P, N, ...] to uint8 images [P, N, H, W, 3]; writes one PNG grid per
+  prompt (best reward first) and prompts.txt."""
+  from experiments import io  # pylint: disable=g-import-not-at-top
+  from experiments import plots  # pylint: disable=g-import-not-at-top
+  decoder = problem.backbone.decoder
+  decode = jax.jit(lambda d, z: d(z))
+  images = np.stack([np.asarray(decode(decoder, z)) for z in x0])
+  images = np.round(images * 255.0).astype(np.uint8)
+  for i in range(len(problem.prompts)):
+    order = np.argsort(-r[i])
+    plots.save_rgb_grid(os.path.join(workdir, f'samples_{i:03d}.png'), images[i][order[:64]])
+  io.write_text(workdir, 'prompts.txt', '\n'.join(problem.prompts) + '\n')
+  return images

@@ -23,14 +23,31 @@ def run(config, workdir: str) -> dict:
   key = jax.random.key(config.seed)
   sample_key, ref_key = jax.random.split(key)
 
-  cond = problem_lib.condition(config)
-
-  def program(smp, k):
+  def sample_one(smp, rew, k, cond):
     result = smp.sample(k, n, cond)
-    return result.x0, reward(result.x0, cond), result.nfe
+    return result.x0, rew(result.x0, cond), result.nfe
 
-  (x0, r, nfe), compile_s, wall_s = runtime.compile_and_run(program, sampler, sample_key)
+  if problem.prompts:  # n samples per prompt, vmapped over the prompts
+    def program(smp, rew, k, conds):
+      keys = jax.random.split(k, len(problem.prompts))
+      return jax.vmap(lambda kk, c: sample_one(smp, rew, kk, c))(keys, conds)
+    args = (sampler, reward, sample_key, problem.cond)
+  else:
+    def program(smp, rew, k):
+      return sample_one(smp, rew, k, problem.cond)
+    args = (sampler, reward, sample_key)
+  (x0, r, nfe), compile_s, wall_s = runtime.compile_and_run(program, *args)
   x0, r = np.asarray(x0), np.asarray(r)
+  if problem.prompts:
+    images = problem_lib.record_prompt_images(workdir, problem, x0, r)
+    io.write_samples(workdir, x0=x0.reshape((-1,) + x0.shape[2:]), reward=r.reshape(-1),
+                     images=images.reshape((-1,) + images.shape[2:]),
+                     prompt_index=np.repeat(np.arange(len(problem.prompts)), n))
+    metrics = {'nfe': int(np.max(nfe)), 'num_samples': n, 'num_prompts': len(problem.prompts),
+               'reward_mean': float(np.mean(r)), 'reward_max': float(np.max(r)),
+               'wall_s': wall_s, 'compile_s': compile_s}
+    io.write_metrics(workdir, metrics)
+    return metrics
   metrics = {'nfe': int(nfe), 'num_samples': n, 'reward_mean': float(np.mean(r)),
              'reward_max': float(np.max(r)), 'wall_s': wall_s, 'compile_s': compile_s}
   if backbone.data_shape == (2,):

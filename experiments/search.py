@@ -8,6 +8,7 @@ import numpy as np
 
 import search as search_lib
 from experiments import io
+from experiments import mesh as mesh_lib
 from experiments import metrics as metrics_lib
 from experiments import plots
 from experiments import problem as problem_lib
@@ -15,35 +16,44 @@ from experiments import runtime
 
 
 def prepare(config):
-  """(problem, method config): everything validated, nothing compiled."""
+  """(problem, method config, mesh): everything validated, nothing compiled."""
   scfg = config.search
   method_config = search_lib.make_config(scfg, float(config.reward.temperature),
                                          config.sampler.num_steps)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  mesh_lib.check_particles(scfg.method, method_config, mesh)
   problem = problem_lib.build(config, guidance=bool(scfg.get('guidance', False)))
-  return problem, method_config
+  return problem, method_config, mesh
 
 
-def execute(config, workdir, problem, method_config, title_prefix=''):
-  """Compiles and runs the search; writes the contract files; returns the metrics."""
+def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
+  """Compiles and runs the search on the mesh; writes the contract files (process 0 only);
+  returns the metrics."""
   io.write_config(workdir, config)
   method = config.search.method
   run_fn = search_lib.get_method(method).run
-  reward = problem.reward
-
-  cond = problem_lib.condition(config)
-
-  def program(key, sampler):
-    return run_fn(key, sampler, reward, method_config, cond)
-
   key = jax.random.key(config.seed)
-  result, compile_s, wall_s = runtime.compile_and_run(program, key, problem.sampler)
+  if problem.prompts:
+    # One independent search per prompt, vmapped; the budget is per prompt.
+    def program(keys, sampler, reward, conds):
+      return search_lib.run_batched(method, method_config, reward, keys, sampler, conds)
+    args = (jax.random.split(key, len(problem.prompts)), problem.reward, problem.cond)
+  else:
+    def program(key, sampler, reward):
+      return run_fn(key, sampler, reward, method_config, problem.cond)
+    args = (key, problem.reward)
+  args = mesh_lib.place(args, mesh)
+  args = args[:1] + (mesh_lib.place_sampler(problem.sampler, mesh),) + args[1:]
+  result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
+  result = mesh_lib.to_host(result)
   x0, r = np.asarray(result.x0), np.asarray(result.reward)
-  num_invalid, num_scored = int(result.num_invalid), int(result.num_scored)
+  num_invalid, num_scored = int(np.sum(result.num_invalid)), int(np.sum(result.num_scored))
+  nfe = np.asarray(result.nfe)
   metrics = {
-      'nfe': int(result.nfe), 'nfe_evaluated': int(result.nfe_evaluated),
-      'budget': int(config.search.budget), 'num_outputs': int(len(x0)),
+      'nfe': int(nfe.max()), 'nfe_evaluated': int(np.max(result.nfe_evaluated)),
+      'budget': int(config.search.budget), 'num_outputs': int(r.size),
       'reward_mean': float(np.mean(r)), 'reward_max': float(np.max(r)),
-      'best_reward': float(np.asarray(result.trace_best)[-1]),
+      'best_reward': float(np.mean(np.asarray(result.trace_best)[..., -1])),
       'diversity': metrics_lib.mean_pairwise_distance(x0), 'wall_s': wall_s, 'compile_s': compile_s,
       'num_invalid': num_invalid, 'num_scored': num_scored,
   }
@@ -61,6 +71,16 @@ def execute(config, workdir, problem, method_config, title_prefix=''):
     plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0, ref,
                      f'{title_prefix}{method}: r mean {metrics["reward_mean"]:.3f}, '
                      f'{metrics["nfe"]} NFE')
+  if problem.prompts:
+    metrics.update(num_prompts=len(problem.prompts), nfe_all_prompts=int(nfe.sum()))
+    images = problem_lib.record_prompt_images(workdir, problem, x0, r)
+    io.write_samples(workdir, x0=x0.reshape((-1,) + x0.shape[2:]), reward=r.reshape(-1),
+                     images=images.reshape((-1,) + images.shape[2:]),
+                     prompt_index=np.repeat(np.arange(len(problem.prompts)), r.shape[1]),
+                     trace_nfe=np.asarray(result.trace_nfe),
+                     trace_best=np.asarray(result.trace_best))
+    io.write_metrics(workdir, metrics)
+    return metrics, x0
   if x0.ndim == 4:
     metrics.update(problem_lib.record_images(
         config, workdir, x0, f'{method}: r mean {metrics["reward_mean"]:.3f}',
@@ -72,5 +92,5 @@ def execute(config, workdir, problem, method_config, title_prefix=''):
 
 
 def run(config, workdir: str) -> dict:
-  problem, method_config = prepare(config)
-  return execute(config, workdir, problem, method_config)[0]
+  problem, method_config, mesh = prepare(config)
+  return execute(config, workdir, problem, method_config, mesh)[0]

@@ -41,3 +41,26 @@ def compressibility(fmt: str = 'png'):
   if fmt not in ('png', 'jpeg'):
     raise ValueError(f"reward.format must be 'png' or 'jpeg', got {fmt!r}.")
   return host_reward(lambda x: -encoded_kilobytes(x, fmt))
+
+
+def host_image_reward(np_fn, prompts):
+  """fn(params, images [N, H, W, C] in [0, 1], cond) calling np_fn(uint8 images, prompts) on
+  the host; the prompt is prompts[cond['prompt_index']] (the first one without a condition)."""
+  def fn(params, images, cond=None):
+    del params
+    index = jnp.asarray(0 if not isinstance(cond, dict) else cond.get('prompt_index', 0),
+                        jnp.int32)
+
+    def call(x, i):
+      pixels = np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
+      if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+      scores = np.asarray(np_fn(pixels, [prompts[int(i)]] * len(pixels)), np.float32)
+      if scores.shape != (len(pixels),):
+        raise ValueError(f'the host reward returned shape {scores.shape} for {len(pixels)} '
+                         'images; it must return one score per image.')
+      return scores
+
+    out = jax.ShapeDtypeStruct(images.shape[:1], jnp.float32)
+    return jax.pure_callback(call, out, images, index, vmap_method='sequential')
+  return fn

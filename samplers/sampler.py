@@ -22,6 +22,7 @@ from samplers import conversion
 from samplers import interpolants
 from samplers import predictions
 from samplers import schedules
+from samplers import sharding
 
 
 class Denoised(NamedTuple):
@@ -100,7 +101,7 @@ class Sampler:
   interpolant: Any = struct.field(pytree_node=False)
   diffusion: schedules.Diffusion = struct.field(pytree_node=False)
   sde: bool = struct.field(pytree_node=False)
-  guidance: Any = struct.field(pytree_node=False, default=None)
+  guidance: Any = None  # a rewards.Reward (a pytree: its params are traced) or None
   guidance_scale: float = struct.field(pytree_node=False, default=0.0)
 
   @property
@@ -113,7 +114,7 @@ class Sampler:
 
   def init_noise(self, key, n: int):
     """x_{t_0} ~ N(0, sigma_{t_0}^2 I) [n, *data_shape] (alpha_1 x0 is dropped: alpha_1 ~ 0)."""
-    z = jax.random.normal(key, (n,) + tuple(self.data_shape))
+    z = sharding.rows(jax.random.normal(key, (n,) + tuple(self.data_shape)))
     return self.interpolant.sigma(self.grid[0]) * z
 
   def denoise(self, x, k, cond=None) -> Denoised:
@@ -137,7 +138,7 @@ class Sampler:
       x, _ = carry
       d = self.denoise(x, k, cond)
       noise = jax.random.normal(jax.random.fold_in(noise_key, k), x.shape, x.dtype)
-      return (self.step(x, d, k, noise), d.x0), None
+      return sharding.rows((self.step(x, d, k, noise), d.x0)), None
 
     (_, x0), _ = jax.lax.scan(body, (x, jnp.zeros_like(x)), jnp.arange(self.num_steps))
     return SampleResult(x0, jnp.asarray(self.num_steps * n, jnp.int32))

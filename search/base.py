@@ -13,6 +13,8 @@ import blackjax.smc.resampling as blackjax_resampling
 import jax
 import jax.numpy as jnp
 
+from samplers import sharding
+
 OUTPUTS = ('samples', 'best')
 RESAMPLING = ('multinomial', 'systematic', 'stratified', 'residual')
 
@@ -64,14 +66,21 @@ def check_steps(method: str, num_steps: int, least: int = 2) -> None:
     raise ValueError(f'{method} needs sampler.num_steps >= {least}, got {num_steps}.')
 
 
-def score(reward, x0, cond):
-  """Rewards [N] with NaN/inf replaced by -inf (never selected), and the count of those."""
+def score_rows(reward, x0, cond):
+  """Rewards [N] with NaN/inf replaced by -inf (never selected), and which rows those were
+  (int32 [N]). Nothing is reduced across particles, so under a mesh this needs no collective."""
   r = reward(x0, cond)
   if r.shape != x0.shape[:1]:
     raise ValueError(f'the reward returned shape {r.shape} for {x0.shape[0]} samples; '
                      f'it must return one number per sample, shape ({x0.shape[0]},).')
   valid = jnp.isfinite(r)
-  return jnp.where(valid, r, -jnp.inf), jnp.sum(~valid).astype(jnp.int32)
+  return sharding.rows(jnp.where(valid, r, -jnp.inf)), (~valid).astype(jnp.int32)
+
+
+def score(reward, x0, cond):
+  """Rewards [N] with NaN/inf replaced by -inf (never selected), and the count of those."""
+  r, bad = score_rows(reward, x0, cond)
+  return r, jnp.sum(bad)
 
 
 def normalized_weights(log_w):
@@ -82,8 +91,12 @@ def normalized_weights(log_w):
 
 
 def resample(key, log_w, num: int, scheme: str):
-  """Ancestor indices [num] drawn by `scheme` from the normalised weights (blackjax)."""
-  return getattr(blackjax_resampling, scheme)(key, normalized_weights(log_w), num)
+  """Ancestor indices [num] drawn by `scheme` from the normalised weights (blackjax).
+
+  Under a mesh the log-weights are all-gathered first and the indices are computed whole on
+  every device (identical everywhere); XLA then gathers the chosen particles."""
+  weights = normalized_weights(sharding.replicated(log_w))
+  return sharding.replicated(getattr(blackjax_resampling, scheme)(key, weights, num))
 
 
 def finalize(key, common: Common, x0, reward, log_w, nfe, nfe_evaluated, trace_nfe,
@@ -106,6 +119,21 @@ def finalize(key, common: Common, x0, reward, log_w, nfe, nfe_evaluated, trace_n
 def repeat_rows(tree, k: int):
   """[N, ...] -> [N * k, ...], each row repeated k times consecutively."""
   return jax.tree.map(lambda a: jnp.repeat(a, k, axis=0), tree)
+
+
+def best_in_groups(tree, scores, k: int):
+  """For each group of k consecutive rows (a chain's candidates), the row of highest score
+  (the first on ties): [N * k, ...] -> [N, ...]. Selection runs along the group axis only, so
+  chains whose candidates sit on one device stay there (no cross-device gather)."""
+  n = scores.shape[0] // k
+  return pick_in_groups(tree, jnp.argmax(scores.reshape(n, k), axis=1), k)
+
+
+def pick_in_groups(tree, pick, k: int):
+  """Row pick[i] of group i of k consecutive rows: [N * k, ...] -> [N, ...], within groups."""
+  select = jax.vmap(lambda group, i: group[i])
+  return sharding.rows(jax.tree.map(
+      lambda a: select(a.reshape((pick.shape[0], k) + a.shape[1:]), pick), tree))
 
 
 def take_rows(tree, idx):

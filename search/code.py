@@ -12,6 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from samplers import sharding
 from search import base
 
 
@@ -42,42 +43,43 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   init_key, loop_key = jax.random.split(key)
   x = sampler.init_noise(init_key, n)
   d = sampler.denoise(x, 0, cond)
-  r, invalid = base.score(reward, d.x0, cond)
+  r, invalid = base.score_rows(reward, d.x0, cond)
 
   # Blocks cover levels 0 -> M-1: full blocks of L levels, then one shorter remainder.
   num_full, rest = divmod(m - 1, config.block_size)
 
   def block(carry, start, length):
     x, d, r, invalid = carry
-    xs, ds = base.repeat_rows((x, d), kc)
+    xs, ds = sharding.rows(base.repeat_rows((x, d), kc))
     block_key = jax.random.fold_in(loop_key, start)
 
     def level(j, state):
       xs, ds = state
       noise = jax.random.normal(jax.random.fold_in(block_key, j), xs.shape, xs.dtype)
       xs = sampler.step(xs, ds, start + j, noise)
-      return xs, sampler.denoise(xs, start + j + 1, cond)
+      return sharding.rows((xs, sampler.denoise(xs, start + j + 1, cond)))
 
     xs, ds = jax.lax.fori_loop(0, length, level, (xs, ds))
-    rs, bad = base.score(reward, ds.x0, cond)
-    pick = jnp.argmax(rs.reshape(n, kc), axis=1) + kc * jnp.arange(n)
-    x, d, r = base.take_rows((xs, ds, rs), pick)
-    return (x, d, r, invalid + bad), jnp.max(r)
+    rs, bad = base.score_rows(reward, ds.x0, cond)
+    x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
+    # Per-chain bookkeeping only: reductions over chains wait until after the loop, so a
+    # chain's whole block runs on its own device with no collective.
+    return (x, d, r, invalid + bad.reshape(n, kc).sum(axis=1)), r
 
   carry = (x, d, r, invalid)
-  bests = [jnp.max(r)[None]]
+  chain_bests = [r[None]]
   if num_full:
     starts = config.block_size * jnp.arange(num_full)
-    carry, full_best = jax.lax.scan(
-        lambda c, s: block(c, s, config.block_size), carry, starts)
-    bests.append(full_best)
+    carry, full_r = jax.lax.scan(lambda c, s: block(c, s, config.block_size), carry, starts)
+    chain_bests.append(full_r)
   if rest:
-    carry, rest_best = block(carry, num_full * config.block_size, rest)
-    bests.append(rest_best[None])
+    carry, rest_r = block(carry, num_full * config.block_size, rest)
+    chain_bests.append(rest_r[None])
   x, d, r, invalid = carry
+  bests = jnp.max(jnp.concatenate(chain_bests), axis=1)
 
   ends = [0] + [config.block_size * (i + 1) for i in range(num_full)] + ([m - 1] if rest else [])
   trace_nfe = n + n * kc * jnp.asarray(ends)
   nfe = n + n * kc * (m - 1)
   return base.finalize(key, config.common, d.x0, r, None, nfe, nfe, trace_nfe,
-                       jax.lax.cummax(jnp.concatenate(bests)), invalid, nfe)
+                       jax.lax.cummax(bests), jnp.sum(invalid), nfe)

@@ -22,6 +22,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from samplers import sharding
 from search import base
 
 VARIANTS = ('paper', 'released')
@@ -83,8 +84,7 @@ def _initial_states(key, sampler, reward, config, cond):
   x = sampler.step(x, d, 0, jax.random.normal(k_step, x.shape, x.dtype))
   d = sampler.denoise(x, 1, cond)
   r, bad = base.score(reward, d.x0, cond)
-  pick = jnp.argmax(r.reshape(n, k0), axis=1) + k0 * jnp.arange(n)
-  x, d, r = base.take_rows((x, d, r), pick)
+  x, d, r = base.best_in_groups((x, d, r), r, k0)
   return x, d, r, 1, 2 * n * k0, bad, n * k0
 
 
@@ -101,15 +101,15 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
     quota = config.quota + rollover
     chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(loop_key, k),
                                                          chains)
-    xp_rep, dp_rep = base.repeat_rows((x, d), p)
+    xp_rep, dp_rep = sharding.rows(base.repeat_rows((x, d), p))
 
     def round_body(state):
       (j0, active, found_any, taken, take, best_r, charged, nfe_eval, invalid, scored) = state
       js = j0 + jnp.arange(p)
       keys = jax.vmap(lambda ck: jax.vmap(lambda j: jax.random.fold_in(ck, j))(js))(chain_keys)
       noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:], x.dtype)))(keys)
-      xs = sampler.step(xp_rep, dp_rep, k, noise.reshape(xp_rep.shape))
-      ds = sampler.denoise(xs, k + 1, cond)
+      xs = sampler.step(xp_rep, dp_rep, k, sharding.rows(noise.reshape(xp_rep.shape)))
+      ds = sharding.rows(sampler.denoise(xs, k + 1, cond))
       rs, _ = base.score(reward, ds.x0, cond)
       rs = rs.reshape(n, p)
       slot = active[:, None] & (js[None, :] < quota[:, None])
@@ -121,8 +121,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       # A chain always leaves the level: the first drawn proposal is taken if nothing beats it.
       better = (jnp.max(masked, axis=1) > best_r) | (~taken & jnp.any(slot, axis=1))
       choice = jnp.where(found, first, round_best)
-      rows = chains * p + choice
-      new = base.take_rows((xs, ds, rs.reshape(-1)), rows)
+      new = base.pick_in_groups((xs, ds, rs.reshape(-1)), choice, p)
       update = found | (better & ~found_any)
       take = jax.tree.map(lambda old, nw: jnp.where(
           update.reshape((n,) + (1,) * (nw.ndim - 1)), nw, old), take, new)

@@ -10,6 +10,12 @@ and at the last level the terminal correction r_{M-1} / lambda - sum_k log G_k (
 difference) makes the final weights target p*. Each particle carries that path sum through
 resampling. Resampling happens after weighting at level k when ESS < ess_threshold * N (or at
 the levels listed in resample_levels), and resets the weights; otherwise they accumulate.
+
+Under a device mesh the particles are split along its `particles` axis. Resampling is global by
+default: the log-weights are all-gathered, every device computes the same ancestors, and XLA
+gathers the chosen particles. `resampling_scope=island` resamples within each device's own
+particles instead (the ESS decision stays global): no particle moves between devices, at the
+price of results that depend on the number of devices.
 """
 
 import dataclasses
@@ -18,9 +24,11 @@ import blackjax.smc.ess as blackjax_ess
 import jax
 import jax.numpy as jnp
 
+from samplers import sharding
 from search import base
 
 POTENTIALS = ('difference', 'immediate', 'max', 'sum')
+SCOPES = ('global', 'island')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Config:
   potential: str
   ess_threshold: float
   resample_levels: tuple      # () -> the ESS rule
+  scope: str = 'global'       # global | island (resample within each device's particles)
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps):
@@ -49,7 +58,10 @@ class Config:
     if n < 2:
       raise base.too_small('smc', common.budget, 2 * num_steps,
                            f'two particles of {num_steps} steps')
-    return cls(common, n, cfg.potential, threshold, levels)
+    scope = cfg.get('resampling_scope', 'global')
+    if scope not in SCOPES:
+      raise ValueError(f'Unknown search.resampling_scope {scope!r}; valid: {", ".join(SCOPES)}.')
+    return cls(common, n, cfg.potential, threshold, levels, scope)
 
 
 def _log_potential(potential, r, r_parent, run_max, run_sum, temperature):
@@ -68,51 +80,69 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   init_key, loop_key, out_key = jax.random.split(key, 3)
   x = sampler.init_noise(init_key, n)
   d = sampler.denoise(x, 0, cond)
-  r, invalid = base.score(reward, d.x0, cond)
-  log_w = r / lam
+  r_first, bad_first = base.score_rows(reward, d.x0, cond)
+  log_w = r_first / lam
   path = log_w                                   # sum of log-potentials along the path
-  stats = (r, jnp.where(jnp.isfinite(r), r, 0.0))  # running max and running sum of rewards
+  stats = (r_first, jnp.where(jnp.isfinite(r_first), r_first, 0.0))  # running max, running sum
   levels = jnp.asarray(config.resample_levels or (-1,), jnp.int32)
+  islands = sharding.particle_axis_size() if config.scope == 'island' else 1
 
   def step(carry, k):
-    x, d, r, log_w, path, (run_max, run_sum), invalid, resamples = carry
+    x, d, r, log_w, path, (run_max, run_sum), resamples = carry
     k_res, k_prop = jax.random.split(jax.random.fold_in(loop_key, k))
+    # Under a mesh the log-weights are all-gathered here: every device then computes the same
+    # ESS and the same ancestors from the same values (global resampling).
+    all_log_w = sharding.replicated(log_w)
     if config.resample_levels:
       do = jnp.any(levels == k)
     else:
-      do = blackjax_ess.ess(log_w) < config.ess_threshold * n
-    particles = (x, d, r, path, run_max, run_sum, log_w)
+      do = blackjax_ess.ess(all_log_w) < config.ess_threshold * n
+    particles = (x, d, r, path, run_max, run_sum)
 
     def resampled(particles):
-      idx = base.resample(k_res, particles[-1], n, config.common.resampling)
-      moved = base.take_rows(particles[:-1], idx)
-      return moved + (jnp.zeros_like(log_w),)
+      if islands > 1:
+        idx = _island_ancestors(k_res, log_w, islands, config)
+      else:
+        idx = base.resample(k_res, all_log_w, n, config.common.resampling)
+      return sharding.rows(base.take_rows(particles, idx)) + (jnp.zeros_like(log_w),)
 
     # Only a resampling level pays for the gather (lax.cond runs one branch).
-    x, d, r, path, run_max, run_sum, log_w = jax.lax.cond(do, resampled, lambda p: p,
-                                                          particles)
+    x, d, r, path, run_max, run_sum, log_w = jax.lax.cond(
+        do, resampled, lambda p: p + (log_w,), particles)
 
     noise = jax.random.normal(k_prop, x.shape, x.dtype)
     x = sampler.step(x, d, k, noise)
     d = sampler.denoise(x, k + 1, cond)
-    r_new, bad = base.score(reward, d.x0, cond)
+    r_new, bad = base.score_rows(reward, d.x0, cond)
     valid = jnp.isfinite(r_new)
     parent = jnp.where(jnp.isfinite(r), r, 0.0)
     log_g = _log_potential(config.potential, r_new, parent, run_max, run_sum, lam)
     log_w = jnp.where(valid, log_w + log_g, -jnp.inf)
     path = jnp.where(valid, path + log_g, -jnp.inf)
     stats = (jnp.maximum(run_max, r_new), run_sum + jnp.where(valid, r_new, 0.0))
-    carry = (x, d, r_new, log_w, path, stats, invalid + bad, resamples + do.astype(jnp.int32))
-    return carry, jnp.max(r_new)
+    carry = sharding.rows((x, d, r_new, log_w, path, stats)) + (resamples + do.astype(jnp.int32),)
+    return carry, (r_new, bad)
 
-  first_best = jnp.max(r)
-  carry = (x, d, r, log_w, path, stats, invalid, jnp.int32(0))
-  carry, best_by_level = jax.lax.scan(step, carry, jnp.arange(m - 1))
-  x, d, r, log_w, path, _, invalid, _ = carry
+  carry = (x, d, r_first, log_w, path, stats, jnp.int32(0))
+  carry, (r_by_level, bad_by_level) = jax.lax.scan(step, carry, jnp.arange(m - 1))
+  x, d, r, log_w, path, _, _ = carry
   # Terminal correction: the final weight of a path becomes exp(r_{M-1} / lambda) overall.
   log_w = jnp.where(jnp.isfinite(r), log_w + r / lam - path, -jnp.inf)
 
+  # Bests and invalid counts are reduced over particles once, after the loop.
   trace_nfe = n * jnp.arange(1, m + 1)
-  trace_best = jax.lax.cummax(jnp.concatenate([first_best[None], best_by_level]))
+  trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([r_first[None], r_by_level]), axis=1))
+  invalid = jnp.sum(bad_first) + jnp.sum(bad_by_level)
   return base.finalize(out_key, config.common, d.x0, r, log_w, n * m, n * m, trace_nfe,
                        trace_best, invalid, n * m)
+
+
+def _island_ancestors(key, log_w, g: int, config):
+  """Resampling within each of g contiguous blocks of particles (one per device along the
+  particle axis): ancestors never leave their block, so no particle crosses devices."""
+  n = config.num_particles
+  per = n // g
+  keys = jax.random.split(key, g)
+  local = jax.vmap(lambda k, lw: base.resample(k, lw, per, config.common.resampling))(
+      keys, log_w.reshape(g, per))
+  return (local + per * jnp.arange(g)[:, None]).reshape(n)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers import sharding
 from search import base
 
 
@@ -77,7 +78,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
     def body(k, state):
       x, d = state
       x = ode.step(x, d, k, jnp.zeros_like(x))
-      return x, ode.denoise(x, k + 1, cond)
+      return sharding.rows((x, ode.denoise(x, k + 1, cond)))
     return jax.lax.fori_loop(begin, end, body, (x, d))
 
   x = sampler.init_noise(init_key, n)
@@ -88,13 +89,12 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
     x, d, r, invalid = carry
     j, level, k_now = jl[0], jl[1], jl[2]
     scale, std = interp.transition(sampler.grid[k_now], sampler.grid[j])
-    xs = jnp.repeat(x, kc, axis=0)
+    xs = sharding.rows(jnp.repeat(x, kc, axis=0))
     noise = jax.random.normal(jax.random.fold_in(loop_key, j), xs.shape, xs.dtype)
     xs = scale * xs + std * noise
     xs, ds = solve(xs, ode.denoise(xs, j, cond), j, level)
     rs, bad = base.score(reward, ds.x0, cond)
-    pick = jnp.argmax(rs.reshape(n, kc), axis=1) + kc * jnp.arange(n)
-    x, d, r = base.take_rows((xs, ds, rs), pick)
+    x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
     return (x, d, r, invalid + bad), jnp.max(r)
 
   pairs = np.asarray(config.iterations, np.int32)           # (j, L) per iteration

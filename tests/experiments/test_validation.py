@@ -30,7 +30,7 @@ def _run(config, tmp_path):
     ('model.name', 'dit', 'valid: gmm, mlp, unet'),
     ('model.weights', (0.5, 0.6, 0.2), 'sum to 1'),
     ('model.stds', (0.5, 0.5), r'model.stds must have shape \[3\]'),
-    ('reward.name', 'aesthetic', 'Unknown reward'),
+    ('reward.name', 'pickscore', 'Unknown reward'),
 ])
 def test_sample_config_errors(tmp_path, field, value, message):
   config = gmm2d.get_config('quick,sample')

@@ -4,12 +4,13 @@ import jax
 import numpy as np
 import pytest
 
+import rewards
 from configs import gmm2d
 from experiments import search as search_exp
 from rewards import analytic
 from tests.search import common
 
-REWARD = analytic.gaussian((1.5, 1.0), 0.75)
+REWARD = rewards.stateless('gaussian', analytic.gaussian((1.5, 1.0), 0.75))
 
 
 def test_guidance_moves_samples_towards_the_reward():
@@ -37,13 +38,12 @@ def test_guidance_combines_with_greedy_search(method):
 def test_guidance_is_built_from_the_config_and_needs_a_differentiable_reward():
   config = gmm2d.get_config('svdd,quick')
   config.search.guidance = True
-  problem, _ = search_exp.prepare(config)
+  problem, _, _ = search_exp.prepare(config)
   assert problem.sampler.guidance is not None
   assert problem.sampler.guidance_scale == 1.0 / config.reward.temperature
   # A host-callback reward has no gradient: refused before anything compiles.
   from rewards import host
   from experiments import problem as problem_lib
-  from rewards import Reward
   with pytest.raises(ValueError, match='needs a differentiable reward'):
-    problem_lib.check_differentiable(Reward('host', host.host_reward(lambda x: x.sum(-1))),
-                                     (2,))
+    problem_lib.check_differentiable(
+        rewards.stateless('host', host.host_reward(lambda x: x.sum(-1))), (2,))

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import rewards
 import search
 from experiments import problem as problem_lib
 from models import backbone as backbone_lib
@@ -112,10 +113,10 @@ def test_all_invalid_rewards_are_reported(tmp_path):
   from configs import gmm2d
   from experiments import search as search_exp
   config = gmm2d.get_config('svdd,quick')
-  problem, method_config = search_exp.prepare(config)
-  problem = problem._replace(reward=problem.reward._replace(
-      fn=lambda x0, cond=None: jnp.full(x0.shape[:1], jnp.nan)))
-  metrics, _ = search_exp.execute(config, str(tmp_path), problem, method_config)
+  problem, method_config, mesh = search_exp.prepare(config)
+  problem = problem._replace(reward=problem.reward.replace(
+      fn=lambda _, x0, cond=None: jnp.full(x0.shape[:1], jnp.nan)))
+  metrics, _ = search_exp.execute(config, str(tmp_path), problem, method_config, mesh)
   assert metrics['all_invalid'] == 1 and metrics['num_invalid'] == metrics['num_scored']
 
 
@@ -151,9 +152,9 @@ def test_unknown_names_list_the_valid_ones(field, value, message):
 
 def test_reward_of_the_wrong_shape_fails_before_compiling():
   bad = analytic.linear((1.0, 0.5))
-  from rewards import Reward
   with pytest.raises(ValueError, match=r'returned shape \(3, 1\) for 3 samples'):
-    problem_lib.check_reward_shape(Reward('bad', lambda x, c=None: bad(x)[:, None]), (2,))
+    problem_lib.check_reward_shape(
+        rewards.stateless('bad', lambda x, c=None: bad(x)[:, None]), (2,))
 
 
 def test_prompts_are_batched():

@@ -1,0 +1,202 @@
+"""Stable Diffusion 1.x/2.x as a backbone: diffusers' Flax U-Net, VAE and CLIP text encoder.
+
+The backbone's states are VAE latents [B, h, w, C] (NHWC, scaled by the VAE's scaling_factor as
+diffusers does), its native interpolant is the model's own discrete DDPM schedule (read from
+scheduler/scheduler_config.json, made continuous through its log-SNR), and its prediction type
+is the scheduler's (`epsilon` or `v_prediction`). A continuous time t maps to the U-Net's own
+timestep through `Discrete.timestep`; the project's samplers do the rest (diffusers' schedulers
+are not used).
+
+Conditioning (`cond`) is a dict holding at least `text`, the prompt's text-encoder hidden states
+[L, D] (or [B, L, D]). Classifier-free guidance uses diffusers' convention,
+eps = eps(none) + s (eps(text) - eps(none)) with s = model.guidance_scale (1: no guidance); both
+passes run in one batch and count as one NFE. The backbone carries a `Decoder` that turns a
+Tweedie latent into an image in [0, 1] for the reward.
+
+A folder is the diffusers layout (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
+scheduler/), local or a hub id, with Flax weights, or PyTorch ones when model.from_pt is set
+(diffusers and transformers convert them; that needs torch installed).
+"""
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import hub
+from models.backbone import Backbone
+from models.backbone import Decoder
+from samplers import interpolants as interpolants_lib
+
+COMPONENTS = ('unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler')
+PREDICTIONS = {'epsilon': 'epsilon', 'v_prediction': 'v'}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+_FLAX_WEIGHTS = {'unet': 'diffusion_flax_model.msgpack', 'vae': 'diffusion_flax_model.msgpack',
+                 'text_encoder': 'flax_model.msgpack'}
+_HUB_FILES = ['model_index.json', '*/*.json', '*/*.txt', '*/*.msgpack']
+_HUB_FILES_PT = _HUB_FILES + ['*/*.safetensors', '*/*.bin']
+
+
+def folder(cfg) -> str:
+  """The local diffusers folder of model.path (a hub id is downloaded), layout checked."""
+  from_pt = bool(cfg.get('from_pt', False))
+  path = hub.resolve(cfg.path, cfg.get('revision', ''), 'Stable Diffusion model',
+                     _HUB_FILES_PT if from_pt else _HUB_FILES)
+  if not os.path.isfile(os.path.join(path, 'model_index.json')):
+    raise ValueError(f'{cfg.path!r} is not a diffusers model folder: it has no model_index.json.')
+  missing = [c for c in COMPONENTS if not os.path.isdir(os.path.join(path, c))]
+  if missing:
+    raise ValueError(f'{cfg.path!r} is not a Stable Diffusion folder: it lacks '
+                     f'{", ".join(missing)} (needs {", ".join(COMPONENTS)}).')
+  for name, weights in _FLAX_WEIGHTS.items():
+    if not from_pt and not os.path.isfile(os.path.join(path, name, weights)):
+      raise ValueError(f'{cfg.path!r}/{name} has no Flax weights ({weights}); if it has PyTorch '
+                       'weights, set model.from_pt=True (converts them; needs torch installed).')
+  return path
+
+
+def scheduler_interpolant(path: str):
+  """(Discrete interpolant, prediction type) from scheduler/scheduler_config.json."""
+  with open(os.path.join(path, 'scheduler', 'scheduler_config.json')) as f:
+    sched = json.load(f)
+  if sched.get('trained_betas'):
+    betas = np.asarray(sched['trained_betas'], np.float64)
+    interp = interpolants_lib.Discrete(alphas_cumprod=np.cumprod(1.0 - betas))
+  else:
+    interp = interpolants_lib.get_interpolant(
+        'discrete', beta_schedule=sched.get('beta_schedule', 'linear'),
+        beta_start=float(sched.get('beta_start', 1e-4)),
+        beta_end=float(sched.get('beta_end', 0.02)),
+        num_train_timesteps=int(sched.get('num_train_timesteps', 1000)))
+  kind = sched.get('prediction_type', 'epsilon')
+  if kind not in PREDICTIONS:
+    raise ValueError(f'scheduler prediction_type {kind!r} is not supported; valid: '
+                     f'{", ".join(PREDICTIONS)}.')
+  return interp, PREDICTIONS[kind]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_components(path: str, from_pt: bool, dtype_name: str):
+  hub.silence_flax_deprecation()
+  from diffusers import FlaxAutoencoderKL  # pylint: disable=g-import-not-at-top
+  from diffusers import FlaxUNet2DConditionModel  # pylint: disable=g-import-not-at-top
+  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
+  from transformers import FlaxCLIPTextModel  # pylint: disable=g-import-not-at-top
+  dtype = DTYPES[dtype_name]
+  unet, unet_params = FlaxUNet2DConditionModel.from_pretrained(
+      path, subfolder='unet', from_pt=from_pt, dtype=dtype)
+  vae, vae_params = FlaxAutoencoderKL.from_pretrained(
+      path, subfolder='vae', from_pt=from_pt, dtype=dtype)
+  text_encoder, text_params = FlaxCLIPTextModel.from_pretrained(
+      os.path.join(path, 'text_encoder'), from_pt=from_pt, dtype=dtype, _do_init=False)
+  tokenizer = CLIPTokenizer.from_pretrained(os.path.join(path, 'tokenizer'))
+  cast = lambda p: jax.tree.map(lambda a: jnp.asarray(a, dtype), p)
+  return (unet, cast(unet_params), vae, cast(vae_params), text_encoder, cast(text_params),
+          tokenizer)
+
+
+def components(cfg):
+  """(unet, unet_params, vae, vae_params, text_encoder, text_params, tokenizer), loaded once
+  per process."""
+  dtype = cfg.get('dtype', 'float32')
+  if dtype not in DTYPES:
+    raise ValueError(f'model.dtype {dtype!r} is not supported; valid: {", ".join(DTYPES)}.')
+  return _load_components(folder(cfg), bool(cfg.get('from_pt', False)), dtype)
+
+
+def latent_shape(cfg, unet, vae) -> tuple:
+  """(h, w, C) of the latents for model.image_size (0: the U-Net's native sample size)."""
+  vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+  unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
+  native = int(unet.config.sample_size) * vae_factor
+  size = int(cfg.get('image_size', 0)) or native
+  if size <= 0 or size % (vae_factor * unet_factor):
+    raise ValueError(
+        f'model.image_size={size} cannot be taken by this model: the VAE downsamples by '
+        f'{vae_factor} and the U-Net by {unet_factor} more, so the size must be a multiple of '
+        f'{vae_factor * unet_factor} (native: {native}).')
+  h = size // vae_factor
+  return (h, h, int(unet.config.in_channels))
+
+
+def encode_prompts(cfg, prompts) -> np.ndarray:
+  """Text-encoder hidden states [P, L, D] of a list of prompts (the U-Net's cross-attention)."""
+  _, _, _, _, text_encoder, text_params, tokenizer = components(cfg)
+  ids = tokenizer(list(prompts), padding='max_length', max_length=tokenizer.model_max_length,
+                  truncation=True, return_tensors='np').input_ids
+  vocab = text_encoder.config.vocab_size
+  if ids.max() >= vocab:
+    raise ValueError(f'the tokenizer of {cfg.path!r} produced token {ids.max()}, but its text '
+                     f'encoder embeds only {vocab}: they do not belong together.')
+  return np.asarray(_text_states_fn(text_encoder)(text_params, ids), np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _text_states_fn(text_encoder):
+  return jax.jit(lambda p, ids: text_encoder(ids, params=p).last_hidden_state)
+
+
+def make_backbone(cfg) -> Backbone:
+  """The Stable Diffusion backbone of model.path, with its latent decoder."""
+  unet, unet_params, vae, vae_params, _, _, _ = components(cfg)
+  data_shape = latent_shape(cfg, unet, vae)
+  interp, prediction = scheduler_interpolant(folder(cfg))
+  scale = float(cfg.get('guidance_scale', 1.0))
+  if scale < 1.0:
+    raise ValueError(f'model.guidance_scale must be >= 1 (1: no guidance), got {scale}.')
+  uncond = encode_prompts(cfg, [''])[0]
+  text_dim = int(unet.config.cross_attention_dim)
+  if uncond.shape[-1] != text_dim:
+    raise ValueError(f'the text encoder of {cfg.path!r} gives {uncond.shape[-1]}-dim states, '
+                     f'the U-Net cross-attends to {text_dim}.')
+  dtype = DTYPES[cfg.get('dtype', 'float32')]
+
+  def apply_fn(params, x, t, cond=None):
+    text = params['uncond'] if cond is None else cond['text']
+    text = jnp.broadcast_to(text, x.shape[:1] + text.shape[-2:]).astype(dtype)
+    timesteps = interp.timestep(t)
+    sample = jnp.transpose(x, (0, 3, 1, 2)).astype(dtype)   # diffusers' U-Net is NCHW
+    if scale == 1.0 or cond is None:
+      out = unet.apply({'params': params['unet']}, sample, timesteps, text).sample
+    else:
+      null = jnp.broadcast_to(params['uncond'].astype(dtype), text.shape)
+      both = unet.apply({'params': params['unet']}, jnp.concatenate([sample, sample]),
+                        jnp.concatenate([timesteps, timesteps]),
+                        jnp.concatenate([text, null])).sample
+      with_text, without = jnp.split(both, 2)
+      out = without + scale * (with_text - without)
+    return jnp.transpose(out, (0, 2, 3, 1)).astype(x.dtype)
+
+  scaling = float(vae.config.scaling_factor)
+
+  def decode_fn(params, latents):
+    images = vae.apply({'params': params}, (latents / scaling).astype(dtype), method=vae.decode)
+    images = jnp.transpose(images.sample, (0, 2, 3, 1)).astype(jnp.float32)
+    return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
+
+  factor = 2 ** (len(vae.config.block_out_channels) - 1)
+  image_shape = (data_shape[0] * factor, data_shape[1] * factor, int(vae.config.out_channels))
+  decoder = Decoder(params=vae_params, apply_fn=decode_fn, output_shape=image_shape)
+  return Backbone(params={'unet': unet_params, 'uncond': jnp.asarray(uncond)},
+                  apply_fn=apply_fn, prediction=prediction, interpolant=interp,
+                  data_shape=data_shape, decoder=decoder)
+
+
+def read_prompts(cfg) -> list:
+  """The prompts of a run: config.prompt_file (one per line) if set, else config.prompt."""
+  path = cfg.get('prompt_file', '')
+  if path:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f'prompt_file {path!r} does not exist.')
+    with open(path) as f:
+      prompts = [line.strip() for line in f if line.strip()]
+    if not prompts:
+      raise ValueError(f'prompt_file {path!r} holds no prompts (one per line).')
+    return prompts
+  prompt = cfg.get('prompt', '')
+  if isinstance(prompt, (tuple, list)):
+    return [str(p) for p in prompt]
+  return [str(prompt)]

@@ -1,0 +1,171 @@
+"""CLIP-based image rewards in Flax (transformers' FlaxCLIPModel), differentiable and jittable.
+
+  clip_score  r(x) = cos(CLIP image embedding of x, CLIP text embedding of the prompt)
+  aesthetic   r(x) = a LAION-style aesthetic head on the L2-normalised CLIP image embedding
+
+Images are [N, H, W, C] with values in [0, 1]. Preprocessing follows CLIP's image processor in
+JAX: resize the shorter side (bicubic, antialiased), centre-crop, normalise by the model's
+mean and std (from preprocessor_config.json when the folder has one). The prompt's text
+embedding is computed once on the host and travels in the condition as cond['reward_text'].
+
+The aesthetic head is read from a .safetensors or .npz file with PyTorch Linear keys
+`layers.{i}.weight` [out, in] and `layers.{i}.bias` (LAION's improved-aesthetic-predictor
+layout; its released .pth converts with
+`safetensors.torch.save_file(torch.load(pth), 'head.safetensors')`, or is read directly when
+torch is installed). Its layers are applied in index order with no activations between them,
+as in that predictor (its dropouts are inactive at inference).
+"""
+
+import functools
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import hub
+
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_HUB_FILES = ['*.json', '*.txt', '*.msgpack']
+
+
+@functools.lru_cache(maxsize=4)
+def load(path: str):
+  """(model, params, tokenizer, preprocessing dict) of a transformers CLIP folder or hub id.
+
+  The weights are read without a random initialisation first (_do_init=False)."""
+  folder = hub.resolve(path, what='CLIP model', allow_patterns=_HUB_FILES)
+  if not os.path.isfile(os.path.join(folder, 'config.json')):
+    raise ValueError(f'{path!r} is not a transformers CLIP folder: it has no config.json.')
+  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
+  from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
+  hub.silence_flax_deprecation()
+  try:
+    model, params = FlaxCLIPModel.from_pretrained(folder, _do_init=False)
+  except (OSError, ValueError, KeyError) as e:
+    raise ValueError(f'{path!r} does not hold a Flax CLIP model '
+                     f'({type(e).__name__}: {str(e).splitlines()[0]}).') from None
+  tokenizer = CLIPTokenizer.from_pretrained(folder)
+  vocab = model.config.text_config.vocab_size
+  if len(tokenizer) > vocab:
+    raise ValueError(f'the tokenizer of {path!r} has {len(tokenizer)} tokens but its CLIP text '
+                     f'encoder embeds only {vocab}: they do not belong together.')
+  return model, params, tokenizer, _preprocessing(folder, model.config.vision_config.image_size)
+
+
+def _preprocessing(folder: str, image_size: int) -> dict:
+  config = {}
+  path = os.path.join(folder, 'preprocessor_config.json')
+  if os.path.isfile(path):
+    with open(path) as f:
+      config = json.load(f)
+  size, crop = config.get('size', image_size), config.get('crop_size', image_size)
+  size = size.get('shortest_edge', image_size) if isinstance(size, dict) else size
+  crop = crop.get('height', image_size) if isinstance(crop, dict) else crop
+  return {'size': int(size), 'crop': int(crop),
+          'mean': tuple(config.get('image_mean', _CLIP_MEAN)),
+          'std': tuple(config.get('image_std', _CLIP_STD))}
+
+
+def preprocess(images, prep: dict):
+  """[N, H, W, C] in [0, 1] -> CLIP pixel values [N, 3, crop, crop] (NCHW, normalised)."""
+  if images.shape[-1] == 1:
+    images = jnp.repeat(images, 3, axis=-1)
+  n, h, w, _ = images.shape
+  scale = prep['size'] / min(h, w)
+  nh, nw = max(prep['crop'], round(h * scale)), max(prep['crop'], round(w * scale))
+  images = jax.image.resize(images.astype(jnp.float32), (n, nh, nw, 3), 'bicubic')
+  top, left = (nh - prep['crop']) // 2, (nw - prep['crop']) // 2
+  images = images[:, top:top + prep['crop'], left:left + prep['crop']]
+  images = (images - jnp.asarray(prep['mean'])) / jnp.asarray(prep['std'])
+  return jnp.transpose(images, (0, 3, 1, 2))
+
+
+def _normalise(v):
+  return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def image_embedding(model, params, images, prep):
+  """L2-normalised CLIP image embeddings [N, D]."""
+  return _normalise(model.get_image_features(preprocess(images, prep), params=params))
+
+
+def text_embedding(path: str, prompts) -> np.ndarray:
+  """L2-normalised CLIP text embeddings [P, D] of a list of prompts (host side)."""
+  model, params, tokenizer, _ = load(path)
+  ids = tokenizer(list(prompts), padding='max_length', max_length=tokenizer.model_max_length,
+                  truncation=True, return_tensors='np').input_ids
+  return np.asarray(_text_features_fn(model)(params, ids), np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _text_features_fn(model):
+  return jax.jit(lambda p, ids: _normalise(model.get_text_features(ids, params=p)))
+
+
+def clip_score(path: str):
+  """(fn(params, images, cond), params): cosine similarity to cond['reward_text'] [D]."""
+  model, params, _, prep = load(path)
+
+  def fn(params, images, cond):
+    if not isinstance(cond, dict) or 'reward_text' not in cond:
+      raise ValueError('the clip_score reward needs a prompt: cond["reward_text"].')
+    emb = image_embedding(model, params, images, prep)
+    return jnp.sum(emb * cond['reward_text'].astype(emb.dtype), axis=-1)
+
+  return fn, params
+
+
+def load_head(path: str) -> list:
+  """[(W [in, out], b [out]), ...] of an aesthetic head file, in layer order."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'reward.head {path!r} does not exist.')
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+    tensors = load_file(path)
+  elif path.endswith('.npz'):
+    tensors = dict(np.load(path))
+  elif path.endswith(('.pth', '.pt', '.bin')):
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise ValueError(f'{path!r} is a PyTorch file and torch is not installed; convert it to '
+                       '.safetensors (see rewards/clip.py).') from None
+    tensors = {k: v.float().numpy() for k, v in torch.load(path, map_location='cpu').items()}
+  else:
+    raise ValueError(f'reward.head {path!r}: expected .safetensors, .npz or .pth.')
+  indices = sorted({int(m.group(1)) for k in tensors
+                    if (m := re.fullmatch(r'layers\.(\d+)\.weight', k))})
+  if not indices:
+    raise ValueError(f'{path!r} has no layers.N.weight tensors: not an aesthetic head.')
+  layers = [(np.asarray(tensors[f'layers.{i}.weight'], np.float32).T,
+             np.asarray(tensors[f'layers.{i}.bias'], np.float32)) for i in indices]
+  for (w, _), (w_next, _) in zip(layers[:-1], layers[1:]):
+    if w.shape[1] != w_next.shape[0]:
+      raise ValueError(f'{path!r}: layer widths do not chain ({w.shape} then {w_next.shape}).')
+  if layers[-1][0].shape[1] != 1:
+    raise ValueError(f'{path!r}: the head must end in one output, not {layers[-1][0].shape[1]}.')
+  return layers
+
+
+def aesthetic(path: str, head_path: str):
+  """(fn(params, images, cond), params): the head's score of the normalised image embedding."""
+  model, clip_params, _, prep = load(path)
+  layers = load_head(head_path)
+  dim = model.config.projection_dim
+  if layers[0][0].shape[0] != dim:
+    raise ValueError(f'the aesthetic head {head_path!r} takes {layers[0][0].shape[0]}-dim '
+                     f'embeddings but the CLIP model {path!r} makes {dim}-dim ones: they do not '
+                     'belong together.')
+
+  def fn(params, images, cond):
+    del cond
+    h = image_embedding(model, params['clip'], images, prep)
+    for w, b in params['head']:
+      h = h @ w + b
+    return h[:, 0]
+
+  return fn, {'clip': clip_params, 'head': [(jnp.asarray(w), jnp.asarray(b)) for w, b in layers]}

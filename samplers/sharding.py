@@ -1,0 +1,44 @@
+"""Sharding constraints on the particle axis, for code that runs under a device mesh.
+
+Particle arrays ([N, ...]: states, Tweedie estimates, rewards, weights) are split along the
+mesh axis named `particles`; everything else (parameters, the time grid, DTS's tree) is
+replicated. Inside `jax.set_mesh(mesh)` these helpers add `with_sharding_constraint`s that pin
+the layout at the points where particles are created or carried through a loop; with no mesh
+set, or a mesh without a `particles` axis, they do nothing, so the same code runs on one device.
+The mesh's axis types are Auto (see experiments/mesh.py): XLA propagates the layout between
+the pinned points.
+"""
+
+import jax
+from jax.sharding import PartitionSpec as P
+
+PARTICLES = 'particles'
+
+
+def _mesh_axes() -> tuple:
+  mesh = jax.sharding.get_abstract_mesh()
+  return () if mesh.empty else tuple(mesh.axis_names)
+
+
+def rows(tree):
+  """Splits every array's leading (particle) axis over the `particles` mesh axis."""
+  if PARTICLES not in _mesh_axes():
+    return tree
+  return jax.tree.map(
+      lambda a: jax.lax.with_sharding_constraint(a, P(PARTICLES)) if a.ndim else a, tree)
+
+
+def replicated(tree):
+  """Makes every array whole on every device (for example log-weights before resampling: each
+  device then computes the same ancestors from the same all-gathered values)."""
+  if not _mesh_axes():
+    return tree
+  return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, P()), tree)
+
+
+def particle_axis_size() -> int:
+  """Devices along the particle axis of the current mesh (1 without one)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or PARTICLES not in mesh.axis_names:
+    return 1
+  return int(mesh.shape[PARTICLES])

@@ -1,0 +1,141 @@
+"""Runs every search method on meshes of 1, 2, 4 and 8 simulated CPU devices (or, with
+--num_processes, one process of a jax.distributed run) and saves the outputs for comparison.
+
+  python -m tests.search.mesh_worker OUT_DIR [--process_id I --num_processes P --port N]
+
+Used by tests/search/test_sharding.py through subprocesses, because the number of CPU devices
+is fixed when jax starts.
+"""
+
+import argparse
+import os
+import sys
+
+DEVICES = 8
+MESH_SIZES = (1, 2, 4, 8)
+
+
+def config_for(method: str):
+  from configs import gmm2d  # pylint: disable=g-import-not-at-top
+  config = gmm2d.get_config(f'quick,{method}')
+  # 8 steps; 16 particles or chains; budgets that give bon and smc 16 samples too.
+  config.sampler.num_steps = 8
+  config.search.update(num_particles=16, budget=16 * 8 * 3 if method not in ('bon', 'smc')
+                       else 16 * 8, block_size=3, ess_threshold=0.9)
+  return config
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('out_dir')
+  parser.add_argument('--process_id', type=int, default=0)
+  parser.add_argument('--num_processes', type=int, default=1)
+  parser.add_argument('--port', type=int, default=0)
+  parser.add_argument('--methods', default='')
+  parser.add_argument('--collectives', action='store_true',
+                      help='write the collectives of bon, svdd and smc compiled on 8 devices')
+  parser.add_argument('--fsdp', default='',
+                      help='a folder of models.random_weights.write_all: text-to-image search '
+                      'with the U-Net split over a model axis, against a particles-only mesh')
+  args = parser.parse_args()
+
+  import jax  # pylint: disable=g-import-not-at-top
+  per_process = DEVICES // args.num_processes
+  jax.config.update('jax_num_cpu_devices', per_process)
+  if args.num_processes > 1:
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=f'localhost:{args.port}',
+                               num_processes=args.num_processes, process_id=args.process_id,
+                               local_device_ids=list(range(per_process)))
+  assert jax.device_count() == DEVICES, jax.devices()
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import search  # pylint: disable=g-import-not-at-top
+  from experiments import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
+  from jax.sharding import AxisType  # pylint: disable=g-import-not-at-top
+
+  if args.collectives:
+    write_collectives(args.out_dir)
+    return
+  if args.fsdp:
+    write_fsdp(args.out_dir, args.fsdp)
+    return
+  methods = args.methods.split(',') if args.methods else search.METHODS
+  sizes = (DEVICES,) if args.num_processes > 1 else MESH_SIZES
+  outputs = {}
+  for method in methods:
+    config = config_for(method)
+    problem, method_config, _ = search_exp.prepare(config)
+    for size in sizes:
+      mesh = jax.make_mesh((size,), ('particles',), axis_types=(AxisType.Auto,),
+                           devices=jax.devices()[:size])
+      mesh_lib.check_particles(method, method_config, mesh)
+      workdir = os.path.join(args.out_dir, f'{method}_{size}')
+      search_exp.execute(config, workdir, problem, method_config, mesh)
+      if args.process_id == 0:
+        data = np.load(os.path.join(workdir, 'samples.npz'))
+        for key in ('x0', 'reward', 'trace_best'):
+          outputs[f'{method}/{size}/{key}'] = data[key]
+  if args.process_id == 0:
+    np.savez(os.path.join(args.out_dir, 'outputs.npz'), **outputs)
+  print('done', file=sys.stderr)
+
+
+def write_collectives(out_dir):
+  """collectives.json: per method, the collectives of the whole program and of its loops."""
+  import json  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import search  # pylint: disable=g-import-not-at-top
+  from experiments import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
+  from jax.sharding import AxisType  # pylint: disable=g-import-not-at-top
+  from tests.search import hlo_collectives  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((DEVICES,), ('particles',), axis_types=(AxisType.Auto,))
+  found = {}
+  for method in ('bon', 'svdd', 'smc'):
+    problem, method_config, _ = search_exp.prepare(config_for(method))
+    run_fn = search.get_method(method).run
+    with jax.set_mesh(mesh):
+      args = (mesh_lib.place(jax.random.key(0), mesh),
+              mesh_lib.place_sampler(problem.sampler, mesh), mesh_lib.place(problem.reward, mesh))
+      hlo = jax.jit(lambda k, s, r, run_fn=run_fn, c=method_config: run_fn(k, s, r, c)).lower(
+          *args).compile().as_text()
+    found[method] = {'all': hlo_collectives.collectives(hlo),
+                     'loops': hlo_collectives.collectives(hlo, in_loops_only=True),
+                     'particles': method_config.num_particles if method == 'smc' else None}
+  with open(os.path.join(out_dir, 'collectives.json'), 'w') as f:
+    json.dump(found, f)
+
+
+def write_fsdp(out_dir, sd_root):
+  """fsdp.npz: bon's samples on a (8,) particles mesh and on a (2 particles, 4 model) mesh, and
+  the fraction of U-Net parameters (by size) that the model axis splits."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import sd  # pylint: disable=g-import-not-at-top
+  from experiments import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
+  config = sd.get_config('tiny,bon')
+  config.model.path = os.path.join(sd_root, 'stable_diffusion')
+  config.reward.model = os.path.join(sd_root, 'clip')
+  config.search.update(budget=8 * config.sampler.num_steps, output='samples')
+  out = {}
+  for name, axes, shape in (('particles', ('particles',), (-1,)),
+                            ('fsdp', ('particles', 'model'), (2, 4))):
+    config.mesh.update(axes=axes, shape=shape)
+    problem, method_config, mesh = search_exp.prepare(config)
+    metrics = search_exp.execute(config, os.path.join(out_dir, name), problem, method_config,
+                                 mesh)[0]
+    data = np.load(os.path.join(out_dir, name, 'samples.npz'))
+    out[f'{name}/x0'], out[f'{name}/reward'] = data['x0'], data['reward']
+    out[f'{name}/nfe'] = metrics['nfe']
+    if name == 'fsdp':
+      params = mesh_lib.place_sampler(problem.sampler, mesh).backbone.params['unet']
+      sizes = [(p.size, 'model' in str(p.sharding.spec)) for p in jax.tree.leaves(params)]
+      out['split_fraction'] = sum(n for n, split in sizes if split) / sum(n for n, _ in sizes)
+  np.savez(os.path.join(out_dir, 'fsdp.npz'), **out)
+
+
+if __name__ == '__main__':
+  main()
