@@ -38,7 +38,13 @@ def load(train_workdir: str, overrides=None):
   model_cfg = train_cfg.model
   if overrides:
     model_cfg.update(overrides)
-  shape = tuple(model_cfg.data_shape)
+  if 'data_shape' in model_cfg:
+    shape = tuple(model_cfg.data_shape)
+  elif model_cfg.name == 'mlp' and 'dim' in train_cfg.get('data', {}):
+    shape = (int(train_cfg.data.dim),)  # 2D runs written before model.data_shape existed
+  else:
+    raise ValueError(f'{train_workdir!r}/config.json has no model.data_shape; retrain it or '
+                     'add the field.')
   lib = get_module_lib(model_cfg.name)
   module = lib.make_module(model_cfg, shape)
   template = lib.init_params(module, jax.random.key(0), shape)

@@ -95,8 +95,12 @@ def resample(key, log_w, num: int, scheme: str):
 
   Under a mesh the log-weights are all-gathered first and the indices are computed whole on
   every device (identical everywhere); XLA then gathers the chosen particles."""
-  weights = normalized_weights(sharding.replicated(log_w))
-  return sharding.replicated(getattr(blackjax_resampling, scheme)(key, weights, num))
+  return sharding.replicated(resample_local(key, sharding.replicated(log_w), num, scheme))
+
+
+def resample_local(key, log_w, num: int, scheme: str):
+  """`resample` without any sharding constraint (for weights that live on one device)."""
+  return getattr(blackjax_resampling, scheme)(key, normalized_weights(log_w), num)
 
 
 def finalize(key, common: Common, x0, reward, log_w, nfe, nfe_evaluated, trace_nfe,
@@ -134,6 +138,15 @@ def pick_in_groups(tree, pick, k: int):
   select = jax.vmap(lambda group, i: group[i])
   return sharding.rows(jax.tree.map(
       lambda a: select(a.reshape((pick.shape[0], k) + a.shape[1:]), pick), tree))
+
+
+def take_in_groups(tree, idx):
+  """Rows idx[g] of group g, for groups of idx.shape[1] consecutive rows: [G * n, ...] ->
+  [G * n, ...] with every row taken from its own group (no row crosses a group)."""
+  groups, per = idx.shape
+  select = jax.vmap(lambda group, i: group[i])
+  return sharding.rows(jax.tree.map(
+      lambda a: select(a.reshape((groups, per) + a.shape[1:]), idx).reshape(a.shape), tree))
 
 
 def take_rows(tree, idx):

@@ -101,10 +101,11 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
 
     def resampled(particles):
       if islands > 1:
-        idx = _island_ancestors(k_res, log_w, islands, config)
+        moved = base.take_in_groups(particles, _island_ancestors(k_res, log_w, islands, config))
       else:
         idx = base.resample(k_res, all_log_w, n, config.common.resampling)
-      return sharding.rows(base.take_rows(particles, idx)) + (jnp.zeros_like(log_w),)
+        moved = sharding.rows(base.take_rows(particles, idx))
+      return moved + (jnp.zeros_like(log_w),)
 
     # Only a resampling level pays for the gather (lax.cond runs one branch).
     x, d, r, path, run_max, run_sum, log_w = jax.lax.cond(
@@ -138,11 +139,9 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
 
 
 def _island_ancestors(key, log_w, g: int, config):
-  """Resampling within each of g contiguous blocks of particles (one per device along the
-  particle axis): ancestors never leave their block, so no particle crosses devices."""
-  n = config.num_particles
-  per = n // g
+  """Ancestors [g, N / g] within each of g contiguous blocks of particles (one block per device
+  along the particle axis), as indices into the block: no particle crosses devices."""
+  per = config.num_particles // g
   keys = jax.random.split(key, g)
-  local = jax.vmap(lambda k, lw: base.resample(k, lw, per, config.common.resampling))(
+  return jax.vmap(lambda k, lw: base.resample_local(k, lw, per, config.common.resampling))(
       keys, log_w.reshape(g, per))
-  return (local + per * jnp.arange(g)[:, None]).reshape(n)

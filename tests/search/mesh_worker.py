@@ -93,17 +93,21 @@ def write_collectives(out_dir):
   from tests.search import hlo_collectives  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((DEVICES,), ('particles',), axis_types=(AxisType.Auto,))
   found = {}
-  for method in ('bon', 'svdd', 'smc'):
-    problem, method_config, _ = search_exp.prepare(config_for(method))
+  for name in ('bon', 'svdd', 'smc', 'smc_island'):
+    method = name.split('_')[0]
+    config = config_for(method)
+    if name == 'smc_island':
+      config.search.resampling_scope = 'island'
+    problem, method_config, _ = search_exp.prepare(config)
     run_fn = search.get_method(method).run
     with jax.set_mesh(mesh):
       args = (mesh_lib.place(jax.random.key(0), mesh),
               mesh_lib.place_sampler(problem.sampler, mesh), mesh_lib.place(problem.reward, mesh))
       hlo = jax.jit(lambda k, s, r, run_fn=run_fn, c=method_config: run_fn(k, s, r, c)).lower(
           *args).compile().as_text()
-    found[method] = {'all': hlo_collectives.collectives(hlo),
-                     'loops': hlo_collectives.collectives(hlo, in_loops_only=True),
-                     'particles': method_config.num_particles if method == 'smc' else None}
+    found[name] = {'all': hlo_collectives.collectives(hlo),
+                   'loops': hlo_collectives.collectives(hlo, in_loops_only=True),
+                   'particles': method_config.num_particles if method == 'smc' else None}
   with open(os.path.join(out_dir, 'collectives.json'), 'w') as f:
     json.dump(found, f)
 

@@ -75,6 +75,10 @@ def test_compiled_collectives_on_8_devices(tmp_path):
   assert loops and {kind for kind, _ in loops} == {'all-gather'}, loops
   assert all(shape.startswith(('f32[%d]' % n, 'f32[%d,' % n)) for _, shape in loops), loops
   assert len(loops) <= 1 + 8, loops
+  # Island resampling: the log-weights' all-gather (for the global ESS decision) only.
+  island = found['smc_island']['loops']
+  assert [kind for kind, _ in island] == ['all-gather'] and island[0][1].startswith(
+      'f32[%d]' % n), island
 
 
 def _free_port():
@@ -84,8 +88,9 @@ def _free_port():
 
 
 def test_two_processes_give_the_single_process_result(mesh_outputs, tmp_path):
-  """2 processes x 4 CPU devices (gloo collectives over loopback) = one 8-device mesh."""
-  methods = 'smc,svdd,dts_star'
+  """2 processes x 4 CPU devices (gloo collectives over loopback) = one 8-device mesh.
+  smc moves particles between devices (and so between processes); svdd does not."""
+  methods = 'smc,svdd'
   port = str(_free_port())
   env = dict(os.environ, PYTHONPATH=ROOT)
   procs = [_worker(tmp_path, '--methods', methods, '--num_processes', '2', '--process_id',
@@ -145,3 +150,26 @@ def test_fsdp_splits_the_stable_diffusion_unet_over_a_model_axis(sd_tiny, tmp_pa
   np.testing.assert_allclose(out['fsdp/x0'], out['particles/x0'], atol=1e-3)
   np.testing.assert_allclose(out['fsdp/reward'], out['particles/reward'], atol=1e-4)
   assert int(out['fsdp/nfe']) == int(out['particles/nfe'])
+
+
+def test_island_resampling_keeps_ancestors_in_their_block():
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from search import base  # pylint: disable=g-import-not-at-top
+  from search import smc  # pylint: disable=g-import-not-at-top
+  config = mesh_worker.config_for('smc')
+  config.search.resampling_scope = 'island'
+  method_config = search.make_config(config.search, 1.0, config.sampler.num_steps)
+  assert method_config.scope == 'island'
+  n = method_config.num_particles
+  log_w = jnp.asarray(np.random.default_rng(0).standard_normal(n) * 3.0, jnp.float32)
+  idx = np.asarray(smc._island_ancestors(jax.random.key(0), log_w, 4, method_config))  # pylint: disable=protected-access
+  per = n // 4
+  assert idx.shape == (4, per) and idx.min() >= 0 and idx.max() < per
+  rows = np.arange(n, dtype=np.float32)
+  moved = np.asarray(base.take_in_groups(jnp.asarray(rows), jnp.asarray(idx)))
+  np.testing.assert_array_equal(moved // per, np.repeat(np.arange(4), per))  # stayed in block
+  assert len(set(moved.tolist())) < n  # it did resample
+  config.search.resampling_scope = 'everywhere'
+  with pytest.raises(ValueError, match='valid: global, island'):
+    search.make_config(config.search, 1.0, config.sampler.num_steps)
