@@ -16,8 +16,13 @@ PARTICLES = 'particles'
 
 
 def _mesh_axes() -> tuple:
+  """The current mesh's Auto axes (inside jax.shard_map the mapped axes are Manual: a
+  function running on one device's block needs no constraint on them)."""
   mesh = jax.sharding.get_abstract_mesh()
-  return () if mesh.empty else tuple(mesh.axis_names)
+  if mesh.empty:
+    return ()
+  return tuple(name for name, kind in zip(mesh.axis_names, mesh.axis_types)
+               if kind == jax.sharding.AxisType.Auto)
 
 
 def rows(tree):
@@ -37,8 +42,9 @@ def replicated(tree):
 
 
 def particle_axis_size() -> int:
-  """Devices along the particle axis of the current mesh (1 without one)."""
+  """Devices along the particle axis of the current mesh (1 without one, or inside a
+  shard_map over it)."""
   mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or PARTICLES not in mesh.axis_names:
+  if PARTICLES not in _mesh_axes():
     return 1
   return int(mesh.shape[PARTICLES])

@@ -69,64 +69,98 @@ class Config:
     return cls(common, n, quota, parallel, init, stop)
 
 
-def _initial_states(key, sampler, reward, config, cond):
-  """Chains at their start level: (x, d, r, start level, NFEs, invalid, scored)."""
+def _initial_states(key, sampler, reward, config, cond, first, count):
+  """Chains first..first+count-1 at their start level: (x, d, r, start level, NFEs, invalid,
+  scored). Noise is drawn for all N chains and sliced, so a chain's draws never depend on how
+  the chains are split across devices."""
   n = config.num_chains
+  rows = lambda a, k=1: jax.lax.dynamic_slice_in_dim(a, first * k, count * k)
   if not config.init_candidates:
-    x = sampler.init_noise(key, n)
+    x = rows(sampler.init_noise(key, n))
     d = sampler.denoise(x, 0, cond)
     r, bad = base.score(reward, d.x0, cond)
-    return x, d, r, 0, n, bad, n
+    return x, d, r, 0, count, bad, count
   k0 = config.init_candidates
   k_init, k_step = jax.random.split(key)
-  x = sampler.init_noise(k_init, n * k0)
+  x = rows(sampler.init_noise(k_init, n * k0), k0)
   d = sampler.denoise(x, 0, cond)
-  x = sampler.step(x, d, 0, jax.random.normal(k_step, x.shape, x.dtype))
+  noise = rows(jax.random.normal(k_step, (n * k0,) + x.shape[1:], x.dtype), k0)
+  x = sampler.step(x, d, 0, noise)
   d = sampler.denoise(x, 1, cond)
   r, bad = base.score(reward, d.x0, cond)
   x, d, r = base.best_in_groups((x, d, r), r, k0)
-  return x, d, r, 1, 2 * n * k0, bad, n * k0
+  return x, d, r, 1, 2 * count * k0, bad, count * k0
 
 
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
-  n, p, m = config.num_chains, config.parallel, sampler.num_steps
+  """Under a mesh, each device runs its own chains with jax.shard_map: the proposal loop of a
+  level stops when that device's chains are done, so no collective runs per level or round;
+  counts and traces are combined once at the end."""
+  n, devices = config.num_chains, sharding.particle_axis_size()
+  if devices == 1:
+    out = _run_chains(key, sampler, reward, config, cond, 0, n)
+  else:
+    per = n // devices
+
+    def local(key, sampler, reward, cond):
+      first = jax.lax.axis_index(sharding.PARTICLES) * per
+      out = _run_chains(key, sampler, reward, config, cond, first, per)
+      # Per-device counts and traces get a leading axis of 1 to be stacked over devices.
+      return out[:2] + tuple(jnp.asarray(v)[None] for v in out[2:])
+
+    rows, replicated = jax.sharding.PartitionSpec(sharding.PARTICLES), jax.sharding.PartitionSpec()
+    out = jax.shard_map(local, in_specs=(replicated,) * 4, out_specs=(rows,) * 8,
+                        axis_names={sharding.PARTICLES}, check_vma=False)(
+                            key, sampler, reward, cond)
+    x0, r, nfe, nfe_eval, invalid, scored, trace_nfe, trace_best = out
+    out = (x0, r, nfe.sum(), nfe_eval.sum(), invalid.sum(), scored.sum(), trace_nfe.sum(0),
+           trace_best.max(0))
+  x0, r, nfe, nfe_eval, invalid, scored, trace_nfe, trace_best = out
+  return base.finalize(key, config.common, x0, r, None, nfe, nfe_eval, trace_nfe,
+                       jax.lax.cummax(trace_best), invalid, scored)
+
+
+def _run_chains(key, sampler, reward, config, cond, first, n):
+  """RBF for chains first..first+n-1 of config.num_chains: (x0, r, nfe, nfe_evaluated,
+  invalid, scored, trace_nfe [T], trace_best [T]) for those chains."""
+  p, m = config.parallel, sampler.num_steps
   init_key, loop_key = jax.random.split(key)
   x, d, r, start, nfe0, invalid0, scored0 = _initial_states(init_key, sampler, reward, config,
-                                                           cond)
+                                                           cond, first, n)
   final = m - 1 - config.stop_early
-  chains = jnp.arange(n)
+  chains = first + jnp.arange(n)
 
   def advance(carry, k):
     x, d, r, r_star, rollover, nfe, nfe_eval, invalid, scored = carry
     quota = config.quota + rollover
     chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(loop_key, k),
                                                          chains)
-    xp_rep, dp_rep = sharding.rows(base.repeat_rows((x, d), p))
+    xp_rep, dp_rep = base.repeat_rows((x, d), p)
 
     def round_body(state):
       (j0, active, found_any, taken, take, best_r, charged, nfe_eval, invalid, scored) = state
       js = j0 + jnp.arange(p)
       keys = jax.vmap(lambda ck: jax.vmap(lambda j: jax.random.fold_in(ck, j))(js))(chain_keys)
       noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:], x.dtype)))(keys)
-      xs = sampler.step(xp_rep, dp_rep, k, sharding.rows(noise.reshape(xp_rep.shape)))
-      ds = sharding.rows(sampler.denoise(xs, k + 1, cond))
+      xs = sampler.step(xp_rep, dp_rep, k, noise.reshape(xp_rep.shape))
+      ds = sampler.denoise(xs, k + 1, cond)
       rs, _ = base.score(reward, ds.x0, cond)
       rs = rs.reshape(n, p)
       slot = active[:, None] & (js[None, :] < quota[:, None])
       improving = slot & (rs > r_star[:, None])
       found = jnp.any(improving, axis=1)
-      first = jnp.argmax(improving, axis=1)
+      first_found = jnp.argmax(improving, axis=1)
       masked = jnp.where(slot, rs, -jnp.inf)
       round_best = jnp.argmax(masked, axis=1)
       # A chain always leaves the level: the first drawn proposal is taken if nothing beats it.
       better = (jnp.max(masked, axis=1) > best_r) | (~taken & jnp.any(slot, axis=1))
-      choice = jnp.where(found, first, round_best)
+      choice = jnp.where(found, first_found, round_best)
       new = base.pick_in_groups((xs, ds, rs.reshape(-1)), choice, p)
       update = found | (better & ~found_any)
       take = jax.tree.map(lambda old, nw: jnp.where(
           update.reshape((n,) + (1,) * (nw.ndim - 1)), nw, old), take, new)
       best_r = jnp.where(update, jnp.max(masked, axis=1), best_r)
-      charged = charged + jnp.where(found, first + 1, jnp.sum(slot, axis=1))
+      charged = charged + jnp.where(found, first_found + 1, jnp.sum(slot, axis=1))
       found_any = found_any | found
       taken = taken | jnp.any(slot, axis=1)
       active = active & ~found & (j0 + p < quota)
@@ -149,6 +183,5 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   carry, (trace_nfe, trace_best) = jax.lax.scan(advance, carry, jnp.arange(start, final))
   x, d, r, _, _, nfe, nfe_eval, invalid, scored = carry
   trace_nfe = jnp.concatenate([jnp.asarray([nfe0]), trace_nfe])
-  trace_best = jax.lax.cummax(jnp.concatenate([first_best[None], trace_best]))
-  return base.finalize(key, config.common, d.x0, r, None, nfe, nfe_eval, trace_nfe,
-                       trace_best, invalid, scored)
+  trace_best = jnp.concatenate([first_best[None], trace_best])
+  return d.x0, r, nfe, nfe_eval, invalid, scored, trace_nfe, trace_best

@@ -83,7 +83,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
 
   x = sampler.init_noise(init_key, n)
   x, d = solve(x, ode.denoise(x, 0, cond), 0, config.start)
-  r, invalid = base.score(reward, d.x0, cond)
+  r, invalid = base.score_rows(reward, d.x0, cond)
 
   def iteration(carry, jl):
     x, d, r, invalid = carry
@@ -93,20 +93,21 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
     noise = jax.random.normal(jax.random.fold_in(loop_key, j), xs.shape, xs.dtype)
     xs = scale * xs + std * noise
     xs, ds = solve(xs, ode.denoise(xs, j, cond), j, level)
-    rs, bad = base.score(reward, ds.x0, cond)
+    rs, bad = base.score_rows(reward, ds.x0, cond)
     x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
-    return (x, d, r, invalid + bad), jnp.max(r)
+    # Per-chain bookkeeping; bests and counts are reduced over chains after the loop.
+    return (x, d, r, invalid + bad.reshape(n, kc).sum(axis=1)), r
 
   pairs = np.asarray(config.iterations, np.int32)           # (j, L) per iteration
   previous = np.concatenate([[config.start], pairs[:-1, 1]])  # the level each one starts from
   xs_in = jnp.asarray(np.concatenate([pairs, previous[:, None]], axis=1).astype(np.int32))
-  start_best = jnp.max(r)
-  (x, d, r, invalid), bests = jax.lax.scan(iteration, (x, d, r, invalid), xs_in)
+  start_r = r
+  (x, d, r, invalid), chain_r = jax.lax.scan(iteration, (x, d, r, invalid), xs_in)
 
   costs = np.cumsum([n * kc * (level - j + 1) for j, level in config.iterations])
   first = n * (config.start + 1)
   trace_nfe = jnp.asarray(np.concatenate([[first], first + costs]))
-  trace_best = jax.lax.cummax(jnp.concatenate([start_best[None], bests]))
+  trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([start_r[None], chain_r]), axis=1))
   nfe = int(first + costs[-1])
   return base.finalize(key, config.common, d.x0, r, None, nfe, nfe, trace_nfe, trace_best,
-                       invalid, n + n * kc * len(config.iterations))
+                       jnp.sum(invalid), n + n * kc * len(config.iterations))

@@ -32,8 +32,10 @@ def main():
   parser.add_argument('--num_processes', type=int, default=1)
   parser.add_argument('--port', type=int, default=0)
   parser.add_argument('--methods', default='')
+  parser.add_argument('--sizes', default='1,2,4,8', help='mesh sizes to run')
   parser.add_argument('--collectives', action='store_true',
-                      help='write the collectives of bon, svdd and smc compiled on 8 devices')
+                      help='write the collectives of bon, sop, svdd, code, rbf and smc (global and '
+                      'island) compiled on 8 devices')
   parser.add_argument('--fsdp', default='',
                       help='a folder of models.random_weights.write_all: text-to-image search '
                       'with the U-Net split over a model axis, against a particles-only mesh')
@@ -62,7 +64,7 @@ def main():
     write_fsdp(args.out_dir, args.fsdp)
     return
   methods = args.methods.split(',') if args.methods else search.METHODS
-  sizes = (DEVICES,) if args.num_processes > 1 else MESH_SIZES
+  sizes = (DEVICES,) if args.num_processes > 1 else tuple(int(v) for v in args.sizes.split(','))
   outputs = {}
   for method in methods:
     config = config_for(method)
@@ -93,7 +95,7 @@ def write_collectives(out_dir):
   from tests.search import hlo_collectives  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((DEVICES,), ('particles',), axis_types=(AxisType.Auto,))
   found = {}
-  for name in ('bon', 'svdd', 'smc', 'smc_island'):
+  for name in ('bon', 'sop', 'svdd', 'code', 'rbf', 'smc', 'smc_island'):
     method = name.split('_')[0]
     config = config_for(method)
     if name == 'smc_island':

@@ -40,33 +40,51 @@ def _wait(proc, timeout=900):
   return out
 
 
-@pytest.fixture(scope='module')
-def mesh_outputs(tmp_path_factory):
-  out = tmp_path_factory.mktemp('meshes')
-  _wait(_worker(out))
-  return dict(np.load(out / 'outputs.npz'))
+def _run_meshes(out_dir, sizes):
+  _wait(_worker(out_dir, '--sizes', ','.join(map(str, sizes))))
+  return dict(np.load(out_dir / 'outputs.npz'))
 
 
-@pytest.mark.parametrize('method', search.METHODS)
-def test_same_samples_on_1_2_4_8_devices(mesh_outputs, method):
-  ref = {k: mesh_outputs[f'{method}/1/{k}'] for k in ('x0', 'reward', 'trace_best')}
-  for size in mesh_worker.MESH_SIZES[1:]:
+def _check_same(outputs, method, sizes):
+  ref = {k: outputs[f'{method}/1/{k}'] for k in ('x0', 'reward', 'trace_best')}
+  for size in sizes:
     for key, value in ref.items():
-      got = mesh_outputs[f'{method}/{size}/{key}']
+      got = outputs[f'{method}/{size}/{key}']
       if method in BITWISE:
         np.testing.assert_array_equal(got, value, err_msg=f'{method} {key} on {size} devices')
       else:
         np.testing.assert_allclose(got, value, rtol=0, atol=1e-6,
                                    err_msg=f'{method} {key} on {size} devices')
-        np.testing.assert_array_equal(got, mesh_outputs[f'{method}/2/{key}'])
+        np.testing.assert_array_equal(got, outputs[f'{method}/{sizes[0]}/{key}'])
+
+
+@pytest.fixture(scope='module')
+def mesh_outputs(tmp_path_factory):
+  """Every method on 1 and 8 devices (2 and 4 as well in the slow test below)."""
+  return _run_meshes(tmp_path_factory.mktemp('meshes'), (1, 8))
+
+
+@pytest.mark.parametrize('method', search.METHODS)
+def test_same_samples_on_1_and_8_devices(mesh_outputs, method):
+  _check_same(mesh_outputs, method, (8,))
+
+
+@pytest.mark.slow
+def test_same_samples_on_1_2_4_8_devices(tmp_path):
+  """The same on every mesh size (90 s on 2 cores; the default run checks 1 and 8)."""
+  outputs = _run_meshes(tmp_path, mesh_worker.MESH_SIZES)
+  for method in search.METHODS:
+    _check_same(outputs, method, mesh_worker.MESH_SIZES[1:])
 
 
 def test_compiled_collectives_on_8_devices(tmp_path):
   _wait(_worker(tmp_path, '--collectives'))
   with open(tmp_path / 'collectives.json') as f:
     found = json.load(f)
-  # Independent chains: nothing crosses devices inside the sampling loops.
-  assert found['bon']['loops'] == [] and found['svdd']['loops'] == []
+  # Independent chains: nothing crosses devices inside the sampling loops (rbf runs each
+  # device's chains in a shard_map, so its proposal while_loop needs no global predicate).
+  for method in ('bon', 'sop', 'svdd', 'code', 'rbf'):
+    assert found[method]['loops'] == [], (method, found[method]['loops'])
   # SMC per step: the all-gather of the log-weights, and on resampling levels the all-gathers
   # of the particle state (x, its Tweedie x0 / eps / velocity, reward, path sums) that XLA's
   # gather of the chosen ancestors reads. No all-reduce, permute or all-to-all.
