@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from experiments import io
+from experiments import mesh as mesh_lib
 from experiments import metrics as metrics_lib
 from experiments import plots
 from experiments import problem as problem_lib
@@ -16,8 +17,14 @@ def run(config, workdir: str) -> dict:
   n = config.sampler.num_samples
   if not isinstance(n, int) or n <= 0:
     raise ValueError(f'sampler.num_samples must be a positive integer, got {n!r}.')
+  mesh = mesh_lib.make_mesh(config.mesh)
+  devices = mesh.shape['particles']
+  if n % devices:
+    raise ValueError(f'sampler.num_samples={n} does not divide over the {devices} devices of '
+                     'the mesh\'s particle axis; change it or mesh.shape.')
   problem = problem_lib.build(config)
-  backbone, sampler, reward = problem.backbone, problem.sampler, problem.reward
+  backbone, reward = problem.backbone, problem.reward
+  sampler = problem.sampler
   io.write_config(workdir, config)
 
   key = jax.random.key(config.seed)
@@ -31,13 +38,14 @@ def run(config, workdir: str) -> dict:
     def program(smp, rew, k, conds):
       keys = jax.random.split(k, len(problem.prompts))
       return jax.vmap(lambda kk, c: sample_one(smp, rew, kk, c))(keys, conds)
-    args = (sampler, reward, sample_key, problem.cond)
+    args = (reward, sample_key, problem.cond)
   else:
     def program(smp, rew, k):
       return sample_one(smp, rew, k, problem.cond)
-    args = (sampler, reward, sample_key)
-  (x0, r, nfe), compile_s, wall_s = runtime.compile_and_run(program, *args)
-  x0, r = np.asarray(x0), np.asarray(r)
+    args = (reward, sample_key)
+  args = (mesh_lib.place_sampler(sampler, mesh),) + mesh_lib.place(args, mesh)
+  out, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
+  x0, r, nfe = mesh_lib.to_host(out)
   if problem.prompts:
     images = problem_lib.record_prompt_images(workdir, problem, x0, r)
     io.write_samples(workdir, x0=x0.reshape((-1,) + x0.shape[2:]), reward=r.reshape(-1),

@@ -40,7 +40,14 @@ def _config(sd_tiny, tmp_path, variant, **reward):
   return config
 
 
-@pytest.mark.parametrize('method', search.METHODS)
+# Four methods in the default run (independent chains, resampling, shard_map'd rbf, the tree);
+# every method is covered on the 2D problems by default, and all eight here with -m slow.
+DEFAULT_METHODS = ('bon', 'smc', 'rbf', 'dts_star')
+
+
+@pytest.mark.parametrize('method', [
+    m if m in DEFAULT_METHODS else pytest.param(m, marks=pytest.mark.slow)
+    for m in search.METHODS])
 def test_every_method_searches_per_prompt(sd_tiny, tmp_path, method):
   config = _config(sd_tiny, tmp_path, method)
   workdir = str(tmp_path / method)

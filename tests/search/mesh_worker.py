@@ -79,6 +79,12 @@ def main():
         data = np.load(os.path.join(workdir, 'samples.npz'))
         for key in ('x0', 'reward', 'trace_best'):
           outputs[f'{method}/{size}/{key}'] = data[key]
+  if args.num_processes == 1 and not args.methods:
+    # Plain sampling on the full 8-device mesh (config.mesh.shape = (-1,)).
+    from configs import gmm2d  # pylint: disable=g-import-not-at-top
+    from experiments import sample as sample_exp  # pylint: disable=g-import-not-at-top
+    sample_exp.run(gmm2d.get_config('sample,quick'), os.path.join(args.out_dir, 'sample'))
+    outputs['sample/8/x0'] = np.load(os.path.join(args.out_dir, 'sample', 'samples.npz'))['x0']
   if args.process_id == 0:
     np.savez(os.path.join(args.out_dir, 'outputs.npz'), **outputs)
   print('done', file=sys.stderr)

@@ -69,6 +69,14 @@ def test_same_samples_on_1_and_8_devices(mesh_outputs, method):
   _check_same(mesh_outputs, method, (8,))
 
 
+def test_plain_sampling_is_the_same_on_8_devices(mesh_outputs, tmp_path):
+  from configs import gmm2d  # pylint: disable=g-import-not-at-top
+  from experiments import sample as sample_exp  # pylint: disable=g-import-not-at-top
+  sample_exp.run(gmm2d.get_config('sample,quick'), str(tmp_path))
+  np.testing.assert_array_equal(np.load(tmp_path / 'samples.npz')['x0'],
+                                mesh_outputs['sample/8/x0'])
+
+
 @pytest.mark.slow
 def test_same_samples_on_1_2_4_8_devices(tmp_path):
   """The same on every mesh size (90 s on 2 cores; the default run checks 1 and 8)."""
