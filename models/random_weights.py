@@ -34,7 +34,7 @@ def _random_like(shapes, seed: int):
     fan_in = int(np.prod(leaf.shape[:-1])) or 1
     return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
 
-  return jax.tree_util.tree_map_with_path(fill, shapes)
+  return jax.tree.map_with_path(fill, shapes)
 
 
 def write_tokenizer(path: str, max_length: int = TEXT_LENGTH) -> int:
