@@ -140,17 +140,19 @@ def record_images(config, workdir: str, x0, title: str, towards_reward: bool) ->
   return image_metrics(config, x0, towards_reward)
 
 
-def record_prompt_images(workdir, problem, x0, r) -> np.ndarray:
-  """Decodes the latents x0 [P, N, ...] to uint8 images [P, N, H, W, 3]; writes one PNG grid per
-  prompt (best reward first) and prompts.txt."""
+def write_prompt_outputs(workdir, problem, x0, r, **extra) -> None:
+  """For a text-to-image run with x0 [P, N, ...] and rewards r [P, N]: decodes the latents,
+  writes one PNG grid per prompt (best reward first), prompts.txt, and samples.npz with x0,
+  reward, uint8 images and prompt_index flattened to [P * N, ...] (plus `extra` arrays)."""
   from experiments import io  # pylint: disable=g-import-not-at-top
   from experiments import plots  # pylint: disable=g-import-not-at-top
-  decoder = problem.backbone.decoder
   decode = jax.jit(lambda d, z: d(z))
-  images = np.stack([np.asarray(decode(decoder, z)) for z in x0])
+  images = np.stack([np.asarray(decode(problem.backbone.decoder, z)) for z in x0])
   images = np.round(images * 255.0).astype(np.uint8)
   for i in range(len(problem.prompts)):
     order = np.argsort(-r[i])
     plots.save_rgb_grid(os.path.join(workdir, f'samples_{i:03d}.png'), images[i][order[:64]])
   io.write_text(workdir, 'prompts.txt', '\n'.join(problem.prompts) + '\n')
-  return images
+  flat = lambda a: a.reshape((-1,) + a.shape[2:])
+  io.write_samples(workdir, x0=flat(x0), reward=r.reshape(-1), images=flat(images),
+                   prompt_index=np.repeat(np.arange(len(problem.prompts)), r.shape[1]), **extra)

@@ -47,10 +47,7 @@ def run(config, workdir: str) -> dict:
   out, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
   x0, r, nfe = mesh_lib.to_host(out)
   if problem.prompts:
-    images = problem_lib.record_prompt_images(workdir, problem, x0, r)
-    io.write_samples(workdir, x0=x0.reshape((-1,) + x0.shape[2:]), reward=r.reshape(-1),
-                     images=images.reshape((-1,) + images.shape[2:]),
-                     prompt_index=np.repeat(np.arange(len(problem.prompts)), n))
+    problem_lib.write_prompt_outputs(workdir, problem, x0, r)
     metrics = {'nfe': int(np.max(nfe)), 'num_samples': n, 'num_prompts': len(problem.prompts),
                'reward_mean': float(np.mean(r)), 'reward_max': float(np.max(r)),
                'wall_s': wall_s, 'compile_s': compile_s}

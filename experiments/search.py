@@ -73,12 +73,9 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
                      f'{metrics["nfe"]} NFE')
   if problem.prompts:
     metrics.update(num_prompts=len(problem.prompts), nfe_all_prompts=int(nfe.sum()))
-    images = problem_lib.record_prompt_images(workdir, problem, x0, r)
-    io.write_samples(workdir, x0=x0.reshape((-1,) + x0.shape[2:]), reward=r.reshape(-1),
-                     images=images.reshape((-1,) + images.shape[2:]),
-                     prompt_index=np.repeat(np.arange(len(problem.prompts)), r.shape[1]),
-                     trace_nfe=np.asarray(result.trace_nfe),
-                     trace_best=np.asarray(result.trace_best))
+    problem_lib.write_prompt_outputs(workdir, problem, x0, r,
+                                     trace_nfe=np.asarray(result.trace_nfe),
+                                     trace_best=np.asarray(result.trace_best))
     io.write_metrics(workdir, metrics)
     return metrics, x0
   if x0.ndim == 4:

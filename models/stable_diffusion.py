@@ -109,7 +109,7 @@ def components(cfg):
 
 def latent_shape(cfg, unet, vae) -> tuple:
   """(h, w, C) of the latents for model.image_size (0: the U-Net's native sample size)."""
-  vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+  vae_factor = _vae_factor(vae)
   unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
   native = int(unet.config.sample_size) * vae_factor
   size = int(cfg.get('image_size', 0)) or native
@@ -120,6 +120,11 @@ def latent_shape(cfg, unet, vae) -> tuple:
         f'{vae_factor * unet_factor} (native: {native}).')
   h = size // vae_factor
   return (h, h, int(unet.config.in_channels))
+
+
+def _vae_factor(vae) -> int:
+  """Pixels per latent along each side: the VAE halves the size at each block but the last."""
+  return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def encode_prompts(cfg, prompts) -> np.ndarray:
@@ -177,7 +182,7 @@ def make_backbone(cfg) -> Backbone:
     images = jnp.transpose(images.sample, (0, 2, 3, 1)).astype(jnp.float32)
     return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
 
-  factor = 2 ** (len(vae.config.block_out_channels) - 1)
+  factor = _vae_factor(vae)
   image_shape = (data_shape[0] * factor, data_shape[1] * factor, int(vae.config.out_channels))
   decoder = Decoder(params=vae_params, apply_fn=decode_fn, output_shape=image_shape)
   return Backbone(params={'unet': unet_params, 'uncond': jnp.asarray(uncond)},

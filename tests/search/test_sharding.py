@@ -55,7 +55,8 @@ def _check_same(outputs, method, sizes):
       else:
         np.testing.assert_allclose(got, value, rtol=0, atol=1e-6,
                                    err_msg=f'{method} {key} on {size} devices')
-        np.testing.assert_array_equal(got, outputs[f'{method}/{sizes[0]}/{key}'])
+        if size != sizes[0]:  # partitioned programs agree with each other bitwise
+          np.testing.assert_array_equal(got, outputs[f'{method}/{sizes[0]}/{key}'])
 
 
 @pytest.fixture(scope='module')
@@ -173,8 +174,9 @@ def test_fsdp_splits_the_stable_diffusion_unet_over_a_model_axis(sd_tiny, tmp_pa
   out = np.load(tmp_path / 'fsdp.npz')
   assert float(out['split_fraction']) > 0.9  # measured 0.985 (biases and norms replicated)
   assert out['fsdp/x0'].shape == out['particles/x0'].shape == (2, 8, 8, 4)
-  np.testing.assert_allclose(out['fsdp/x0'], out['particles/x0'], atol=1e-3)
-  np.testing.assert_allclose(out['fsdp/reward'], out['particles/reward'], atol=1e-4)
+  # Measured: 5.5e-5 in the latents, 4.5e-7 in the rewards.
+  np.testing.assert_allclose(out['fsdp/x0'], out['particles/x0'], atol=5e-4)
+  np.testing.assert_allclose(out['fsdp/reward'], out['particles/reward'], atol=1e-5)
   assert int(out['fsdp/nfe']) == int(out['particles/nfe'])
 
 
