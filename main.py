@@ -52,7 +52,7 @@ def main(argv):
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  if config.experiment in ('compare', 'benchmark') or not _is_process_zero():
+  if config.experiment in ('compare', 'benchmark', 'sweep') or not _is_process_zero():
     return  # they print their own tables; one process prints for a multi-host job
   for key, value in sorted(metrics.items()):
     print(f'{key:>20s}: {value:.6g}' if isinstance(value, float) else f'{key:>20s}: {value}')

@@ -31,7 +31,8 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
   """reward.*: the reward's name, its own fields, and the temperature lambda."""
   cfg = ml_collections.ConfigDict(dict(
       name='linear',              # linear | gaussian | quadratic | mode_weighting | classifier
-                                  # | classifier_set | compressibility (a host callback)
+                                  # | classifier_logodds | classifier_set
+                                  # | compressibility (a host callback)
                                   # | clip_score | aesthetic | host_image (images, prompts)
       weights=(1.0, 0.0),         # linear: r = w . x + b
       bias=0.0,
@@ -41,8 +42,13 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
       radius=4.0,
       mode_std=0.3,
       mode_scale=1.5,
-      checkpoint='',              # classifier, classifier_set: a train_classifier workdir
-      target_class=0,             # classifier: r = log p(target | x)
+      checkpoint='',              # classifier*: a train_classifier workdir
+      target_class=0,             # classifier: r = log p(target | x); classifier_logodds:
+                                  # log p(target | x) - log(1 - p(target | x))
+      heldout_checkpoint='',      # a second classifier that judges digit samples (held-out
+                                  # accuracy and log-probability) but is never searched against
+      target_classes=(),          # classifier*: one independent search per class (vmapped,
+                                  # the budget per class); overrides target_class
       classes=(0, 2, 4, 6, 8),    # classifier_set: r = max_{c in classes} log p(c | x)
       format='png',               # compressibility: png | jpeg
       model='',                   # clip_score, aesthetic: a transformers CLIP folder or hub id
@@ -63,6 +69,8 @@ def search_config(**overrides) -> ml_collections.ConfigDict:
       method='smc',               # bon | sop | smc | svdd | code | rbf | dts | dts_star
       budget=12_800,              # total NFEs per prompt
       num_particles=16,           # chains (sop, svdd, code, rbf); output draws (bon, smc, dts)
+      num_runs=1,                 # independent searches per condition, vmapped (a sample set
+                                  # from methods that output their best); budget per search
       output='samples',           # samples: draws of the method's p* approximation | best
       # smc
       potential='difference',     # difference | immediate | max | sum
@@ -114,3 +122,35 @@ def apply_method_variant(config, tokens) -> None:
     config.search.method = chosen[0]
     if chosen[0] == 'dts_star':
       config.search.output = 'best'
+
+
+# The RBF paper's samplers (DESIGN.md section 3), as overrides of the `sampler` section.
+SAMPLERS = {
+    'linear_ode': dict(interpolant='linear', sde=False, time_grid='uniform'),
+    'linear_sde': dict(interpolant='linear', sde=True, time_grid='uniform'),
+    'vp_sde': dict(interpolant='vp', sde=True, time_grid='adaptive'),
+    # The conversion ablation: Linear-SDE plus one of VP-SDE's two changes.
+    'adaptive_time_only': dict(interpolant='linear', sde=True, time_grid='adaptive'),
+    'adaptive_diffusion_only': dict(interpolant='vp', sde=True, time_grid='uniform'),
+}
+
+
+def sampler_presets(*names) -> dict:
+  return {n: {'sampler': SAMPLERS[n]} for n in names}
+
+
+def sweep_config(**overrides) -> ml_collections.ConfigDict:
+  """sweep.*: the grid of experiments/sweep.py, its presets, table and figures."""
+  cfg = ml_collections.ConfigDict(dict(
+      title='',
+      # Axes, in loop order; an empty one is not swept. method/budget/seed values set
+      # search.method/search.budget/seed unless they name a preset; task/sampler values are
+      # preset names.
+      task=(), sampler=(), method=(), budget=(), seed=(0,),
+      presets=dict(task={}, sampler={}, method={}),
+      table_metrics=('reward_mean', 'nfe'),
+      plot=dict(metrics=(), x='budget', series='method', panel='', logx=True, logy=False),
+      reach=(),   # ((a, b, metric), ...): the NFE where a's metric reaches b's at b's top budget
+  ))
+  cfg.update(overrides)
+  return cfg

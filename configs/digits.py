@@ -71,9 +71,14 @@ def get_config(arg=None):
   common.apply_method_variant(config, tokens)
 
   if 'quick' in tokens:
-    config.model.update(channels=(8, 16, 16), embed_dim=16)
-    config.train.update(num_steps=40, batch_size=16, log_every=20)
-    config.classifier.update(num_steps=60, batch_size=32, features=32)
-    config.sampler.update(num_steps=6, num_samples=16)
-    config.search.update(budget=6 * 16, num_particles=4, block_size=2, branch_every=2)
+    apply_quick(config)
   return config
+
+
+def apply_quick(config) -> None:
+  """Tiny sizes for tests (the paper-figure configs build on this config and shrink with it)."""
+  config.model.update(channels=(8, 16, 16), embed_dim=16)
+  config.train.update(num_steps=40, batch_size=16, log_every=20)
+  config.classifier.update(num_steps=60, batch_size=32, features=32)
+  config.sampler.update(num_steps=6, num_samples=16)
+  config.search.update(budget=6 * 16, num_particles=4, block_size=2, branch_every=2)

@@ -2,7 +2,7 @@
 
 import importlib
 
-EXPERIMENTS = ('train', 'train_classifier', 'sample', 'search', 'compare', 'benchmark')
+EXPERIMENTS = ('train', 'train_classifier', 'sample', 'search', 'compare', 'benchmark', 'sweep')
 
 
 def get_experiment(name: str):

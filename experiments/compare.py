@@ -47,8 +47,10 @@ def run(config, workdir: str) -> dict:
   io.write_metrics(workdir, flat)
   problem = prepared[methods[0]][1]
   if problems_are_2d(panels):
-    ref = problem_lib.reference_points(config, problem, jax.random.key(config.seed + 1), 2048)
-    label = 'tilted target' if problem.target is not None else 'base data'
+    key = jax.random.key(config.seed + 1)
+    ref = problem_lib.exact_target_draws(config, problem, key, 2048)
+    label = 'tilted target' if ref is not None else 'base data'
+    ref = ref if ref is not None else problem_lib.base_samples(config.model, key, 2048)
     plots.panels_2d(os.path.join(workdir, 'compare.png'), panels, ref, label,
                     {m: f'{m}: r={rows[m]["reward_mean"]:.2f}, {rows[m]["nfe"]} NFE'
                      for m in panels})

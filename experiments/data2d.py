@@ -42,3 +42,40 @@ def _checkerboard(n, rng):
     keep = (np.floor(x[:, 0] / 2) + np.floor(x[:, 1] / 2)) % 2 == 0
     out = np.concatenate([out, x[keep]])
   return out[:n].astype(np.float32)
+
+
+def tilted_draws(data_cfg, reward_cfg, n: int, seed: int = 0):
+  """n exact draws [n, 2] of the data distribution tilted by the reward, p(x) exp(r(x) / lambda),
+  where that has an exact sampler (the DTS paper's 2D tasks), else None:
+    ring + mode_weighting, lambda = 1: a product of two isotropic mixtures, itself a mixture;
+    checkerboard + quadratic: checkerboard draws accepted with probability exp(-|x|^2 / 2 lambda).
+  """
+  lam = float(reward_cfg.get('temperature', 1.0))
+  if data_cfg.name == 'ring' and reward_cfg.name == 'mode_weighting' and lam == 1.0:
+    return np.asarray(gmm.sample(_tilted_ring(data_cfg, reward_cfg), jax.random.key(seed), n))
+  if data_cfg.name == 'checkerboard' and reward_cfg.name == 'quadratic':
+    rng = np.random.default_rng(seed)
+    out = np.empty((0, 2), np.float32)
+    while out.shape[0] < n:
+      x = _checkerboard(4 * n, rng)
+      keep = rng.uniform(size=len(x)) < np.exp(-np.sum(x.astype(np.float64)**2, 1) / (2 * lam))
+      out = np.concatenate([out, x[keep]])
+    return out[:n]
+  return None
+
+
+def _tilted_ring(data_cfg, reward_cfg) -> dict:
+  """N(x; a, s^2) N(x; b, m^2) = N(a; b, s^2 + m^2) N(x; (m^2 a + s^2 b) / (s^2 + m^2), v) with
+  v = s^2 m^2 / (s^2 + m^2): the data's modes a (weights 1/K) times the reward's modes b
+  (weights exp(scale i)) give a mixture over all pairs."""
+  data = mixture_params(data_cfg)
+  a, s2 = np.asarray(data['means']), float(data_cfg.get('std', 0.3)) ** 2
+  b = analytic.ring_means(int(reward_cfg.num_modes), float(reward_cfg.radius))
+  m2 = float(reward_cfg.mode_std) ** 2
+  log_w_b = float(reward_cfg.mode_scale) * np.arange(len(b))
+  d2 = np.sum((a[:, None, :] - b[None, :, :]) ** 2, -1)
+  log_w = log_w_b[None, :] - d2 / (2 * (s2 + m2))          # the shared normaliser cancels
+  means = (m2 * a[:, None, :] + s2 * b[None, :, :]) / (s2 + m2)
+  weights = np.exp(log_w - log_w.max()).reshape(-1)
+  std = np.sqrt(s2 * m2 / (s2 + m2))
+  return gmm.make_params(means.reshape(-1, 2), (std,) * len(weights), weights / weights.sum())

@@ -1,10 +1,12 @@
 """Image metrics through the digit classifier: Frechet distance on its penultimate features to
-held-out digits, classifier accuracy, and diversity as mean pairwise feature distance."""
+held-out digits, classifier accuracy, and diversity as mean pairwise feature distance; and,
+through a second classifier that no search saw, the held-out accuracy and log-probability."""
 
 import functools
 
 import jax
 import numpy as np
+import scipy.special
 
 from experiments import digits
 from experiments import metrics as metrics_lib
@@ -18,16 +20,38 @@ def _classifier(workdir: str):
           jax.jit(classifier_lib.log_probs_fn(module, params)))
 
 
-def evaluate(images, classifier_dir: str, target_class=None) -> dict:
-  """Metrics of images [N, 8, 8, 1] against held-out digits (of `target_class` if given)."""
+def evaluate(images, classifier_dir: str, target=None, heldout_dir: str = '') -> dict:
+  """Metrics of images [N, 8, 8, 1] against held-out digits of the target: a class, a tuple of
+  classes (the even/odd task: a sample is right if its class is in the set), or None (all)."""
   features, log_probs = _classifier(classifier_dir)
   held_x, held_y = digits.load('heldout')
-  if target_class is not None:
-    held_x = held_x[held_y == target_class]
+  classes = None if target is None else np.atleast_1d(np.asarray(target, np.int64))
+  if classes is not None:
+    held_x = held_x[np.isin(held_y, classes)]
   feats = np.asarray(features(np.asarray(images)))
-  out = {'frechet': metrics_lib.frechet_distance(feats, np.asarray(features(held_x))),
-         'feature_diversity': metrics_lib.mean_pairwise_distance(feats)}
+  out = {'feature_diversity': metrics_lib.mean_pairwise_distance(feats)}
+  if len(feats) > 1:  # a Gaussian fit needs two points
+    out['frechet'] = metrics_lib.frechet_distance(feats, np.asarray(features(held_x)))
+  if classes is None:
+    return out
   predicted = np.argmax(np.asarray(log_probs(np.asarray(images))), -1)
-  if target_class is not None:
-    out['accuracy'] = float(np.mean(predicted == target_class))
+  out['accuracy'] = float(np.mean(np.isin(predicted, classes)))
+  if heldout_dir:
+    _, heldout_log_probs = _classifier(heldout_dir)
+    lp = np.asarray(heldout_log_probs(np.asarray(images)))
+    out['heldout_accuracy'] = float(np.mean(np.isin(np.argmax(lp, -1), classes)))
+    out['heldout_log_prob'] = float(np.mean(scipy.special.logsumexp(lp[:, classes], axis=-1)))
   return out
+
+
+def evaluate_per_class(images, row_classes, classifier_dir: str, heldout_dir: str = '') -> dict:
+  """evaluate() of each target class's images (images [B, ...] with row_classes [B]),
+  averaged over the classes; `diversity` is the mean within-class pixel diversity."""
+  row_classes = np.asarray(row_classes)
+  per_class = []
+  for c in np.unique(row_classes):
+    group = np.asarray(images)[row_classes == c].reshape((-1,) + np.shape(images)[-3:])
+    m = evaluate(group, classifier_dir, int(c), heldout_dir)
+    m['diversity'] = metrics_lib.mean_pairwise_distance(group)
+    per_class.append(m)
+  return {k: float(np.mean([m[k] for m in per_class])) for k in per_class[0]}

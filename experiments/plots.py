@@ -1,14 +1,15 @@
-"""Figures for 2D runs and image grids (matplotlib, Agg backend; PIL for full-size grids).
+"""Figures for 2D runs, sweeps and image grids (matplotlib; PIL for full-size grids).
+
+Figures are built with matplotlib's object API (`Figure`), not pyplot, so that writing them
+never touches the global backend: a notebook that imports this keeps its inline plots.
 
 Like every file of a run, figures are written by process 0 only (experiments/io.is_writer).
 """
 
 import functools
+import textwrap
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.figure import Figure
 import numpy as np
 
 from experiments import io
@@ -22,11 +23,16 @@ def _writer_only(fn):
   return wrapped
 
 
+def _subplots(*args, figsize, dpi, **kwargs):
+  fig = Figure(figsize=figsize, dpi=dpi)
+  return fig, fig.subplots(*args, **kwargs)
+
+
 @_writer_only
 def scatter_2d(path: str, samples, reference, title: str = '') -> None:
   """Samples (blue) over reference points (grey), saved as a PNG."""
   samples, reference = np.asarray(samples), np.asarray(reference)
-  fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+  fig, ax = _subplots(figsize=(4.5, 4.5), dpi=110)
   ax.scatter(reference[:, 0], reference[:, 1], s=2, c='0.7', alpha=0.5, label='reference')
   ax.scatter(samples[:, 0], samples[:, 1], s=2, c='tab:blue', alpha=0.6, label='samples')
   ax.set_aspect('equal')
@@ -34,7 +40,6 @@ def scatter_2d(path: str, samples, reference, title: str = '') -> None:
   ax.legend(loc='upper right', fontsize=7, markerscale=4)
   fig.tight_layout()
   fig.savefig(path)
-  plt.close(fig)
 
 
 @_writer_only
@@ -44,8 +49,8 @@ def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: 
   n = len(panels)
   cols = min(4, n)
   rows = (n + cols - 1) // cols
-  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), dpi=100,
-                           squeeze=False)
+  fig, axes = _subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), dpi=100,
+                        squeeze=False)
   everything = np.concatenate([reference] + [np.asarray(x) for x in panels.values()])
   lo, hi = everything.min(0) - 0.5, everything.max(0) + 0.5
   for ax, (name, x) in zip(axes.flat, panels.items()):
@@ -64,7 +69,6 @@ def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: 
   axes.flat[0].legend(loc='lower left', fontsize=6, markerscale=3)
   fig.tight_layout()
   fig.savefig(path)
-  plt.close(fig)
 
 
 @_writer_only
@@ -78,13 +82,12 @@ def image_grid(path: str, images, columns: int = 16, title: str = '') -> None:
   for i, img in enumerate(images):
     r, c = divmod(i, columns)
     canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = img
-  fig, ax = plt.subplots(figsize=(columns * 0.45 + 0.3, rows * 0.45 + 0.5), dpi=100)
+  fig, ax = _subplots(figsize=(columns * 0.45 + 0.3, rows * 0.45 + 0.5), dpi=100)
   ax.imshow(canvas, cmap='gray_r', vmin=0, vmax=1, interpolation='nearest')
   ax.axis('off')
   ax.set_title(title, fontsize=8)
   fig.tight_layout()
   fig.savefig(path)
-  plt.close(fig)
 
 
 @_writer_only
@@ -100,3 +103,48 @@ def save_rgb_grid(path: str, images, columns: int = 8) -> None:
     r, col = divmod(i, columns)
     canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + col * (w + 2):2 + col * (w + 2) + w] = img
   Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(path)
+
+
+@_writer_only
+def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: str = '',
+                 logx: bool = False, logy: bool = False, title: str = '') -> None:
+  """A sweep's summary rows as one subplot per `panel` value: `metric` (mean, error bars one
+  standard deviation over seeds) against axis `x`, one line per `series` value; grouped bars
+  where x is categorical."""
+  panels = list(dict.fromkeys(e.get(panel) for e in summary)) if panel else [None]
+  fig, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels) if panel else 6.4, 3.8),
+                        dpi=110, squeeze=False)
+  for ax, pv in zip(axes[0], panels):
+    rows = [e for e in summary if not panel or e.get(panel) == pv]
+    names = list(dict.fromkeys(e[series] for e in rows))
+    xs = list(dict.fromkeys(e[x] for e in rows))
+    numeric = all(isinstance(v, (int, float)) for v in xs)
+    for i, name in enumerate(names):
+      pts = [(e[x], e[metric], e[metric + '_std']) for e in rows
+             if e[series] == name and e.get(metric) is not None]
+      if not pts:
+        continue
+      if numeric:
+        pts.sort()
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                    marker='o', ms=3, capsize=2, label=str(name))
+      else:
+        width = 0.8 / len(names)
+        pos = [xs.index(p[0]) + (i - (len(names) - 1) / 2) * width for p in pts]
+        ax.bar(pos, [p[1] for p in pts], width, yerr=[p[2] for p in pts], capsize=2,
+               label=str(name))
+    if numeric and logx:
+      ax.set_xscale('log')
+    if logy:
+      ax.set_yscale('log')
+    if not numeric:
+      ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, fontsize=7)
+    ax.set_xlabel('NFE' if x == 'budget' else x)
+    ax.set_ylabel(metric)
+    ax.set_title(f'{panel} = {pv}' if panel else textwrap.fill(title, 70), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  if panel and title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path)

@@ -24,8 +24,10 @@ class Problem(NamedTuple):
   sampler: Any
   reward: rewards.Reward
   target: Optional[dict]  # the tilted mixture p(x) exp(r / lambda), where it has a closed form
-  cond: Any = None        # the condition: a class label, None, or per-prompt pytree [P, ...]
+  cond: Any = None        # the condition: a class label, None, or a batch pytree [B, ...]
   prompts: tuple = ()     # text prompts; when set, cond is batched over them
+  batch: int = 0          # B independent searches (prompts, or target classes x runs); 0: one
+  row_classes: tuple = () # the target class of each of the B searches, when classes are batched
 
 
 def build(config, guidance: bool = False) -> Problem:
@@ -37,15 +39,46 @@ def build(config, guidance: bool = False) -> Problem:
   if not temperature > 0:
     raise ValueError(f'reward.temperature must be positive, got {temperature}.')
   cond = condition(config)
+  batch, row_classes = 0, ()
   if prompts:
     cond = text_conditions(config.model, reward, prompts)
-  one_cond = jax.tree.map(lambda c: c[0], cond) if prompts else None
+    batch = len(prompts)
+    if int(config.search.get('num_runs', 1)) != 1:
+      raise ValueError('search.num_runs must be 1 with prompts (each prompt is one search).')
+  else:
+    cond, row_classes = batched_conditions(config, reward, cond)
+    batch = len(row_classes)
+  one_cond = jax.tree.map(lambda c: c[0], cond) if batch else cond
   if guidance:
     scale = float(config.search.get('guidance_scale', 1.0)) / temperature
     check_differentiable(reward, backbone.data_shape, one_cond)
     sampler = sampler.replace(guidance=reward, guidance_scale=scale)
   check_reward_shape(reward, backbone.data_shape, cond=one_cond)
-  return Problem(backbone, sampler, reward, tilted_target(config), cond, prompts)
+  return Problem(backbone, sampler, reward, tilted_target(config), cond, prompts, batch,
+                 row_classes)
+
+
+def batched_conditions(config, reward, cond):
+  """(cond, row_classes): with reward.target_classes and/or search.num_runs > 1, one condition
+  per independent search, class-major ({'target_class': [B]} for the reward, 'label' for a
+  class-conditional backbone; row_classes holds the target class of each row, -1 where none);
+  else (cond, ())."""
+  classes = tuple(int(c) for c in config.reward.get('target_classes', ()))
+  runs = int(config.search.get('num_runs', 1))
+  if runs < 1:
+    raise ValueError(f'search.num_runs must be >= 1, got {runs}.')
+  if classes and reward.name not in ('classifier', 'classifier_logodds'):
+    raise ValueError(f'reward.target_classes needs the classifier or classifier_logodds '
+                     f'reward, not {reward.name!r}.')
+  if not classes and runs == 1:
+    return cond, ()
+  rows = np.repeat(np.asarray(classes or (-1,), np.int32), runs)
+  batched = {'run': np.tile(np.arange(runs, dtype=np.int32), len(classes) or 1)}
+  if classes:
+    batched['target_class'] = rows
+  if cond is not None:
+    batched['label'] = np.full(len(rows), cond, np.int32)
+  return batched, tuple(int(r) for r in rows)
 
 
 def text_conditions(model_cfg, reward, prompts) -> dict:
@@ -94,18 +127,29 @@ def base_samples(model_cfg, key, n: int) -> np.ndarray:
   if model_cfg.name == 'gmm':
     params = gmm.make_params(model_cfg.means, model_cfg.stds, model_cfg.weights)
     return np.asarray(gmm.sample(params, key, n))
-  with open(os.path.join(model_cfg.checkpoint, 'config.json')) as f:
+  data_cfg = _training_data_config(model_cfg.checkpoint)
+  data_cfg.num_points = n
+  return data2d.make_dataset(data_cfg, seed=data_cfg.seed + 1)
+
+
+def _training_data_config(checkpoint: str) -> ml_collections.ConfigDict:
+  """The `data` section of a 2D train run (its seed included)."""
+  with open(os.path.join(checkpoint, 'config.json')) as f:
     train_cfg = json.load(f)
-  data_cfg = dict(train_cfg['data'])
-  data_cfg['num_points'] = n
-  return data2d.make_dataset(ml_collections.ConfigDict(data_cfg), seed=train_cfg['seed'] + 1)
+  return ml_collections.ConfigDict(dict(train_cfg['data'], seed=train_cfg['seed']))
 
 
-def reference_points(config, problem: Problem, key, n: int) -> np.ndarray:
-  """Exact draws of the tilted target where known, else draws of the base distribution."""
+def exact_target_draws(config, problem: Problem, key, n: int) -> Optional[np.ndarray]:
+  """n exact draws of the tilted target, or None where it has no exact sampler: the closed form
+  for the analytic mixture; for a 2D backbone trained on ring or checkerboard, the tilted data
+  distribution (the DTS paper's target, which the trained backbone only approximates)."""
   if problem.target is not None:
     return np.asarray(gmm.sample(problem.target, key, n))
-  return base_samples(config.model, key, n)
+  if config.model.name != 'mlp' or not config.model.get('checkpoint'):
+    return None
+  data_cfg = _training_data_config(config.model.checkpoint)
+  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+  return data2d.tilted_draws(data_cfg, config.reward, n, seed)
 
 
 def condition(config):
@@ -114,12 +158,15 @@ def condition(config):
   return None if c < 0 else c
 
 
-def image_metrics(config, x0, towards_reward: bool) -> dict:
+def image_metrics(config, x0, towards_reward: bool, row_classes=None) -> dict:
   """Classifier-based metrics for digit images (Frechet distance to held-out digits of the
   target class, accuracy, feature diversity); {} for other data or without a classifier.
 
   The target class is config.condition; a search (towards_reward) falls back to the classifier
-  reward's reward.target_class. Without a target, the reference is all held-out digits.
+  reward's target (reward.target_class, or the set reward.classes for classifier_set). Without
+  a target, the reference is all held-out digits.
+  With row_classes [N] (searches towards several classes at once), each class's samples are
+  judged against its own held-out digits and the metrics averaged over the classes.
   """
   if x0.ndim != 4 or config.get('data', {}).get('name') != 'digits':
     return {}
@@ -128,16 +175,21 @@ def image_metrics(config, x0, towards_reward: bool) -> dict:
     return {}
   from experiments import image_metrics as image_metrics_lib  # pylint: disable=g-import-not-at-top
   target = condition(config)
-  if towards_reward and target is None and config.reward.name == 'classifier':
-    target = int(config.reward.target_class)
-  return image_metrics_lib.evaluate(x0, classifier_dir, target)
+  if towards_reward and target is None and config.reward.name.startswith('classifier'):
+    target = (tuple(config.reward.classes) if config.reward.name == 'classifier_set'
+              else int(config.reward.target_class))
+  heldout = config.reward.get('heldout_checkpoint', '')
+  if row_classes is not None and np.min(row_classes) >= 0:
+    return image_metrics_lib.evaluate_per_class(x0, row_classes, classifier_dir, heldout)
+  return image_metrics_lib.evaluate(x0, classifier_dir, target, heldout)
 
 
-def record_images(config, workdir: str, x0, title: str, towards_reward: bool) -> dict:
+def record_images(config, workdir: str, x0, title: str, towards_reward: bool,
+                  row_classes=None) -> dict:
   """For image samples: saves DIR/samples.png (a grid of up to 128) and returns their metrics."""
   from experiments import plots  # pylint: disable=g-import-not-at-top
   plots.image_grid(os.path.join(workdir, 'samples.png'), x0[:128], title=title)
-  return image_metrics(config, x0, towards_reward)
+  return image_metrics(config, x0, towards_reward, row_classes)
 
 
 def write_prompt_outputs(workdir, problem, x0, r, **extra) -> None:

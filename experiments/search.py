@@ -1,5 +1,6 @@
 """`search`: one inference-time search method on one problem, at one NFE budget."""
 
+import functools
 import os
 
 from absl import logging
@@ -26,24 +27,32 @@ def prepare(config):
   return problem, method_config, mesh
 
 
+@functools.lru_cache(maxsize=None)
+def _program(method: str, method_config, batched: bool):
+  """The jitted search program, one function object per (method, config, batched), so that
+  every run of the same shapes (other seeds, other classes) reuses its compilation."""
+  run_fn = search_lib.get_method(method).run
+  if batched:  # independent searches (prompts, classes x runs), vmapped; budget per search
+    def program(keys, sampler, reward, conds):
+      return search_lib.run_batched(method, method_config, reward, keys, sampler, conds)
+  else:
+    def program(key, sampler, reward, cond):
+      return run_fn(key, sampler, reward, method_config, cond)
+  return program
+
+
 def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   """Compiles and runs the search on the mesh; writes the contract files (process 0 only);
   returns the metrics."""
   io.write_config(workdir, config)
   method = config.search.method
-  run_fn = search_lib.get_method(method).run
   key = jax.random.key(config.seed)
-  if problem.prompts:
-    # One independent search per prompt, vmapped; the budget is per prompt.
-    def program(keys, sampler, reward, conds):
-      return search_lib.run_batched(method, method_config, reward, keys, sampler, conds)
-    args = (jax.random.split(key, len(problem.prompts)), problem.reward, problem.cond)
-  else:
-    def program(key, sampler, reward):
-      return run_fn(key, sampler, reward, method_config, problem.cond)
-    args = (key, problem.reward)
-  args = mesh_lib.place(args, mesh)
+  cond = problem.cond if problem.cond is None else jax.tree.map(np.asarray, problem.cond)
+  if problem.batch:
+    key = jax.random.split(key, problem.batch)
+  args = mesh_lib.place((key, problem.reward, cond), mesh)
   args = args[:1] + (mesh_lib.place_sampler(problem.sampler, mesh),) + args[1:]
+  program = _program(method, method_config, bool(problem.batch))
   result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
   result = mesh_lib.to_host(result)
   x0, r = np.asarray(result.x0), np.asarray(result.reward)
@@ -64,26 +73,36 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   elif num_invalid:
     logging.warning('%d of %d proposals had a NaN or infinite reward; none was selected.',
                     num_invalid, num_scored)
-  if x0.shape[1:] == (2,):
-    ref = problem_lib.reference_points(config, problem, jax.random.key(config.seed + 1), 2048)
-    if problem.target is not None and len(x0) > 1:
-      metrics['energy_distance'] = float(metrics_lib.energy_distance(x0, ref))
-    plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0, ref,
+  flat_x0 = x0.reshape((-1,) + x0.shape[2:]) if problem.batch else x0
+  if flat_x0.shape[1:] == (2,):
+    key = jax.random.key(config.seed + 1)
+    exact = problem_lib.exact_target_draws(config, problem, key, 2048)
+    if exact is not None and len(flat_x0) > 1:
+      metrics['energy_distance'] = float(metrics_lib.energy_distance(flat_x0, exact))
+      metrics['mmd'] = float(metrics_lib.mmd_rbf(flat_x0, exact))
+      # The finite-sample floor: as many fresh exact draws score this against the same reference.
+      fresh = problem_lib.exact_target_draws(config, problem, jax.random.key(config.seed + 2),
+                                             len(flat_x0))
+      metrics['mmd_exact_draws'] = float(metrics_lib.mmd_rbf(fresh, exact))
+    ref = exact if exact is not None else problem_lib.base_samples(config.model, key, 2048)
+    plots.scatter_2d(os.path.join(workdir, 'samples.png'), flat_x0, ref,
                      f'{title_prefix}{method}: r mean {metrics["reward_mean"]:.3f}, '
                      f'{metrics["nfe"]} NFE')
+  traces = dict(trace_nfe=np.asarray(result.trace_nfe), trace_best=np.asarray(result.trace_best))
   if problem.prompts:
     metrics.update(num_prompts=len(problem.prompts), nfe_all_prompts=int(nfe.sum()))
-    problem_lib.write_prompt_outputs(workdir, problem, x0, r,
-                                     trace_nfe=np.asarray(result.trace_nfe),
-                                     trace_best=np.asarray(result.trace_best))
+    problem_lib.write_prompt_outputs(workdir, problem, x0, r, **traces)
     io.write_metrics(workdir, metrics)
     return metrics, x0
-  if x0.ndim == 4:
+  if problem.batch:
+    metrics.update(num_searches=problem.batch, nfe_all_searches=int(nfe.sum()),
+                   diversity=metrics_lib.mean_pairwise_distance(flat_x0))
+    traces['row_class'] = np.repeat(np.asarray(problem.row_classes), x0.shape[1])
+  if flat_x0.ndim == 4:
     metrics.update(problem_lib.record_images(
-        config, workdir, x0, f'{method}: r mean {metrics["reward_mean"]:.3f}',
-        towards_reward=True))
-  io.write_samples(workdir, x0=x0, reward=r, trace_nfe=np.asarray(result.trace_nfe),
-                   trace_best=np.asarray(result.trace_best))
+        config, workdir, flat_x0, f'{method}: r mean {metrics["reward_mean"]:.3f}',
+        towards_reward=True, row_classes=traces.get('row_class')))
+  io.write_samples(workdir, x0=flat_x0, reward=r.reshape(-1), **traces)
   io.write_metrics(workdir, metrics)
   return metrics, x0
 

@@ -79,12 +79,15 @@ def init_params(module: UNet, key, data_shape):
 
 
 def make_backbone(module: UNet, params, cfg, data_shape) -> Backbone:
-  """cond: a class label (scalar, or [B]); guidance weight w gives (1 + w) f(c) - w f(none),
-  both passes in one batch: one NFE per particle, as in the papers."""
+  """cond: a class label (scalar, or [B]), or a dict whose 'label' is one (other keys belong to
+  the reward); guidance weight w gives (1 + w) f(c) - w f(none), both passes in one batch: one
+  NFE per particle, as in the papers."""
   prediction = predictions.check_prediction(cfg.prediction)
   w = float(cfg.get('guidance_weight', 0.0))
 
   def apply_fn(p, x, t, cond=None):
+    if isinstance(cond, dict):
+      cond = cond.get('label')
     if not module.num_classes or cond is None:
       return module.apply({'params': p}, x, t)
     labels = jnp.broadcast_to(jnp.asarray(cond, jnp.int32), x.shape[:1])

@@ -21,8 +21,9 @@ from rewards import analytic
 from rewards import classifier
 from rewards import host
 
-REWARDS = ('linear', 'gaussian', 'quadratic', 'mode_weighting', 'classifier', 'classifier_set',
-           'compressibility', 'clip_score', 'aesthetic', 'host_image')
+REWARDS = ('linear', 'gaussian', 'quadratic', 'mode_weighting', 'classifier',
+           'classifier_logodds', 'classifier_set', 'compressibility', 'clip_score', 'aesthetic',
+           'host_image')
 IMAGE_REWARDS = ('clip_score', 'aesthetic', 'host_image')
 
 
@@ -54,24 +55,26 @@ def get_reward(cfg, data_shape, decoder=None, prompts=()) -> Reward:
   if name in IMAGE_REWARDS:
     return _image_reward(cfg, data_shape, decoder, prompts)
   data_dim = int(np.prod(data_shape))
-  if name in ('classifier', 'classifier_set'):
+  if name in ('classifier', 'classifier_logodds', 'classifier_set'):
     if not cfg.get('checkpoint'):
       raise ValueError(f'reward {name} needs reward.checkpoint (a train_classifier workdir).')
     module, params, shape = classifier.load(cfg.checkpoint)
     if shape != data_shape:
       raise ValueError(f'the classifier in {cfg.checkpoint!r} takes images of shape {shape}, '
                        f'the backbone makes {data_shape}.')
-    if name == 'classifier':
+    if name != 'classifier_set':
       target = int(cfg.target_class)
       if not 0 <= target < module.num_classes:
         raise ValueError(f'reward.target_class must lie in 0..{module.num_classes - 1}, '
                          f'got {target}.')
-      return stateless(name, classifier.target_class_reward(module, params, target))
+      return Reward(name, classifier.target_class_reward(module, target,
+                                                         logodds=name == 'classifier_logodds'),
+                    params)
     classes = tuple(int(c) for c in cfg.classes)
     if not classes or any(not 0 <= c < module.num_classes for c in classes):
       raise ValueError(f'reward.classes must be a non-empty subset of 0..'
                        f'{module.num_classes - 1}, got {classes}.')
-    return stateless(name, classifier.class_set_reward(module, params, classes))
+    return Reward(name, classifier.class_set_reward(module, classes), params)
   if name == 'compressibility':
     return stateless(name, host.compressibility(cfg.get('format', 'png')))
   if name == 'linear':

@@ -1,7 +1,11 @@
 """A Flax CNN digit classifier, and the rewards built on it.
 
-  classifier      r(x) = log p(c | x) for the target class c (reward.target_class, or the
-                  prompt's condition when the search passes one)
+  classifier      r(x) = log p(c | x) for the target class c: reward.target_class, or the
+                  condition's cond['target_class'] (a batch of classes searched at once), or a
+                  class-label condition
+  classifier_logodds
+                  r(x) = log p(c | x) - log(1 - p(c | x)), the same target's log-odds: unbounded
+                  above, so the best reward keeps improving where log p(c | x) is already ~0
   classifier_set  r(x) = max_{c in S} log p(c | x) for a set S (reward.classes; the DTS
                   paper's even/odd task)
 
@@ -60,22 +64,31 @@ def features_fn(module, params):
   return lambda x: module.apply({'params': params}, x)[1]
 
 
-def target_class_reward(module, params, target: int):
-  log_probs = log_probs_fn(module, params)
+def target_class(cond, default: int):
+  """The class a reward targets: cond['target_class'] or a class-label cond, else `default`."""
+  if isinstance(cond, dict):
+    return cond.get('target_class', default)
+  return default if cond is None else cond
 
-  def fn(x0, cond=None):
-    c = target if cond is None else cond
-    lp = log_probs(x0)
-    return jnp.take_along_axis(
-        lp, jnp.broadcast_to(jnp.asarray(c, jnp.int32), lp.shape[:1])[:, None], axis=1)[:, 0]
+
+def target_class_reward(module, target: int, logodds: bool = False):
+  """fn(params, x0, cond) -> [N]: log p(c | x0), or its log-odds."""
+  def fn(params, x0, cond=None):
+    lp = log_probs_fn(module, params)(x0)
+    c = jnp.broadcast_to(jnp.asarray(target_class(cond, target), jnp.int32), lp.shape[:1])
+    chosen = jnp.take_along_axis(lp, c[:, None], axis=1)[:, 0]
+    if not logodds:
+      return chosen
+    others = jnp.where(jax.nn.one_hot(c, lp.shape[-1], dtype=bool), -jnp.inf, lp)
+    return chosen - jax.nn.logsumexp(others, axis=-1)   # log p_c - log(1 - p_c), stably
   return fn
 
 
-def class_set_reward(module, params, classes):
-  log_probs = log_probs_fn(module, params)
+def class_set_reward(module, classes):
+  """fn(params, x0, cond) -> [N]: max over the class set of log p(c | x0)."""
   idx = jnp.asarray(classes, jnp.int32)
 
-  def fn(x0, cond=None):
+  def fn(params, x0, cond=None):
     del cond
-    return jnp.max(log_probs(x0)[:, idx], axis=-1)
+    return jnp.max(log_probs_fn(module, params)(x0)[:, idx], axis=-1)
   return fn

@@ -1,5 +1,5 @@
-"""Shared test setup: the repository root on sys.path, quiet Flax deprecation logs, and the tiny
-random text-to-image folders (written once per session)."""
+"""Shared test setup: the repository root on sys.path, the tiny random text-to-image folders and
+the tiny trained digits models (each made once per session)."""
 
 import os
 import sys
@@ -9,6 +9,17 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope='module')
+def fast_compilation():
+  """For modules that check plumbing, not speed (pytestmark = usefixtures('fast_compilation')):
+  XLA's optimisation passes then cost no compile time."""
+  import jax  # pylint: disable=g-import-not-at-top
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)
 
 
 @pytest.fixture(scope='session')
@@ -21,3 +32,23 @@ def sd_tiny(tmp_path_factory):
   random_weights.write_stable_diffusion(os.path.join(root, 'stable_diffusion_v'),
                                         prediction_type='v_prediction', seed=5)
   return root
+
+
+@pytest.fixture(scope='session')
+def digits_tiny(tmp_path_factory):
+  """{kind: workdir, kind + '_metrics': its training metrics} for tiny digits models trained
+  with configs/digits.py's quick sizes: flow and eps U-Nets, the reward's classifier, and a
+  second classifier (another seed) for held-out metrics."""
+  # pylint: disable=g-import-not-at-top
+  from configs import digits as digits_config
+  from experiments import train
+  from experiments import train_classifier
+  out = {}
+  for kind in ('flow', 'eps', 'classifier', 'classifier_heldout'):
+    out[kind] = str(tmp_path_factory.mktemp(kind))
+    is_classifier = kind.startswith('classifier')
+    config = digits_config.get_config(('classifier' if is_classifier else kind) + ',quick')
+    config.seed = 1 if kind == 'classifier_heldout' else 0
+    run = train_classifier.run if is_classifier else train.run
+    out[kind + '_metrics'] = run(config, out[kind])
+  return out

@@ -13,8 +13,6 @@ from experiments import digits
 from experiments import metrics
 from experiments import sample as sample_exp
 from experiments import search as search_exp
-from experiments import train
-from experiments import train_classifier
 from models import trained
 from rewards import analytic
 from rewards import host
@@ -22,15 +20,9 @@ from tests.search import common
 
 
 @pytest.fixture(scope='module')
-def workdirs(tmp_path_factory):
-  """Tiny flow and eps U-Nets and a classifier, trained once for this module."""
-  out = {}
-  for kind in ('flow', 'eps', 'classifier'):
-    out[kind] = str(tmp_path_factory.mktemp(kind))
-    config = digits_config.get_config(f'{kind},quick')
-    run = train_classifier.run if kind == 'classifier' else train.run
-    out[kind + '_metrics'] = run(config, out[kind])
-  return out
+def workdirs(digits_tiny):
+  """Tiny flow and eps U-Nets and classifiers (tests/conftest.py, trained once per session)."""
+  return digits_tiny
 
 
 def _quick(variant, workdirs, kind='flow'):
@@ -69,6 +61,44 @@ def test_classifier_reward_sign_and_shape(workdirs):
   cfg.name = 'classifier'
   with pytest.raises(ValueError, match='target_class must lie in 0..9'):
     rewards.get_reward(cfg, digits.SHAPE)
+
+
+def test_classifier_logodds_and_per_row_target_classes(workdirs):
+  cfg = _quick('svdd', workdirs).reward
+  cfg.update(name='classifier_logodds', target_class=3)
+  reward = rewards.get_reward(cfg, digits.SHAPE)
+  x, _ = digits.load('heldout')
+  x = jnp.asarray(x[:64])
+  cfg.name = 'classifier'
+  log_p = np.asarray(rewards.get_reward(cfg, digits.SHAPE)(x), np.float64)
+  np.testing.assert_allclose(np.asarray(reward(x)), log_p - np.log1p(-np.exp(log_p)),
+                             rtol=1e-4, atol=1e-4)
+  # A batch of target classes travels in cond['target_class']; the backbone ignores that key.
+  rows = jnp.arange(64) % 10
+  per_row = np.asarray(reward(x, {'target_class': rows}))
+  for c in (0, 7):
+    cfg.update(name='classifier_logodds', target_class=c)
+    single = np.asarray(rewards.get_reward(cfg, digits.SHAPE)(x))
+    np.testing.assert_allclose(per_row[rows == c], single[rows == c], rtol=1e-5)
+
+
+def test_search_towards_several_classes_at_once(workdirs, tmp_path):
+  config = _quick('bon', workdirs)
+  config.reward.update(target_classes=(1, 3))
+  config.search.update(num_runs=2, num_particles=2, output='samples')
+  metrics = search_exp.run(config, str(tmp_path))
+  assert metrics['num_searches'] == 4 and metrics['nfe'] <= config.search.budget
+  out = np.load(tmp_path / 'samples.npz')
+  assert list(out['row_class']) == [1, 1, 1, 1, 3, 3, 3, 3]   # class-major, 2 runs x 2 draws
+  for c in (1, 3):  # each saved reward is log p(its own row's class | x0)
+    config.reward.target_class = c
+    r = rewards.get_reward(config.reward, digits.SHAPE)(jnp.asarray(out['x0']))
+    np.testing.assert_allclose(out['reward'][out['row_class'] == c],
+                               np.asarray(r)[out['row_class'] == c], rtol=1e-4, atol=1e-5)
+  assert {'frechet', 'accuracy', 'diversity'} <= set(metrics)
+  config.reward.name = 'classifier_set'
+  with pytest.raises(ValueError, match='target_classes needs the classifier'):
+    search_exp.run(config, str(tmp_path / 'bad'))
 
 
 def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():

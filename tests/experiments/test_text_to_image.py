@@ -19,13 +19,8 @@ from models import stable_diffusion
 PROMPTS = ('a red cat', 'a blue dog house')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compilation():
-  """These tests check plumbing, not speed: XLA's optimisation passes only cost compile time."""
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# These tests check plumbing, not speed: XLA's optimisation passes only cost compile time.
+pytestmark = pytest.mark.usefixtures('fast_compilation')
 
 
 def _config(sd_tiny, tmp_path, variant, **reward):
@@ -40,9 +35,10 @@ def _config(sd_tiny, tmp_path, variant, **reward):
   return config
 
 
-# Four methods in the default run (independent chains, resampling, shard_map'd rbf, the tree);
-# every method is covered on the 2D problems by default, and all eight here with -m slow.
-DEFAULT_METHODS = ('bon', 'smc', 'rbf', 'dts_star')
+# Two methods in the default run (independent chains, resampling); rbf and dts_star run on the
+# same tiny model by default in tests/experiments/test_colab.py (the text-to-image notebook),
+# every method on the 2D problems, and all eight here with -m slow.
+DEFAULT_METHODS = ('bon', 'smc')
 
 
 @pytest.mark.parametrize('method', [

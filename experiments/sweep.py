@@ -1,0 +1,276 @@
+"""`sweep`: a grid of `search` runs from one config, resumable, aggregated to tables and figures.
+
+The grid is the product of config.sweep's axes, in this order: task, sampler, method, budget,
+seed (an empty axis is not swept). A value of `method`, `budget` or `seed` sets search.method,
+search.budget or seed; a value that names a preset (sweep.presets.AXIS.VALUE, a nested dict of
+config overrides) applies that preset instead, so a `sampler` or `task` value can change any
+field. Each point runs as a `search` experiment in DIR/points/NAME/ (its contract files), then
+its record DIR/points/NAME.json (metrics, axis values, elapsed seconds, a hash of its config) is
+written atomically: an interrupted sweep resumes where it stopped and never recomputes a
+finished point. A record whose config hash differs from the point's stops the sweep with an
+error instead of being mixed into the aggregate.
+
+DIR gets points.csv (one row per point), summary.csv and summary.md (mean and standard
+deviation over seeds), one PNG per metric in sweep.plot.metrics, sweep.json (the command, the
+summed wall time of the points, the machine), and metrics.json (the summary, flattened).
+"""
+
+import copy
+import csv
+import hashlib
+import io as io_lib
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+import search as search_lib
+from experiments import io
+from experiments import mesh as mesh_lib
+from experiments import plots
+from experiments import problem as problem_lib
+from experiments import search as search_exp
+
+AXES = ('task', 'sampler', 'method', 'budget', 'seed')
+_FIELDS = {'method': ('search', 'method'), 'budget': ('search', 'budget'), 'seed': ('seed',)}
+# Fields of `search` that the problem (not the method) depends on.
+_PROBLEM_SEARCH_FIELDS = ('guidance', 'guidance_scale', 'num_runs')
+
+
+class Point(NamedTuple):
+  name: str                       # 'method=bon,budget=500,seed=0': the record's file name
+  values: tuple                   # ((axis, value), ...) in AXES order
+  config: ml_collections.ConfigDict
+  digest: str                     # sha256 of the point's resolved config
+
+
+def grid(config) -> list:
+  """The sweep's points, validated (config fields, presets, each method's budget) on the host."""
+  sweep = config.sweep
+  axes = [(axis, tuple(sweep.get(axis, ()))) for axis in AXES]
+  axes = [(axis, values) for axis, values in axes if values]
+  if not axes:
+    raise ValueError(f'sweep has no axis with values; set some of sweep.{", sweep.".join(AXES)}.')
+  for axis, values in axes:
+    if len(set(map(str, values))) != len(values):
+      raise ValueError(f'sweep.{axis} repeats a value: {values}.')
+  base = ml_collections.ConfigDict(config.to_dict())
+  for section in ('sweep', 'compare'):
+    if section in base:
+      del base[section]
+  base.experiment = 'search'
+  points = []
+  for combo in itertools.product(*[[(axis, v) for v in values] for axis, values in axes]):
+    cfg = copy.deepcopy(base)
+    for axis, value in combo:
+      _apply(cfg, axis, value, sweep.presets.get(axis, {}))
+    name = ','.join(f'{axis}={value}' for axis, value in combo)
+    try:
+      search_lib.make_config(cfg.search, float(cfg.reward.temperature), cfg.sampler.num_steps)
+    except ValueError as e:
+      raise ValueError(f'sweep point {name}: {e}') from None
+    digest = hashlib.sha256(cfg.to_json(sort_keys=True).encode()).hexdigest()
+    points.append(Point(name, tuple(combo), cfg, digest))
+  return points
+
+
+def _apply(cfg, axis, value, presets) -> None:
+  if str(value) in presets:
+    _merge(cfg, presets[str(value)].to_dict(), f'sweep.presets.{axis}.{value}')
+  elif axis in _FIELDS:
+    *parents, leaf = _FIELDS[axis]
+    node = cfg
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  else:
+    raise ValueError(f'sweep.{axis} value {value!r} names no preset; valid: '
+                     f'{", ".join(presets) or "(none defined)"}.')
+
+
+def _merge(cfg, overrides: dict, where: str) -> None:
+  """Recursively sets overrides into cfg; every key must already exist (typos fail loudly)."""
+  for key, value in overrides.items():
+    if key not in cfg:
+      raise ValueError(f'{where} sets {key!r}, which the config does not have.')
+    if isinstance(value, dict):
+      _merge(cfg[key], value, f'{where}.{key}')
+    else:
+      cfg[key] = value
+
+
+def _problem_key(cfg) -> str:
+  """Points that share this key share one problem (backbone, sampler, reward), and so their
+  compiled programs: the seed, method and budget are not part of it."""
+  d = cfg.to_dict()
+  d['search'] = {k: d['search'].get(k) for k in _PROBLEM_SEARCH_FIELDS}
+  for k in ('seed', 'experiment'):
+    d.pop(k, None)
+  return json.dumps(d, sort_keys=True, default=str)
+
+
+def run(config, workdir: str) -> dict:
+  points = grid(config)
+  io.write_config(workdir, config)
+  records_dir = os.path.join(workdir, 'points')
+  done = {p.name: _read_record(records_dir, p) for p in points}
+  todo = [p for p in points if done[p.name] is None]
+  problems = {}
+  progress = tqdm.tqdm(total=len(points), initial=len(points) - len(todo), desc='sweep',
+                       unit='point', disable=not io.is_writer(), file=sys.stderr)
+  with progress:
+    for point in todo:
+      progress.set_postfix_str(point.name)
+      start = time.perf_counter()
+      key = _problem_key(point.config)
+      if key not in problems:
+        problems[key] = search_exp.prepare(point.config)
+      problem, _, mesh = problems[key]
+      method_config = search_lib.make_config(point.config.search,
+                                             float(point.config.reward.temperature),
+                                             point.config.sampler.num_steps)
+      mesh_lib.check_particles(point.config.search.method, method_config, mesh)
+      metrics, _ = search_exp.execute(point.config, os.path.join(records_dir, point.name),
+                                      problem, method_config, mesh)
+      record = {'point': point.name, 'values': dict(point.values), 'config_sha256': point.digest,
+                'elapsed_s': time.perf_counter() - start, 'metrics': metrics}
+      io.write_json(os.path.join(records_dir, point.name + '.json'), record)
+      done[point.name] = record
+      progress.update(1)
+  return aggregate(config, workdir, points, [done[p.name] for p in points])
+
+
+def _read_record(records_dir: str, point: Point):
+  path = os.path.join(records_dir, point.name + '.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    record = json.load(f)
+  if record.get('config_sha256') != point.digest:
+    raise ValueError(
+        f'{path} holds a finished point made with a different config than this sweep\'s '
+        f'{point.name}; rerun with the config it was made with, or use another --workdir '
+        '(finished points are never overwritten).')
+  return record
+
+
+def aggregate(config, workdir: str, points, records) -> dict:
+  """points.csv, summary.csv, summary.md, figures, sweep.json and metrics.json from records."""
+  axes = [axis for axis, _ in points[0].values]
+  metric_names = sorted({k for r in records for k, v in r['metrics'].items()
+                         if isinstance(v, (int, float)) and k not in axes})
+  rows = [dict(r['values'], **{m: r['metrics'].get(m) for m in metric_names}) for r in records]
+  _write_csv(os.path.join(workdir, 'points.csv'), axes + metric_names, rows)
+
+  group_axes = [a for a in axes if a != 'seed']
+  groups = {}
+  for row in rows:
+    groups.setdefault(tuple(row[a] for a in group_axes), []).append(row)
+  summary = []
+  for values, members in groups.items():
+    entry = dict(zip(group_axes, values), num_seeds=len(members))
+    for m in metric_names:
+      vals = np.asarray([r[m] for r in members if r[m] is not None], np.float64)
+      entry[m] = float(vals.mean()) if vals.size else None
+      entry[m + '_std'] = float(vals.std()) if vals.size else None
+    summary.append(entry)
+  columns = group_axes + ['num_seeds'] + [c for m in metric_names for c in (m, m + '_std')]
+  _write_csv(os.path.join(workdir, 'summary.csv'), columns, summary)
+
+  sweep = config.sweep
+  shown = [m for m in sweep.table_metrics if m in metric_names]
+  elapsed = float(sum(r['elapsed_s'] for r in records))
+  lines = [f'# {sweep.title}' if sweep.get('title') else '# sweep', '',
+           f'Command: `{command_line()}`', '',
+           f'Wall time (sum over the {len(records)} points, compilation included): '
+           f'{elapsed:.0f} s on {machine()}.', '',
+           markdown_summary(summary, group_axes, shown)]
+  for a, b, metric in [tuple(x) for x in sweep.get('reach', ())]:
+    lines += ['', reach_line(summary, group_axes, a, b, metric)]
+  io.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
+  for metric in sweep.plot.metrics:
+    if metric in metric_names:
+      plots.sweep_figure(os.path.join(workdir, f'{metric}.png'), summary, metric,
+                         x=sweep.plot.x, series=sweep.plot.series, panel=sweep.plot.panel,
+                         logx=sweep.plot.logx, logy=sweep.plot.get('logy', False),
+                         title=sweep.get('title', ''))
+  io.write_json(os.path.join(workdir, 'sweep.json'), {
+      'command': command_line(), 'elapsed_s': elapsed, 'num_points': len(records),
+      'machine': machine(), 'jax': jax.__version__, 'devices': jax.device_count()})
+  flat = {}
+  for entry in summary:
+    prefix = '/'.join(f'{a}={entry[a]}' for a in group_axes)
+    flat.update({f'{prefix}/{m}': entry[m] for m in shown if entry.get(m) is not None})
+  io.write_metrics(workdir, flat)
+  if io.is_writer():
+    print('\n'.join(lines[6:]))
+  return flat
+
+
+def _write_csv(path: str, columns, rows) -> None:
+  text = io_lib.StringIO()
+  writer = csv.DictWriter(text, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(rows)
+  io.write_text(os.path.dirname(path), os.path.basename(path), text.getvalue())
+
+
+def markdown_summary(summary, group_axes, metrics) -> str:
+  head = group_axes + metrics
+  lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+  for e in summary:
+    cells = [str(e[a]) for a in group_axes]
+    for m in metrics:
+      v, s = e.get(m), e.get(m + '_std')
+      cells.append('' if v is None else (f'{v:.4g} ± {s:.2g}' if e['num_seeds'] > 1
+                                         else f'{v:.4g}'))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def reach_line(summary, group_axes, a: str, b: str, metric: str) -> str:
+  """Where method a's mean `metric` first reaches method b's value at b's largest budget
+  (interpolated linearly in log budget), per task and sampler."""
+  out = []
+  others = [x for x in group_axes if x not in ('method', 'budget')]
+  for key in sorted({tuple(e[x] for x in others) for e in summary}):
+    rows = [e for e in summary if tuple(e[x] for x in others) == key]
+    curve_a = sorted((e['budget'], e[metric]) for e in rows if e['method'] == a)
+    curve_b = sorted((e['budget'], e[metric]) for e in rows if e['method'] == b)
+    label = ','.join(map(str, key)) or 'all'
+    if not curve_a or not curve_b:
+      continue
+    top_budget, target = curve_b[-1]
+    at = reach_budget(curve_a, target)
+    where = (f'at about {at:.0f} NFE ({top_budget / at:.1f}x less compute)' if at is not None
+             else 'not within the grid')
+    out.append(f'{label}: {a} reaches {b}\'s {metric} at {top_budget} NFE ({target:.4g}) {where}.')
+  return '\n'.join(f'- {line}' for line in out)
+
+
+def reach_budget(curve, target):
+  """The smallest budget where a curve [(budget, value)] reaches target, log-interpolated."""
+  for i, (budget, value) in enumerate(curve):
+    if value >= target:
+      if i == 0:
+        return float(budget)
+      (b0, v0), (b1, v1) = curve[i - 1], (budget, value)
+      frac = (target - v0) / (v1 - v0)
+      return float(np.exp(np.log(b0) + frac * (np.log(b1) - np.log(b0))))
+  return None
+
+
+def command_line() -> str:
+  return ' '.join(['python', os.path.basename(sys.argv[0])] + sys.argv[1:])
+
+
+def machine() -> str:
+  return f'{platform.machine()}, {os.cpu_count()} CPU cores, {jax.devices()[0].platform}'

@@ -1,0 +1,76 @@
+"""The Colab notebooks run headless, every cell, with shrunken parameters (papermill), on the CPU:
+the 2D quickstart, the digits notebook with tiny models, and the text-to-image notebook with the
+tiny random Stable Diffusion and CLIP folders."""
+
+import os
+
+import nbformat
+import papermill
+import pytest
+
+from tests.conftest import ROOT
+
+COLAB = os.path.join(ROOT, 'experiments', 'colab')
+
+
+def _execute(name, tmp_path, monkeypatch, **parameters):
+  # Plumbing, not speed: the kernel inherits the environment.
+  monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+  out = str(tmp_path / f'{name}.ipynb')
+  papermill.execute_notebook(os.path.join(COLAB, f'{name}.ipynb'), out,
+                             parameters=dict(parameters, WORKDIR=str(tmp_path / 'work')),
+                             cwd=COLAB, kernel_name='python3', progress_bar=False,
+                             execution_timeout=600)
+  return nbformat.read(out, as_version=4)
+
+
+def _outputs(nb) -> str:
+  texts = []
+  for cell in nb.cells:
+    for output in cell.get('outputs', []):
+      texts.append(output.get('text', '') or str(output.get('data', {}).get('text/plain', '')))
+  return '\n'.join(texts)
+
+
+def _image_count(nb) -> int:
+  return sum('image/png' in o.get('data', {}) for c in nb.cells for o in c.get('outputs', []))
+
+
+@pytest.mark.parametrize('name', ['quickstart', 'digits', 'text_to_image'])
+def test_notebooks_have_setup_then_parameters_cells(name):
+  nb = nbformat.read(os.path.join(COLAB, f'{name}.ipynb'), as_version=4)
+  code = [c for c in nb.cells if c.cell_type == 'code']
+  assert 'find_project()' in code[0].source and 'pip' in code[0].source
+  assert code[1].metadata.get('tags') == ['parameters']
+  assert 'PLATFORM = jax.devices()[0].platform' in code[2].source
+  assert all(not c.get('outputs') for c in code)  # committed without outputs
+
+
+def test_quickstart_notebook_runs(tmp_path, monkeypatch):
+  nb = _execute('quickstart', tmp_path, monkeypatch, BUDGET=200, NUM_STEPS=10, NUM_PARTICLES=4)
+  text = _outputs(nb)
+  assert 'budget 200 NFE, 10 steps, 4 particles' in text
+  for method in ('bon', 'sop', 'smc', 'svdd', 'code', 'rbf', 'dts', 'dts_star'):
+    assert f'| {method} |' in text
+  assert _image_count(nb) == 2   # the samples over the target, the reward-NFE curves
+
+
+def test_digits_notebook_runs(tmp_path, monkeypatch):
+  nb = _execute('digits', tmp_path, monkeypatch, QUICK=True, TRAIN_STEPS=30,
+                CLASSIFIER_STEPS=30, BUDGET=48, NUM_STEPS=6, NUM_PARTICLES=4, NUM_RUNS=2)
+  text = _outputs(nb)
+  for name in ('smc', 'rbf', 'dts', 'linear_sde', 'vp_sde'):
+    assert f'{name}: reward' in text
+  assert _image_count(nb) == 5
+
+
+def test_text_to_image_notebook_runs(sd_tiny, tmp_path, monkeypatch):
+  nb = _execute('text_to_image', tmp_path, monkeypatch,
+                MODEL_PATH=os.path.join(sd_tiny, 'stable_diffusion'),
+                CLIP_MODEL=os.path.join(sd_tiny, 'clip'), DTYPE='float32', GUIDANCE_SCALE=2.0,
+                PROMPTS=['a red cat', 'a blue dog'], BUDGET=16, PARTICLES_PER_DEVICE=2,
+                RBF_STEPS=4, DTS_STEPS=4, BRANCH_EVERY=2)
+  text = _outputs(nb)
+  assert "Mesh('particles': 1" in text or 'particles' in text
+  assert 'rbf: best reward' in text and 'dts_star: best reward' in text
+  assert _image_count(nb) == 4   # two prompts x two methods

@@ -1,0 +1,187 @@
+"""The paper-figure sweeps: each figure config's quick variant end to end on tiny trained models,
+and a sweep interrupted midway that resumes without recomputing its finished points."""
+
+import csv
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import fig_dts_2d
+from configs import toy2d
+from experiments import search as search_exp
+from experiments import sweep
+from experiments import train
+
+FIGURES = (('fig_rbf_interpolants', ''), ('fig_rbf_interpolants', 'ablation'),
+           ('fig_rbf_budget', ''), ('fig_dts_2d', ''), ('fig_dts_digits', ''),
+           ('fig_dts_digits', 'even_odd'), ('fig_dts_star', ''))
+SLOW_VARIANTS = {('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd')}
+# These tests check plumbing, not speed: XLA's optimisation passes only cost compile time.
+pytestmark = pytest.mark.usefixtures('fast_compilation')
+
+
+@pytest.fixture(scope='module')
+def toy2d_tiny(tmp_path_factory):
+  """Tiny eps-prediction MLPs trained on the ring and the checkerboard."""
+  out = {}
+  for dataset in ('ring', 'checkerboard'):
+    out[dataset] = str(tmp_path_factory.mktemp(dataset))
+    train.run(toy2d.get_config(f'{dataset},epsilon,quick'), out[dataset])
+  return out
+
+
+def _use_tiny_models(node, digits_tiny, toy2d_tiny) -> None:
+  """Points every runs/digits/KIND and runs/toy2d/DATASET path of a config (its presets
+  included) at the session's tiny models."""
+  for key in list(node.keys()):
+    value = node[key]
+    if hasattr(value, 'keys'):
+      _use_tiny_models(value, digits_tiny, toy2d_tiny)
+    elif isinstance(value, str) and value.startswith(('runs/digits/', 'runs/toy2d/')):
+      kind = value.split('/')[-1]
+      node[key] = (digits_tiny if value.startswith('runs/digits/') else toy2d_tiny)[kind]
+
+
+def _quick(name, variant, digits_tiny, toy2d_tiny):
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config(','.join(t for t in ('quick', variant) if t))
+  _use_tiny_models(config, digits_tiny, toy2d_tiny)
+  return config
+
+
+def _read_csv(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def _check_sweep_outputs(config, workdir):
+  points = sweep.grid(config)
+  rows = _read_csv(os.path.join(workdir, 'points.csv'))
+  assert len(rows) == len(points)
+  for row, point in zip(rows, points):
+    assert int(row['nfe']) <= point.config.search.budget
+    assert np.isfinite(float(row['reward_mean']))
+    with open(os.path.join(workdir, 'points', point.name + '.json')) as f:
+      assert json.load(f)['config_sha256'] == point.digest
+  # The summary is the per-group mean over seeds of the points.
+  axes = [a for a, _ in points[0].values if a != 'seed']
+  for entry in _read_csv(os.path.join(workdir, 'summary.csv')):
+    members = [r for r in rows if all(r[a] == entry[a] for a in axes)]
+    assert int(entry['num_seeds']) == len(members)
+    np.testing.assert_allclose(float(entry['reward_mean']),
+                               np.mean([float(r['reward_mean']) for r in members]), rtol=1e-6)
+  with open(os.path.join(workdir, 'summary.md')) as f:
+    summary = f.read()
+  assert 'Command: `' in summary and 'Wall time' in summary
+  for metric in config.sweep.table_metrics:
+    assert metric in summary, metric
+  for metric in config.sweep.plot.metrics:
+    assert os.path.getsize(os.path.join(workdir, f'{metric}.png')) > 1000, metric
+  with open(os.path.join(workdir, 'sweep.json')) as f:
+    assert json.load(f)['num_points'] == len(points)
+  return rows, summary
+
+
+@pytest.mark.parametrize('name,variant', [
+    pytest.param(n, v, marks=pytest.mark.slow) if (n, v) in SLOW_VARIANTS else (n, v)
+    for n, v in FIGURES])
+def test_figure_quick_variant_runs_end_to_end(name, variant, digits_tiny, toy2d_tiny,
+                                              tmp_path):
+  config = _quick(name, variant, digits_tiny, toy2d_tiny)
+  sweep.run(config, str(tmp_path))
+  rows, summary = _check_sweep_outputs(config, str(tmp_path))
+  if name == 'fig_dts_2d':  # every task has an exact tilted target to measure against
+    assert {r['task'] for r in rows} == {'ring', 'checkerboard', 'gmm'}
+    assert all(0 <= float(r['mmd']) < 2 for r in rows)
+  elif config.reward.get('heldout_checkpoint'):
+    assert all(0 <= float(r['heldout_accuracy']) <= 1 for r in rows)
+  if config.reward.get('target_classes'):
+    assert all(float(r['num_searches']) == len(config.reward.target_classes or (0,))
+               * config.search.num_runs for r in rows)
+  if config.sweep.reach:
+    assert 'dts_star reaches bon\'s best_reward' in summary
+
+
+def _small_sweep():
+  """Four cheap points on the analytic mixture: bon and smc at one budget, two seeds."""
+  config = fig_dts_2d.get_config('quick')
+  config.sweep.update(task=('gmm',), method=('bon', 'smc'), budget=(100,), seed=(0, 1))
+  return config
+
+
+def _without_timings(rows):
+  timing = ('wall_s', 'compile_s')
+  return [{k: v for k, v in r.items() if not k.startswith(timing)} for r in rows]
+
+
+def test_interrupted_sweep_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+  config = _small_sweep()
+  reference = str(tmp_path / 'reference')
+  sweep.run(config, reference)
+
+  calls = []
+  real_execute = search_exp.execute
+
+  def interrupted_after_two(cfg, workdir, *args, **kwargs):
+    if len(calls) == 2:
+      raise KeyboardInterrupt  # as if the user pressed Ctrl-C in the third point
+    calls.append(os.path.basename(workdir))
+    return real_execute(cfg, workdir, *args, **kwargs)
+
+  resumed = str(tmp_path / 'resumed')
+  monkeypatch.setattr(search_exp, 'execute', interrupted_after_two)
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run(config, resumed)
+  finished = sorted(f for f in os.listdir(os.path.join(resumed, 'points')) if f.endswith('.json'))
+  assert finished == sorted(c + '.json' for c in calls)
+  assert not os.path.exists(os.path.join(resumed, 'points.csv'))
+
+  first_two = list(calls)
+  monkeypatch.setattr(search_exp, 'execute',
+                      lambda cfg, workdir, *a, **k: calls.append(os.path.basename(workdir))
+                      or real_execute(cfg, workdir, *a, **k))
+  sweep.run(config, resumed)
+  assert calls[2:] == [p.name for p in sweep.grid(config) if p.name not in first_two]
+  for name in ('points.csv', 'summary.csv'):
+    assert (_without_timings(_read_csv(os.path.join(resumed, name)))
+            == _without_timings(_read_csv(os.path.join(reference, name))))
+  _check_sweep_outputs(config, resumed)
+
+  # A third run recomputes nothing.
+  sweep.run(config, resumed)
+  assert len(calls) == len(sweep.grid(config))
+
+
+def test_sweep_refuses_a_finished_point_made_with_another_config(tmp_path):
+  config = _small_sweep()
+  config.sweep.update(method=('bon',), seed=(0,))
+  sweep.run(config, str(tmp_path))
+  config.reward.temperature = 2.0
+  with pytest.raises(ValueError, match='different config'):
+    sweep.run(config, str(tmp_path))
+
+
+def test_sweep_grid_errors_name_the_problem():
+  config = _small_sweep()
+  config.sweep.method = ('bon', 'nope')
+  with pytest.raises(ValueError, match="sweep point .*method=nope.*Unknown search.method"):
+    sweep.grid(config)
+  config = _small_sweep()
+  config.sweep.task = ('gmm', 'moon')
+  with pytest.raises(ValueError, match="sweep.task value 'moon' names no preset; valid: checkerboard, gmm, ring"):
+    sweep.grid(config)
+  config = _small_sweep()
+  config.sweep.presets.task.gmm.reward.colour = 'red'
+  with pytest.raises(ValueError, match='sweep.presets.task.gmm.reward sets .colour.'):
+    sweep.grid(config)
+  config = _small_sweep()
+  config.sweep.budget = (5,)
+  with pytest.raises(ValueError, match='sweep point .*budget=5'):
+    sweep.grid(config)
+  config = _small_sweep()
+  config.sweep.update(task=(), method=(), budget=(), seed=())
+  with pytest.raises(ValueError, match='sweep has no axis'):
+    sweep.grid(config)
