@@ -1,5 +1,7 @@
 """Two-sample statistics between point sets x [N, D] and y [M, D]."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +38,9 @@ def frechet_distance(feats_a, feats_b) -> float:
   a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
   mu_a, mu_b = a.mean(0), b.mean(0)
   cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
+  with warnings.catch_warnings():  # fewer points than features: singular, as expected
+    warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
+    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
   covmean = np.real(covmean)
   value = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * covmean)
   return float(max(value, 0.0))

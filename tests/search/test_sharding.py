@@ -165,6 +165,7 @@ def test_particles_must_divide_over_the_particle_axis():
   mesh_lib.check_particles('dts', search.make_config(config.search, 1.0, 8), mesh)
 
 
+@pytest.mark.slow  # 36 s of subprocess compilation; kept out of the default run for CI time
 def test_fsdp_splits_the_stable_diffusion_unet_over_a_model_axis(sd_tiny, tmp_path):
   """Mesh (2 particles x 4 model): the tiny SD U-Net's parameters split FSDP-style; the samples
   equal those of an (8,) particles-only mesh up to reduction order (the split matmuls sum in
