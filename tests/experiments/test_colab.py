@@ -71,6 +71,6 @@ def test_text_to_image_notebook_runs(sd_tiny, tmp_path, monkeypatch):
                 PROMPTS=['a red cat', 'a blue dog'], BUDGET=16, PARTICLES_PER_DEVICE=2,
                 RBF_STEPS=4, DTS_STEPS=4, BRANCH_EVERY=2)
   text = _outputs(nb)
-  assert "Mesh('particles': 1" in text or 'particles' in text
+  assert "Mesh('particles': 1" in text   # the project's mesh over this machine's one device
   assert 'rbf: best reward' in text and 'dts_star: best reward' in text
   assert _image_count(nb) == 4   # two prompts x two methods
