@@ -7,6 +7,7 @@ can be overridden, e.g. --config.sampler.interpolant=vp --config.sampler.sde=tru
 import logging as std_logging
 import os
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -36,26 +37,85 @@ def _quiet_library_logs(record) -> bool:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    _fail(f'unexpected arguments {argv[1:]}; every setting is a flag (--config.FIELD=VALUE).')
   logging.get_absl_logger().addFilter(_quiet_library_logs)
   std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
-  if _DISTRIBUTED.value:
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  import experiments  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   try:
+    if _DISTRIBUTED.value:
+      import jax  # pylint: disable=g-import-not-at-top
+      jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    import experiments  # pylint: disable=g-import-not-at-top
     run = experiments.get_experiment(config.experiment)
     metrics = run(config, _WORKDIR.value)
-  except (ValueError, FileNotFoundError) as e:
-    # Configuration and input errors: every builder validates before any compilation.
-    logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except KeyboardInterrupt:
+    _fail('interrupted; finished work is kept (a rerun resumes it).', code=130)
+  except USER_ERRORS as e:
+    # Configuration, input and environment errors: every builder validates before compiling.
+    _fail(_one_line(e))
+  except Exception as e:  # pylint: disable=broad-except
+    # A bug: a one-line summary first, then the traceback for the report.
+    print(f'error: internal error, please report it: {type(e).__name__}: {_one_line(e)}',
+          file=sys.stderr)
+    traceback.print_exc()
+    sys.exit(1)
   if config.experiment in ('compare', 'benchmark', 'sweep') or not _is_process_zero():
     return  # they print their own tables; one process prints for a multi-host job
   for key, value in sorted(metrics.items()):
     print(f'{key:>20s}: {value:.6g}' if isinstance(value, float) else f'{key:>20s}: {value}')
+
+
+# What a user (not a bug) causes: a bad config value, a missing or damaged file, a workdir that
+# cannot be written, a number past what the device holds.
+USER_ERRORS = (ValueError, OSError, OverflowError)
+
+
+def _one_line(e: BaseException) -> str:
+  text = str(e).strip() or type(e).__name__
+  if isinstance(e, OSError) and e.filename and e.strerror:
+    text = f'{e.filename}: {e.strerror}'
+  return ' '.join(text.split())
+
+
+def _fail(message: str, code: int = 2):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with every parse error (an unknown --config. key, a missing config
+  file, a bad value) as one `error:` line and exit code 2."""
+  try:
+    parsed = flags.FLAGS(argv)
+    getattr(_CONFIG.value, 'experiment', None)  # a config file that failed to load raises here
+    return parsed
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(_flag_error(e, argv))
+
+
+def _flag_error(e: BaseException, argv) -> str:
+  """One line for a flag-parse error: ml_collections reports an unknown field as a bare
+  AttributeError or KeyError, and a config file's own error with its traceback inside."""
+  text = str(e).strip()
+  if isinstance(e, (AttributeError, KeyError)):
+    field = text.strip('"\' ')
+    args = [a for a in argv if a.startswith('--config.') and field in a]
+    where = args[0].split('=')[0] if args else f'--config...{field}'
+    return f'unknown config field {where}: the config has no field {field!r}.'
+  if 'No such file or directory' in text or 'Failed loading config file' in text:
+    path = _missing_config_file(argv)
+    return f'config file {path} does not exist.' if path else _one_line(e)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if len(lines) > 1 and 'Traceback' in text:  # keep the flag and the config's own last line
+    return f'{lines[0].rstrip(":")} {lines[-1]}'
+  return _one_line(e)
+
+
+def _missing_config_file(argv):
+  for a in argv:
+    if a.startswith('--config=') and not os.path.isfile(a.split('=', 1)[1].split(':')[0]):
+      return a.split('=', 1)[1].split(':')[0]
+  return None
 
 
 def _is_process_zero() -> bool:
@@ -64,4 +124,4 @@ def _is_process_zero() -> bool:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -19,6 +19,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 
+import rewards
 import search as search_lib
 from experiments import io
 from experiments import mesh as mesh_lib
@@ -87,10 +88,29 @@ def _raw_evaluations(sampler, calls, batch):
   return program, (x,)
 
 
+def _check_before_training(config) -> None:
+  """Every method's config, the mesh and the reward, validated before a backbone is trained
+  for them, so that a typo costs seconds, not a training run."""
+  if not config.benchmark.methods:
+    raise ValueError('benchmark.methods is empty.')
+  if int(config.benchmark.repeats) < 1:
+    raise ValueError(f'benchmark.repeats must be >= 1, got {config.benchmark.repeats}.')
+  mesh = mesh_lib.make_mesh(config.mesh)
+  for method in config.benchmark.methods:
+    cfg = copy.deepcopy(config)
+    cfg.search.method = method
+    method_config = search_lib.make_config(cfg.search, float(cfg.reward.temperature),
+                                           cfg.sampler.num_steps)
+    mesh_lib.check_particles(method, method_config, mesh)
+  if config.model.name == 'mlp' and not config.model.checkpoint:
+    rewards.get_reward(config.reward, (int(config.data.dim),))
+
+
 def run(config, workdir: str) -> dict:
+  _check_before_training(config)
   os.makedirs(workdir, exist_ok=True)
   config = _ensure_backbone(config, workdir)
-  io.write_config(workdir, config)
+  io.claim_workdir(workdir, config)
   repeats = int(config.benchmark.repeats)
   rows, flat = {}, {}
   for method in config.benchmark.methods:
@@ -125,8 +145,7 @@ def run(config, workdir: str) -> dict:
 
   io.write_json(os.path.join(workdir, 'benchmark.json'), rows)
   table = markdown(rows)
-  with open(os.path.join(workdir, 'benchmark.md'), 'w') as f:
-    f.write(table + '\n')
+  io.write_text(workdir, 'benchmark.md', table + '\n')
   print(table)
   io.write_metrics(workdir, flat)
   return flat

@@ -29,7 +29,7 @@ def run(config, workdir: str) -> dict:
     cfg = copy.deepcopy(config)
     cfg.search.method = method
     prepared[method] = (cfg,) + search_exp.prepare(cfg)
-  io.write_config(workdir, config)
+  io.claim_workdir(workdir, config)
 
   rows, panels, flat = {}, {}, {}
   for method, (cfg, problem, method_config, mesh) in prepared.items():
@@ -39,8 +39,7 @@ def run(config, workdir: str) -> dict:
     flat.update({f'{method}/{k}': v for k, v in metrics.items()})
 
   table = markdown_table(rows)
-  with open(os.path.join(workdir, 'table.md'), 'w') as f:
-    f.write(table + '\n')
+  io.write_text(workdir, 'table.md', table + '\n')
   print(table)
   first = np.load(os.path.join(workdir, methods[0], 'samples.npz'))
   io.write_samples(workdir, x0=first['x0'], reward=first['reward'])
@@ -52,7 +51,7 @@ def run(config, workdir: str) -> dict:
     label = 'tilted target' if ref is not None else 'base data'
     ref = ref if ref is not None else problem_lib.base_samples(config.model, key, 2048)
     plots.panels_2d(os.path.join(workdir, 'compare.png'), panels, ref, label,
-                    {m: f'{m}: r={rows[m]["reward_mean"]:.2f}, {rows[m]["nfe"]} NFE'
+                    {m: f'{m}: r={rows[m].get("reward_mean", np.nan):.2f}, {rows[m]["nfe"]} NFE'
                      for m in panels})
   return flat
 

@@ -1,9 +1,12 @@
-"""The experiment contract's files (DESIGN.md section 7), written atomically into a workdir."""
+"""The experiment contract's files (DESIGN.md section 7), written atomically into a workdir that
+one run at a time owns (config.json, DIR/.lock)."""
 
+import contextlib
 import json
 import os
 import tempfile
 
+import filelock
 import jax
 import numpy as np
 
@@ -37,9 +40,75 @@ def write_text(workdir: str, name: str, text: str) -> None:
   _atomic_write(os.path.join(workdir, name), lambda f: f.write(text.encode()))
 
 
-def write_config(workdir: str, config) -> None:
-  """config.json: the resolved ConfigDict."""
-  write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+def claim_workdir(workdir: str, config) -> None:
+  """config.json: the resolved ConfigDict, written once. A workdir whose config.json holds a
+  different config belongs to another run: it is refused before anything is written, naming
+  the fields that differ, so a finished run is never relabelled or overwritten."""
+  path = os.path.join(workdir, 'config.json')
+  new = json.loads(config.to_json_best_effort())
+  if os.path.isfile(path):
+    try:
+      with open(path) as f:
+        old = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ValueError(f'{path} exists but is unreadable ({e}); use another --workdir.') from None
+    if old != new:
+      diffs = config_differences(old, new)
+      shown = '; '.join(diffs[:6]) + (f'; and {len(diffs) - 6} more' if len(diffs) > 6 else '')
+      raise ValueError(f'--workdir {workdir} holds another run (its config.json differs: '
+                       f'{shown}). Use another --workdir, or rerun with the config it was made '
+                       'with; nothing was written.')
+    return
+  write_json(path, new)
+
+
+def config_differences(old, new, prefix: str = '') -> list:
+  """'field: A (in the workdir) -> B (now)' for each leaf where two config dicts differ."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+      where = f'{prefix}{key}'
+      if key not in new:
+        out.append(f'{where}: {old[key]!r} (in the workdir) -> absent (now)')
+      elif key not in old:
+        out.append(f'{where}: absent (in the workdir) -> {new[key]!r} (now)')
+      else:
+        out.extend(config_differences(old[key], new[key], where + '.'))
+    return out
+  if old == new:
+    return []
+  return [f'{prefix.rstrip(".")}: {old!r} (in the workdir) -> {new!r} (now)']
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+  """Holds DIR/.lock for the run (process 0 only): a second process on the same workdir stops
+  at once with a clear error instead of racing the first. The kernel drops the lock when its
+  holder dies, SIGKILL included, so a crashed run never blocks a rerun."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except FileExistsError:
+    raise ValueError(f'--workdir {workdir} exists and is not a directory.') from None
+  except OSError as e:
+    raise ValueError(f'cannot create --workdir {workdir}: {e.strerror or e}.') from None
+  if not os.path.isdir(workdir):
+    raise ValueError(f'--workdir {workdir} exists and is not a directory.')
+  if not is_writer():
+    yield
+    return
+  lock = filelock.FileLock(os.path.join(workdir, '.lock'), timeout=0)
+  try:
+    lock.acquire()
+  except filelock.Timeout:
+    raise ValueError(f'--workdir {workdir} is in use by another running process (it holds '
+                     f'{os.path.join(workdir, ".lock")}); wait for it to finish or use another '
+                     '--workdir.') from None
+  except OSError as e:
+    raise ValueError(f'cannot write to --workdir {workdir}: {e.strerror or e}.') from None
+  try:
+    yield
+  finally:
+    lock.release()
 
 
 def write_metrics(workdir: str, metrics: dict) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 import models
 import rewards
+import search as search_lib
 from experiments import data2d
 from models import gmm
 from samplers import sampler as sampler_lib
@@ -36,8 +37,7 @@ def build(config, guidance: bool = False) -> Problem:
   reward = rewards.get_reward(config.reward, backbone.data_shape, backbone.decoder, prompts)
   sampler = sampler_lib.from_config(config.sampler, backbone)
   temperature = float(config.reward.temperature)
-  if not temperature > 0:
-    raise ValueError(f'reward.temperature must be positive, got {temperature}.')
+  search_lib.base.check_temperature(temperature)
   cond = condition(config)
   batch, row_classes = 0, ()
   if prompts:
@@ -50,10 +50,15 @@ def build(config, guidance: bool = False) -> Problem:
     batch = len(row_classes)
   one_cond = jax.tree.map(lambda c: c[0], cond) if batch else cond
   if guidance:
-    scale = float(config.search.get('guidance_scale', 1.0)) / temperature
+    scale = float(config.search.get('guidance_scale', 1.0))
+    if not (np.isfinite(scale) and scale >= 0):
+      raise ValueError(f'search.guidance_scale must be a finite number >= 0, got {scale}.')
+    scale = scale / temperature
     check_differentiable(reward, backbone.data_shape, one_cond)
     sampler = sampler.replace(guidance=reward, guidance_scale=scale)
   check_reward_shape(reward, backbone.data_shape, cond=one_cond)
+  if reward.probe is not None:  # a host callback: its real output shape, before compiling
+    reward.probe()
   return Problem(backbone, sampler, reward, tilted_target(config), cond, prompts, batch,
                  row_classes)
 

@@ -25,7 +25,7 @@ def run(config, workdir: str) -> dict:
   problem = problem_lib.build(config)
   backbone, reward = problem.backbone, problem.reward
   sampler = problem.sampler
-  io.write_config(workdir, config)
+  io.claim_workdir(workdir, config)
 
   key = jax.random.key(config.seed)
   sample_key, ref_key = jax.random.split(key)

@@ -44,7 +44,7 @@ def _program(method: str, method_config, batched: bool):
 def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   """Compiles and runs the search on the mesh; writes the contract files (process 0 only);
   returns the metrics."""
-  io.write_config(workdir, config)
+  io.claim_workdir(workdir, config)
   method = config.search.method
   key = jax.random.key(config.seed)
   cond = problem.cond if problem.cond is None else jax.tree.map(np.asarray, problem.cond)
@@ -61,18 +61,11 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   metrics = {
       'nfe': int(nfe.max()), 'nfe_evaluated': int(np.max(result.nfe_evaluated)),
       'budget': int(config.search.budget), 'num_outputs': int(r.size),
-      'reward_mean': float(np.mean(r)), 'reward_max': float(np.max(r)),
-      'best_reward': float(np.mean(np.asarray(result.trace_best)[..., -1])),
       'diversity': metrics_lib.mean_pairwise_distance(x0), 'wall_s': wall_s, 'compile_s': compile_s,
       'num_invalid': num_invalid, 'num_scored': num_scored,
   }
-  if num_invalid == num_scored:
-    logging.error('every proposal\'s reward was NaN or infinite (%d of %d): the samples are '
-                  'unselected draws of the base sampler.', num_invalid, num_scored)
-    metrics['all_invalid'] = 1
-  elif num_invalid:
-    logging.warning('%d of %d proposals had a NaN or infinite reward; none was selected.',
-                    num_invalid, num_scored)
+  metrics.update(invalid_reward_metrics(r, np.asarray(result.trace_best)[..., -1],
+                                        num_invalid, num_scored))
   flat_x0 = x0.reshape((-1,) + x0.shape[2:]) if problem.batch else x0
   if flat_x0.shape[1:] == (2,):
     key = jax.random.key(config.seed + 1)
@@ -86,7 +79,7 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
       metrics['mmd_exact_draws'] = float(metrics_lib.mmd_rbf(fresh, exact))
     ref = exact if exact is not None else problem_lib.base_samples(config.model, key, 2048)
     plots.scatter_2d(os.path.join(workdir, 'samples.png'), flat_x0, ref,
-                     f'{title_prefix}{method}: r mean {metrics["reward_mean"]:.3f}, '
+                     f'{title_prefix}{method}: r mean {metrics.get("reward_mean", np.nan):.3f}, '
                      f'{metrics["nfe"]} NFE')
   traces = dict(trace_nfe=np.asarray(result.trace_nfe), trace_best=np.asarray(result.trace_best))
   if problem.prompts:
@@ -100,11 +93,38 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
     traces['row_class'] = np.repeat(np.asarray(problem.row_classes), x0.shape[1])
   if flat_x0.ndim == 4:
     metrics.update(problem_lib.record_images(
-        config, workdir, flat_x0, f'{method}: r mean {metrics["reward_mean"]:.3f}',
+        config, workdir, flat_x0, f'{method}: r mean {metrics.get("reward_mean", np.nan):.3f}',
         towards_reward=True, row_classes=traces.get('row_class')))
   io.write_samples(workdir, x0=flat_x0, reward=r.reshape(-1), **traces)
   io.write_metrics(workdir, metrics)
   return metrics, x0
+
+
+def invalid_reward_metrics(r, best, num_invalid: int, num_scored: int) -> dict:
+  """Reward statistics over the valid outputs, and what was invalid (docs/reliability.md).
+
+  `all_invalid` = 1 means the same for every method: every reward the search scored was NaN
+  or infinite, so nothing guided it and its outputs are unselected draws of the base sampler.
+  `num_invalid_outputs` counts outputs whose own reward is invalid (a chain method's chain can
+  end on one; a weighted method draws one only when every final reward is invalid)."""
+  valid = np.isfinite(r)
+  out = {'num_invalid_outputs': int(r.size - valid.sum())}
+  if valid.any():
+    out.update(reward_mean=float(np.mean(r[valid])), reward_max=float(np.max(r[valid])))
+  best = np.asarray(best, np.float64)
+  if np.all(np.isfinite(best)):
+    out['best_reward'] = float(np.mean(best))
+  if num_invalid == num_scored:
+    logging.error('every proposal\'s reward was NaN or infinite (%d of %d): the samples are '
+                  'unselected draws of the base sampler.', num_invalid, num_scored)
+    out['all_invalid'] = 1
+  elif num_invalid:
+    logging.warning('%d of %d proposals had a NaN or infinite reward; none was selected while '
+                    'a valid one was available.', num_invalid, num_scored)
+  if out['num_invalid_outputs'] and num_invalid != num_scored:
+    logging.warning('%d of %d outputs have an invalid reward; reward_mean and reward_max are '
+                    'over the valid ones.', out['num_invalid_outputs'], r.size)
+  return out
 
 
 def run(config, workdir: str) -> dict:

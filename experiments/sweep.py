@@ -38,6 +38,7 @@ from experiments import mesh as mesh_lib
 from experiments import plots
 from experiments import problem as problem_lib
 from experiments import search as search_exp
+from experiments import validation
 
 AXES = ('task', 'sampler', 'method', 'budget', 'seed')
 _FIELDS = {'method': ('search', 'method'), 'budget': ('search', 'budget'), 'seed': ('seed',)}
@@ -74,6 +75,7 @@ def grid(config) -> list:
       _apply(cfg, axis, value, sweep.presets.get(axis, {}))
     name = ','.join(f'{axis}={value}' for axis, value in combo)
     try:
+      validation.check_numbers(cfg)
       search_lib.make_config(cfg.search, float(cfg.reward.temperature), cfg.sampler.num_steps)
     except ValueError as e:
       raise ValueError(f'sweep point {name}: {e}') from None
@@ -119,7 +121,7 @@ def _problem_key(cfg) -> str:
 
 def run(config, workdir: str) -> dict:
   points = grid(config)
-  io.write_config(workdir, config)
+  io.claim_workdir(workdir, config)
   records_dir = os.path.join(workdir, 'points')
   done = {p.name: _read_record(records_dir, p) for p in points}
   todo = [p for p in points if done[p.name] is None]

@@ -23,6 +23,7 @@ import optax
 from experiments import data2d
 from experiments import digits
 from experiments import io
+from experiments import validation
 from models import checkpoint
 from models import trained
 from samplers import interpolants
@@ -111,6 +112,7 @@ def run(config, workdir: str) -> dict:
   for field in ('num_steps', 'batch_size', 'log_every'):
     if int(tcfg[field]) <= 0:
       raise ValueError(f'train.{field} must be positive, got {tcfg[field]}.')
+  validation.check_positive_float32('train.learning_rate', tcfg.learning_rate)
   data, labels = training_data(config)
   shape = tuple(data.shape[1:])
   lib = trained.get_module_lib(config.model.name)
@@ -120,21 +122,28 @@ def run(config, workdir: str) -> dict:
   label_dropout = float(config.model.get('label_dropout', 0.0))
   optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(_learning_rate(tcfg)))
 
-  key = jax.random.key(config.seed)
-  params = lib.init_params(module, jax.random.fold_in(key, 0), shape)
-  opt_state = optimizer.init(params)
-  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
   saved = copy.deepcopy(config)
   with saved.unlocked():
     saved.model.data_shape = shape  # what a sampler needs to rebuild the module
-  io.write_config(workdir, saved)
-  step = mngr.latest_step() or 0
-  if step:
-    params, opt_state = checkpoint.restore(mngr, step, params, opt_state)
+  io.claim_workdir(workdir, saved)   # refuses a workdir that holds another run
+
+  key = jax.random.key(config.seed)
+  params = lib.init_params(module, jax.random.fold_in(key, 0), shape)
+  opt_state = optimizer.init(params)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  mngr = checkpoint.manager(ckpt_dir)
+  step, log = 0, []
+  found = checkpoint.restore_intact(mngr, params, opt_state)
+  if found is not None:
+    params, opt_state, step, extra, skipped = found
+    log = list((extra or {}).get('log', []))
+    if skipped:  # damaged newer steps: set aside, so that training can save them again
+      checkpoint.set_aside(ckpt_dir, [s for s, _ in skipped])
+      mngr = checkpoint.manager(ckpt_dir)
     logging.info('resuming from step %d', step)
   if step > tcfg.num_steps:
     raise ValueError(f'{workdir} holds a checkpoint at step {step}, past train.num_steps='
-                     f'{tcfg.num_steps}; use a new workdir or raise num_steps.')
+                     f'{tcfg.num_steps}; use a new workdir.')
 
   metrics_path = os.path.join(workdir, 'metrics.json')
   if step == tcfg.num_steps and os.path.isfile(metrics_path):
@@ -146,23 +155,30 @@ def run(config, workdir: str) -> dict:
   labels_dev = None if labels is None else jnp.asarray(labels)
   loss_key = jax.random.fold_in(key, 1)
   chunks = {}
-  start, loss, first_loss = time.perf_counter(), float('nan'), float('nan')
+  segment = 1 + max((entry[3] for entry in log), default=0)
   while step < tcfg.num_steps:
     n = min(int(tcfg.log_every), tcfg.num_steps - step)
     if n not in chunks:
       chunks[n] = make_train_chunk(module, interp, prediction, optimizer, tcfg.batch_size, n,
                                    label_dropout, tcfg.get('loop', 'scan'))
+    start = time.perf_counter()
     params, opt_state, loss = chunks[n](params, opt_state, data_dev, labels_dev, loss_key, step)
-    step += n
     loss = float(loss)
-    first_loss = loss if np.isnan(first_loss) else first_loss
+    if not np.isfinite(loss):
+      raise ValueError(f'training diverged: the mean loss of steps {step + 1}..{step + n} is '
+                       f'{loss} (train.learning_rate={tcfg.learning_rate}); nothing was saved '
+                       f'for them, and the last saved step ({step}) is kept.')
+    step += n
+    # [step, mean loss of the chunk, seconds, segment]: one segment per (re)started run.
+    log.append([step, loss, time.perf_counter() - start, segment])
     logging.info('step %d/%d  loss %.5f', step, tcfg.num_steps, loss)
-    checkpoint.save(mngr, step, params, opt_state)
-  wall_s = time.perf_counter() - start
+    checkpoint.save(mngr, step, params, opt_state, extra={'log': log})
 
-  metrics = {'num_steps': step, 'wall_s': wall_s,
+  # Over every segment of the run, resumed ones included (the log travels in the checkpoints).
+  metrics = {'num_steps': step, 'wall_s': float(sum(entry[2] for entry in log)),
+             'num_segments': len({entry[3] for entry in log}),
              'num_params': sum(x.size for x in jax.tree.leaves(params))}
-  if not np.isnan(loss):
-    metrics.update(first_chunk_loss=first_loss, final_loss=loss)
+  if log:
+    metrics.update(first_chunk_loss=log[0][1], final_loss=log[-1][1])
   io.write_metrics(workdir, metrics)
   return metrics

@@ -7,6 +7,7 @@ scan body ran ~10x slower here (see experiments/train.py).
 """
 
 import copy
+import json
 import os
 import time
 
@@ -18,6 +19,7 @@ import optax
 
 from experiments import digits
 from experiments import io
+from experiments import validation
 from models import checkpoint
 from rewards import classifier as classifier_lib
 
@@ -27,6 +29,7 @@ def run(config, workdir: str) -> dict:
   for field in ('num_steps', 'batch_size'):
     if int(ccfg[field]) <= 0:
       raise ValueError(f'classifier.{field} must be positive, got {ccfg[field]}.')
+  validation.check_positive_float32('classifier.learning_rate', ccfg.learning_rate)
   x_train, y_train = digits.load('train')
   x_held, y_held = digits.load('heldout')
   module = classifier_lib.Classifier(num_classes=int(ccfg.num_classes),
@@ -34,7 +37,13 @@ def run(config, workdir: str) -> dict:
   saved = copy.deepcopy(config)
   with saved.unlocked():
     saved.classifier.data_shape = tuple(x_train.shape[1:])
-  io.write_config(workdir, saved)
+  io.claim_workdir(workdir, saved)
+  metrics_path = os.path.join(workdir, 'metrics.json')
+  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
+  if os.path.isfile(metrics_path) and int(ccfg.num_steps) in mngr.all_steps():
+    logging.info('%s already holds this classifier; nothing to do.', workdir)
+    with open(metrics_path) as f:
+      return json.load(f)
 
   key = jax.random.key(config.seed)
   params = classifier_lib.init_params(module, jax.random.fold_in(key, 0), x_train.shape[1:])
@@ -61,10 +70,12 @@ def run(config, workdir: str) -> dict:
   for i in range(int(ccfg.num_steps)):
     params, opt_state, loss = step(params, opt_state, data, labels, i)
   wall_s = time.perf_counter() - start
+  if not np.isfinite(float(loss)):
+    raise ValueError(f'classifier training diverged: the final loss is {float(loss)} '
+                     f'(classifier.learning_rate={ccfg.learning_rate}); nothing was saved.')
   logits, _ = module.apply({'params': params}, jnp.asarray(x_held))
   accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == y_held))
   logging.info('classifier: held-out accuracy %.4f after %d steps', accuracy, ccfg.num_steps)
-  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
   checkpoint.save(mngr, int(ccfg.num_steps), params, opt_state)
   metrics = {'heldout_accuracy': accuracy, 'final_loss': float(loss),
              'num_steps': int(ccfg.num_steps), 'wall_s': wall_s,

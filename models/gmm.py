@@ -24,6 +24,8 @@ def make_params(means, stds, weights) -> dict:
   if means.ndim != 2 or means.shape[0] == 0:
     raise ValueError(f'model.means must be a [K, D] nested tuple, got shape {means.shape}.')
   k, dim = means.shape
+  if not np.all(np.isfinite(means)):
+    raise ValueError(f'model.means must be finite numbers, got {means.tolist()}.')
   stds = np.asarray(stds, np.float32)
   if stds.ndim == 1 and stds.shape[0] == k:
     stds = np.repeat(stds[:, None], dim, axis=1)
@@ -31,14 +33,15 @@ def make_params(means, stds, weights) -> dict:
     raise ValueError(
         f'model.stds must have shape [{k}] or [{k}, {dim}] to match model.means [{k}, {dim}], '
         f'got {stds.shape}.')
-  if not np.all(stds > 0):
-    raise ValueError(f'model.stds must be positive, got {stds.tolist()}.')
+  if not np.all((stds > 0) & np.isfinite(stds)):
+    raise ValueError(f'model.stds must be positive finite numbers, got {stds.tolist()}.')
   weights = np.asarray(weights, np.float64)
   if weights.shape != (k,):
     raise ValueError(f'model.weights must have {k} entries (one per mean), got {weights.shape}.')
-  if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-4:
+  # Written so that NaN fails it: NaN compares False.
+  if not (np.all(weights >= 0) and abs(weights.sum() - 1.0) <= 1e-4):
     raise ValueError(
-        f'model.weights must be non-negative and sum to 1, got {weights.tolist()} '
+        f'model.weights must be finite, non-negative and sum to 1, got {weights.tolist()} '
         f'(sum {weights.sum():.6g}).')
   return {
       'means': jnp.asarray(means),

@@ -1,5 +1,6 @@
 """Finding pretrained weights: a local folder, or a Hugging Face hub id fetched into the cache."""
 
+import contextlib
 import os
 
 
@@ -43,3 +44,16 @@ def silence_flax_deprecation() -> None:
     for handler in logging.getLogger(library).handlers:
       if _drop_flax_deprecation not in handler.filters:
         handler.addFilter(_drop_flax_deprecation)
+
+
+@contextlib.contextmanager
+def reading(what: str, path: str):
+  """Turns whatever a weight loader raises on a damaged or foreign file (safetensors' and
+  msgpack's own errors, KeyError, OSError, ...) into one ValueError naming the file."""
+  try:
+    yield
+  except (ValueError, FileNotFoundError):
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ''
+    raise ValueError(f'cannot read the {what} at {path!r} ({type(e).__name__}: {first}).') from None

@@ -86,13 +86,17 @@ def _load_components(path: str, from_pt: bool, dtype_name: str):
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
   from transformers import FlaxCLIPTextModel  # pylint: disable=g-import-not-at-top
   dtype = DTYPES[dtype_name]
-  unet, unet_params = FlaxUNet2DConditionModel.from_pretrained(
-      path, subfolder='unet', from_pt=from_pt, dtype=dtype)
-  vae, vae_params = FlaxAutoencoderKL.from_pretrained(
-      path, subfolder='vae', from_pt=from_pt, dtype=dtype)
-  text_encoder, text_params = FlaxCLIPTextModel.from_pretrained(
-      os.path.join(path, 'text_encoder'), from_pt=from_pt, dtype=dtype, _do_init=False)
-  tokenizer = CLIPTokenizer.from_pretrained(os.path.join(path, 'tokenizer'))
+  with hub.reading('Stable Diffusion U-Net', os.path.join(path, 'unet')):
+    unet, unet_params = FlaxUNet2DConditionModel.from_pretrained(
+        path, subfolder='unet', from_pt=from_pt, dtype=dtype)
+  with hub.reading('Stable Diffusion VAE', os.path.join(path, 'vae')):
+    vae, vae_params = FlaxAutoencoderKL.from_pretrained(
+        path, subfolder='vae', from_pt=from_pt, dtype=dtype)
+  with hub.reading('Stable Diffusion text encoder', os.path.join(path, 'text_encoder')):
+    text_encoder, text_params = FlaxCLIPTextModel.from_pretrained(
+        os.path.join(path, 'text_encoder'), from_pt=from_pt, dtype=dtype, _do_init=False)
+  with hub.reading('Stable Diffusion tokenizer', os.path.join(path, 'tokenizer')):
+    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(path, 'tokenizer'))
   cast = lambda p: jax.tree.map(lambda a: jnp.asarray(a, dtype), p)
   return (unet, cast(unet_params), vae, cast(vae_params), text_encoder, cast(text_params),
           tokenizer)

@@ -34,6 +34,9 @@ class Reward:
   params: Any = None
   # Host-side: prompts -> cond['reward_text'] [P, D], for rewards that compare with a prompt.
   encode_text: Optional[Callable] = struct.field(pytree_node=False, default=None)
+  # Host-side: () -> None, raising ValueError; for host-callback rewards, whose output shape
+  # only the host function itself can tell (called on a tiny batch before compiling).
+  probe: Optional[Callable] = struct.field(pytree_node=False, default=None)
 
   def __call__(self, x0, cond=None):
     return self.fn(self.params, x0, cond)
@@ -76,7 +79,12 @@ def get_reward(cfg, data_shape, decoder=None, prompts=()) -> Reward:
                        f'{module.num_classes - 1}, got {classes}.')
     return Reward(name, classifier.class_set_reward(module, classes), params)
   if name == 'compressibility':
-    return stateless(name, host.compressibility(cfg.get('format', 'png')))
+    if len(data_shape) != 3 or data_shape[-1] not in (1, 3):
+      raise ValueError(f'reward compressibility encodes images [H, W, 1 or 3]; this backbone '
+                       f'makes {data_shape}.')
+    scores = host.compressibility_scores(cfg.get('format', 'png'))
+    return Reward(name, lambda _, x0, cond: host.host_reward(scores)(x0, cond),
+                  probe=host.probe(scores, data_shape))
   if name == 'linear':
     weights = tuple(cfg.weights)
     _check_dim('reward.weights', weights, data_dim)
@@ -85,17 +93,22 @@ def get_reward(cfg, data_shape, decoder=None, prompts=()) -> Reward:
     center = tuple(cfg.center)
     _check_dim('reward.center', center, data_dim)
     width = float(cfg.get('width', 1.0))
-    if width <= 0:
-      raise ValueError(f'reward.width must be positive, got {width}.')
+    if not (np.isfinite(width) and width > 0):
+      raise ValueError(f'reward.width must be a positive finite number, got {width}.')
     return stateless(name, analytic.gaussian(center, width))
   if name == 'quadratic':  # the checkerboard task's r(x) = -|x|^2 / 2
     return stateless(name, analytic.gaussian((0.0,) * data_dim, 1.0))
   if name == 'mode_weighting':
     if data_dim != 2:
-      raise ValueError(f'reward mode_weighting is defined in 2D, the data has dimension {data_dim}.')
+      raise ValueError(f'reward mode_weighting is defined in 2D, the data has dimension '
+                       f'{data_dim}.')
+    num_modes, mode_std = int(cfg.get('num_modes', 8)), float(cfg.get('mode_std', 0.3))
+    if num_modes < 1:
+      raise ValueError(f'reward.num_modes must be >= 1, got {num_modes}.')
+    if not (np.isfinite(mode_std) and mode_std > 0):
+      raise ValueError(f'reward.mode_std must be a positive finite number, got {mode_std}.')
     return stateless(name, analytic.mode_weighting(
-        int(cfg.get('num_modes', 8)), float(cfg.get('radius', 4.0)),
-        float(cfg.get('mode_std', 0.3)), float(cfg.get('mode_scale', 1.5))))
+        num_modes, float(cfg.get('radius', 4.0)), mode_std, float(cfg.get('mode_scale', 1.5))))
   raise ValueError(f'Unknown reward {name!r}; valid: {", ".join(REWARDS)}.')
 
 
@@ -106,9 +119,11 @@ def _image_reward(cfg, data_shape, decoder, prompts) -> Reward:
   if len(image_shape) != 3 or image_shape[-1] not in (1, 3):
     raise ValueError(f'reward {name} scores images [H, W, 1 or 3]; this backbone makes '
                      f'{data_shape}' + (f' decoded to {image_shape}.' if decoder else '.'))
-  encode_text = None
+  encode_text, probe = None, None
   if name == 'host_image':
-    fn, params = _host_image(cfg, prompts), None
+    np_fn = _host_image_function(cfg)
+    fn, params = host.host_image_reward(np_fn, list(prompts) or ['']), None
+    probe = host.probe_image_reward(np_fn, list(prompts) or [''], image_shape)
   elif name == 'clip_score':
     fn, params = clip.clip_score(_required(cfg, 'model', name))
     encode_text = lambda texts: clip.text_embedding(cfg.model, texts)
@@ -120,21 +135,19 @@ def _image_reward(cfg, data_shape, decoder, prompts) -> Reward:
     to_images = decoder.apply_fn
   return Reward(name, lambda p, x, cond: fn(p['reward'], to_images(p['decoder'], x), cond),
                 {'reward': params, 'decoder': None if decoder is None else decoder.params},
-                encode_text)
+                encode_text, probe)
 
 
-def _host_image(cfg, prompts):
+def _host_image_function(cfg):
   """reward.function = 'package.module:function', called as function(images uint8
   [N, H, W, 3], prompts: list of N str) -> [N] on the host (ImageReward, PickScore, ...)."""
   import importlib  # pylint: disable=g-import-not-at-top
   spec = _required(cfg, 'function', 'host_image')
   module_name, _, attr = spec.partition(':')
   try:
-    np_fn = getattr(importlib.import_module(module_name), attr)
+    return getattr(importlib.import_module(module_name), attr)
   except (ImportError, AttributeError, ValueError):
     raise ValueError(f'reward.function {spec!r} is not an importable "module:function".') from None
-  prompts = list(prompts) or ['']
-  return host.host_image_reward(np_fn, prompts)
 
 
 def _required(cfg, field, name):

@@ -43,12 +43,10 @@ def load(path: str):
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
   from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
   hub.silence_flax_deprecation()
-  try:
+  with hub.reading('Flax CLIP model', folder):
     model, params = FlaxCLIPModel.from_pretrained(folder, _do_init=False)
-  except (OSError, ValueError, KeyError) as e:
-    raise ValueError(f'{path!r} does not hold a Flax CLIP model '
-                     f'({type(e).__name__}: {str(e).splitlines()[0]}).') from None
-  tokenizer = CLIPTokenizer.from_pretrained(folder)
+  with hub.reading('CLIP tokenizer', folder):
+    tokenizer = CLIPTokenizer.from_pretrained(folder)
   vocab = model.config.text_config.vocab_size
   if len(tokenizer) > vocab:
     raise ValueError(f'the tokenizer of {path!r} has {len(tokenizer)} tokens but its CLIP text '
@@ -125,16 +123,21 @@ def load_head(path: str) -> list:
     raise FileNotFoundError(f'reward.head {path!r} does not exist.')
   if path.endswith('.safetensors'):
     from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-    tensors = load_file(path)
+    with hub.reading('aesthetic head', path):
+      tensors = load_file(path)
   elif path.endswith('.npz'):
-    tensors = dict(np.load(path))
+    with hub.reading('aesthetic head', path):
+      tensors = dict(np.load(path, allow_pickle=False))
   elif path.endswith(('.pth', '.pt', '.bin')):
     try:
       import torch  # pylint: disable=g-import-not-at-top
     except ImportError:
       raise ValueError(f'{path!r} is a PyTorch file and torch is not installed; convert it to '
                        '.safetensors (see rewards/clip.py).') from None
-    tensors = {k: v.float().numpy() for k, v in torch.load(path, map_location='cpu').items()}
+    # weights_only: tensors and plain containers only, never arbitrary pickled objects.
+    with hub.reading('aesthetic head', path):
+      state = torch.load(path, map_location='cpu', weights_only=True)
+      tensors = {k: v.float().numpy() for k, v in state.items()}
   else:
     raise ValueError(f'reward.head {path!r}: expected .safetensors, .npz or .pth.')
   indices = sorted({int(m.group(1)) for k in tensors

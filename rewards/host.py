@@ -15,13 +15,27 @@ import numpy as np
 from PIL import Image
 
 
+def checked_scores(scores, n: int) -> np.ndarray:
+  """A host reward's output as float32 [n], or a ValueError saying what it returned."""
+  scores = np.asarray(scores, np.float32)
+  if scores.shape != (n,):
+    raise ValueError(f'the host reward returned shape {scores.shape} for {n} inputs; it must '
+                     'return one score per input.')
+  return scores
+
+
 def host_reward(np_fn):
   def fn(x0, cond=None):
     del cond
     out = jax.ShapeDtypeStruct(x0.shape[:1], jnp.float32)
-    return jax.pure_callback(lambda x: np.asarray(np_fn(np.asarray(x)), np.float32), out, x0,
+    return jax.pure_callback(lambda x: checked_scores(np_fn(np.asarray(x)), len(x)), out, x0,
                              vmap_method='sequential')
   return fn
+
+
+def probe(np_fn, data_shape, n: int = 2):
+  """A check to run on the host before compiling: np_fn on n zero inputs must return [n]."""
+  return lambda: checked_scores(np_fn(np.zeros((n,) + tuple(data_shape), np.float32)), n)
 
 
 def encoded_kilobytes(images, fmt: str = 'png', quality: int = 75) -> np.ndarray:
@@ -36,11 +50,24 @@ def encoded_kilobytes(images, fmt: str = 'png', quality: int = 75) -> np.ndarray
   return np.asarray(sizes, np.float32)
 
 
-def compressibility(fmt: str = 'png'):
-  """r(x) = -(size of the encoded image in kB): the DDPO/SVDD compressibility reward."""
+def compressibility_scores(fmt: str = 'png'):
+  """np_fn(images [N, H, W, C] in [-1, 1]) -> -(encoded size in kB) [N]."""
   if fmt not in ('png', 'jpeg'):
     raise ValueError(f"reward.format must be 'png' or 'jpeg', got {fmt!r}.")
-  return host_reward(lambda x: -encoded_kilobytes(x, fmt))
+  return lambda x: -encoded_kilobytes(x, fmt)
+
+
+def compressibility(fmt: str = 'png'):
+  """r(x) = -(size of the encoded image in kB): the DDPO/SVDD compressibility reward."""
+  return host_reward(compressibility_scores(fmt))
+
+
+def probe_image_reward(np_fn, prompts, image_shape, n: int = 2):
+  """A host-side check before compiling: np_fn on n black uint8 images [n, H, W, 3] and the
+  first prompt must return [n] scores."""
+  height, width = image_shape[:2]
+  return lambda: checked_scores(np_fn(np.zeros((n, height, width, 3), np.uint8),
+                                      [prompts[0]] * n), n)
 
 
 def host_image_reward(np_fn, prompts):
@@ -55,11 +82,7 @@ def host_image_reward(np_fn, prompts):
       pixels = np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
       if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
-      scores = np.asarray(np_fn(pixels, [prompts[int(i)]] * len(pixels)), np.float32)
-      if scores.shape != (len(pixels),):
-        raise ValueError(f'the host reward returned shape {scores.shape} for {len(pixels)} '
-                         'images; it must return one score per image.')
-      return scores
+      return checked_scores(np_fn(pixels, [prompts[int(i)]] * len(pixels)), len(pixels))
 
     out = jax.ShapeDtypeStruct(images.shape[:1], jnp.float32)
     return jax.pure_callback(call, out, images, index, vmap_method='sequential')

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import blackjax.smc.resampling as blackjax_resampling
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from samplers import sharding
 
@@ -51,9 +52,25 @@ class Common:
     if cfg.resampling not in RESAMPLING:
       raise ValueError(
           f'Unknown search.resampling {cfg.resampling!r}; valid: {", ".join(RESAMPLING)}.')
-    if not temperature > 0:
-      raise ValueError(f'reward.temperature must be positive, got {temperature}.')
+    check_temperature(temperature)
+    if budget > MAX_COUNT:
+      raise ValueError(f'search.budget={budget} is past what the int32 NFE counters hold '
+                       f'({MAX_COUNT}).')
     return cls(budget, particles, cfg.output, float(temperature), cfg.resampling)
+
+
+MAX_COUNT = int(np.iinfo(np.int32).max)
+
+
+def check_temperature(temperature) -> None:
+  """lambda > 0 and a normal float32: r / lambda must not turn every weight into +-inf."""
+  t = float(temperature)
+  if not (np.isfinite(t) and t > 0):
+    raise ValueError(f'reward.temperature must be a positive finite number, got {temperature}.')
+  if t < np.finfo(np.float32).tiny or t > np.finfo(np.float32).max:
+    raise ValueError(f'reward.temperature={temperature} is outside float32\'s normal range '
+                     f'({np.finfo(np.float32).tiny:.4g} to {np.finfo(np.float32).max:.4g}): '
+                     'the device would divide by 0 or inf.')
 
 
 def too_small(method: str, budget: int, smallest: int, why: str) -> ValueError:
@@ -83,37 +100,49 @@ def score(reward, x0, cond):
   return r, jnp.sum(bad)
 
 
-def normalized_weights(log_w):
-  """softmax(log_w), uniform if every weight is zero (all proposals invalid)."""
+def normalized_weights(log_w, eligible=None):
+  """softmax(log_w) with NaN treated as -inf; where no weight is positive (every proposal
+  invalid), uniform over the `eligible` rows (all rows by default)."""
+  log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
   finite = jnp.any(jnp.isfinite(log_w))
+  fallback = jnp.ones_like(log_w) if eligible is None else eligible.astype(log_w.dtype)
   return jnp.where(finite, jax.nn.softmax(jnp.where(finite, log_w, 0.0)),
-                   1.0 / log_w.shape[0])
+                   fallback / jnp.sum(fallback))
 
 
-def resample(key, log_w, num: int, scheme: str):
+def resample(key, log_w, num: int, scheme: str, eligible=None):
   """Ancestor indices [num] drawn by `scheme` from the normalised weights (blackjax).
 
   Under a mesh the log-weights are all-gathered first and the indices are computed whole on
   every device (identical everywhere); XLA then gathers the chosen particles."""
-  return sharding.replicated(resample_local(key, sharding.replicated(log_w), num, scheme))
+  return sharding.replicated(
+      resample_local(key, sharding.replicated(log_w), num, scheme, eligible))
 
 
-def resample_local(key, log_w, num: int, scheme: str):
+def resample_local(key, log_w, num: int, scheme: str, eligible=None):
   """`resample` without any sharding constraint (for weights that live on one device)."""
-  return getattr(blackjax_resampling, scheme)(key, normalized_weights(log_w), num)
+  return getattr(blackjax_resampling, scheme)(key, normalized_weights(log_w, eligible), num)
 
 
 def finalize(key, common: Common, x0, reward, log_w, nfe, nfe_evaluated, trace_nfe,
-             trace_best, num_invalid, num_scored) -> SearchResult:
+             trace_best, num_invalid, num_scored, eligible=None) -> SearchResult:
   """Applies `output`: `best` keeps the argmax reward; `samples` draws num_particles by weight
-  (log_w), or returns the chains as they are for methods without weights (log_w None)."""
+  (log_w), or returns the chains as they are for methods without weights (log_w None).
+
+  Invalid rewards are -inf, so neither output picks one while a valid row exists. `eligible`
+  [P] bool marks the rows that may be output at all (DTS: the tree's leaves, not its inner or
+  unused slots); when every eligible reward is invalid, `best` returns the first eligible row
+  and `samples` draws uniformly among them."""
   if common.output == 'best':
-    i = jnp.argmax(reward)
+    rank = jnp.where(reward > -jnp.inf, reward, jnp.finfo(jnp.float32).min)
+    if eligible is not None:
+      rank = jnp.where(eligible, rank, -jnp.inf)
+    i = jnp.argmax(rank)
     out_x, out_r = x0[i][None], reward[i][None]
   elif log_w is None:
     out_x, out_r = x0, reward
   else:
-    idx = resample(key, log_w, common.num_particles, common.resampling)
+    idx = resample(key, log_w, common.num_particles, common.resampling, eligible)
     out_x, out_r = x0[idx], reward[idx]
   i32 = lambda v: jnp.asarray(v, jnp.int32)
   return SearchResult(out_x, out_r, i32(nfe), i32(nfe_evaluated), i32(trace_nfe),

@@ -81,5 +81,6 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   ends = [0] + [config.block_size * (i + 1) for i in range(num_full)] + ([m - 1] if rest else [])
   trace_nfe = n + n * kc * jnp.asarray(ends)
   nfe = n + n * kc * (m - 1)
+  scored = n + n * kc * (num_full + (1 if rest else 0))  # rewards are scored at block ends
   return base.finalize(key, config.common, d.x0, r, None, nfe, nfe, trace_nfe,
-                       jax.lax.cummax(bests), jnp.sum(invalid), nfe)
+                       jax.lax.cummax(bests), jnp.sum(invalid), scored)

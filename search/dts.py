@@ -61,16 +61,19 @@ class Config:
       raise ValueError(f'search.branch_every must be >= 1, got {every}.')
     levels = tuple(range(0, num_steps - 1, every))
     widen_c, widen_alpha = float(cfg.get('widen_c', 2.0)), float(cfg.get('widen_alpha', 0.8))
-    if widen_c <= 0 or not 0 < widen_alpha <= 1:
+    if not (np.isfinite(widen_c) and widen_c > 0) or not 0 < widen_alpha <= 1:
       raise ValueError(f'progressive widening needs widen_c > 0 and 0 < widen_alpha <= 1, got '
                        f'{widen_c} and {widen_alpha}.')
+    c_uct = float(cfg.get('c_uct', 1.0))
+    if not (np.isfinite(c_uct) and c_uct >= 0):
+      raise ValueError(f'search.c_uct must be a finite number >= 0, got {c_uct}.')
     min_cost = num_steps - 1 - levels[-1]
     if common.budget < num_steps:
       raise base.too_small(method, common.budget, num_steps, f'one rollout of {num_steps} steps')
     expansions = common.budget // min_cost
     capacity = 1 + expansions * (len(levels) + 1)
-    return cls(common, selection, widen_c, widen_alpha, float(cfg.get('c_uct', 1.0)), levels,
-               capacity, 2 * expansions + 8)
+    return cls(common, selection, widen_c, widen_alpha, c_uct, levels, capacity,
+               2 * expansions + 8)
 
 
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
@@ -239,4 +242,4 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   trace_nfe = jnp.where(valid_trace, trace_nfe, trace_nfe[last])
   trace_best = jnp.where(valid_trace, trace_best, trace_best[last])
   return base.finalize(draw_key, config.common, tree['x0'], rewards, log_w, nfe, nfe,
-                       trace_nfe, trace_best, invalid, scored)
+                       trace_nfe, trace_best, invalid, scored, eligible=leaves)

@@ -11,6 +11,13 @@ difference) makes the final weights target p*. Each particle carries that path s
 resampling. Resampling happens after weighting at level k when ESS < ess_threshold * N (or at
 the levels listed in resample_levels), and resets the weights; otherwise they accumulate.
 
+Invalid rewards (NaN or infinite; docs/reliability.md, "Invalid rewards"): at an intermediate
+level an invalid reward carries no information. The particle's potential there is what it
+would be had the level not been scored (its running statistics skip it: log G_k = 0 for
+difference and immediate, the running max or sum so far for max and sum), so the terminal
+correction still makes the final weights exactly exp(r_{M-1} / lambda). A particle whose
+*final* reward is invalid gets weight zero: it is never drawn while any final reward is valid.
+
 Under a device mesh the particles are split along its `particles` axis. Resampling is global by
 default: the log-weights are all-gathered, every device computes the same ancestors, and XLA
 gathers the chosen particles. `resampling_scope=island` resamples within each device's own
@@ -64,15 +71,24 @@ class Config:
     return cls(common, n, cfg.potential, threshold, levels, scope)
 
 
-def _log_potential(potential, r, r_parent, run_max, run_sum, temperature):
-  """log G_k for children with rewards r, given the parent's reward and path statistics."""
+def _level_potential(potential, r, valid, stats, temperature):
+  """(log G_k [N], updated stats) for rewards r at one level, given the particle's statistics
+  over the valid rewards of its ancestral path so far: (last valid reward, or 0 before any;
+  running max, -inf before any; running sum). An invalid reward leaves the statistics as they
+  were and gets the potential of an unscored level."""
+  ref, run_max, run_sum = stats
+  ref_new = jnp.where(valid, r, ref)
+  max_new = jnp.where(valid, jnp.maximum(run_max, r), run_max)
+  sum_new = run_sum + jnp.where(valid, r, 0.0)
   if potential == 'difference':
-    return (r - r_parent) / temperature
-  if potential == 'immediate':
-    return r / temperature
-  if potential == 'max':
-    return jnp.maximum(run_max, r) / temperature
-  return (run_sum + r) / temperature
+    log_g = jnp.where(valid, r - ref, 0.0)
+  elif potential == 'immediate':
+    log_g = jnp.where(valid, r, 0.0)
+  elif potential == 'max':
+    log_g = jnp.where(jnp.isfinite(max_new), max_new, 0.0)
+  else:
+    log_g = sum_new
+  return log_g / temperature, (ref_new, max_new, sum_new)
 
 
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
@@ -81,14 +97,14 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   x = sampler.init_noise(init_key, n)
   d = sampler.denoise(x, 0, cond)
   r_first, bad_first = base.score_rows(reward, d.x0, cond)
-  log_w = r_first / lam
+  empty = (jnp.zeros(n), jnp.full(n, -jnp.inf), jnp.zeros(n))
+  log_w, stats = _level_potential(config.potential, r_first, bad_first == 0, empty, lam)
   path = log_w                                   # sum of log-potentials along the path
-  stats = (r_first, jnp.where(jnp.isfinite(r_first), r_first, 0.0))  # running max, running sum
   levels = jnp.asarray(config.resample_levels or (-1,), jnp.int32)
   islands = sharding.particle_axis_size() if config.scope == 'island' else 1
 
   def step(carry, k):
-    x, d, r, log_w, path, (run_max, run_sum), resamples = carry
+    x, d, r, log_w, path, stats, resamples = carry
     k_res, k_prop = jax.random.split(jax.random.fold_in(loop_key, k))
     # Under a mesh the log-weights are all-gathered here: every device then computes the same
     # ESS and the same ancestors from the same values (global resampling).
@@ -97,7 +113,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       do = jnp.any(levels == k)
     else:
       do = blackjax_ess.ess(all_log_w) < config.ess_threshold * n
-    particles = (x, d, r, path, run_max, run_sum)
+    particles = (x, d, r, path, stats)
 
     def resampled(particles):
       if islands > 1:
@@ -108,26 +124,22 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       return moved + (jnp.zeros_like(log_w),)
 
     # Only a resampling level pays for the gather (lax.cond runs one branch).
-    x, d, r, path, run_max, run_sum, log_w = jax.lax.cond(
+    x, d, r, path, stats, log_w = jax.lax.cond(
         do, resampled, lambda p: p + (log_w,), particles)
 
     noise = jax.random.normal(k_prop, x.shape, x.dtype)
     x = sampler.step(x, d, k, noise)
     d = sampler.denoise(x, k + 1, cond)
     r_new, bad = base.score_rows(reward, d.x0, cond)
-    valid = jnp.isfinite(r_new)
-    parent = jnp.where(jnp.isfinite(r), r, 0.0)
-    log_g = _log_potential(config.potential, r_new, parent, run_max, run_sum, lam)
-    log_w = jnp.where(valid, log_w + log_g, -jnp.inf)
-    path = jnp.where(valid, path + log_g, -jnp.inf)
-    stats = (jnp.maximum(run_max, r_new), run_sum + jnp.where(valid, r_new, 0.0))
-    carry = sharding.rows((x, d, r_new, log_w, path, stats)) + (resamples + do.astype(jnp.int32),)
-    return carry, (r_new, bad)
+    log_g, stats = _level_potential(config.potential, r_new, bad == 0, stats, lam)
+    carry = sharding.rows((x, d, r_new, log_w + log_g, path + log_g, stats))
+    return carry + (resamples + do.astype(jnp.int32),), (r_new, bad)
 
   carry = (x, d, r_first, log_w, path, stats, jnp.int32(0))
   carry, (r_by_level, bad_by_level) = jax.lax.scan(step, carry, jnp.arange(m - 1))
   x, d, r, log_w, path, _, _ = carry
-  # Terminal correction: the final weight of a path becomes exp(r_{M-1} / lambda) overall.
+  # Terminal correction: the final weight of a path becomes exp(r_{M-1} / lambda) overall
+  # (every potential is finite, so this never meets -inf - -inf); an invalid end: weight 0.
   log_w = jnp.where(jnp.isfinite(r), log_w + r / lam - path, -jnp.inf)
 
   # Bests and invalid counts are reduced over particles once, after the loop.

@@ -59,8 +59,8 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path, monkeypat
   interrupted = str(tmp_path / 'interrupted')
   original_save = checkpoint.save
 
-  def save_then_crash(mngr, step, params, opt_state):
-    original_save(mngr, step, params, opt_state)
+  def save_then_crash(mngr, step, params, opt_state, extra=None):
+    original_save(mngr, step, params, opt_state, extra)
     raise KeyboardInterrupt('simulated preemption')
 
   monkeypatch.setattr(checkpoint, 'save', save_then_crash)

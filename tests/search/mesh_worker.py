@@ -8,11 +8,15 @@ is fixed when jax starts.
 """
 
 import argparse
+import json
 import os
 import sys
 
 DEVICES = 8
 MESH_SIZES = (1, 2, 4, 8)
+# Integers that equal exactly on every mesh. Not nfe_evaluated: rbf's per-device proposal loops
+# stop when that device's chains are done, so the masked rows evaluated depend on the split.
+COUNTS = ('nfe', 'num_invalid', 'num_scored')
 
 
 def config_for(method: str):
@@ -77,8 +81,12 @@ def main():
       search_exp.execute(config, workdir, problem, method_config, mesh)
       if args.process_id == 0:
         data = np.load(os.path.join(workdir, 'samples.npz'))
-        for key in ('x0', 'reward', 'trace_best'):
+        for key in ('x0', 'reward', 'trace_best', 'trace_nfe'):
           outputs[f'{method}/{size}/{key}'] = data[key]
+        with open(os.path.join(workdir, 'metrics.json')) as f:
+          metrics = json.load(f)
+        for key in COUNTS:
+          outputs[f'{method}/{size}/{key}'] = np.asarray(metrics[key])
   if args.num_processes == 1 and not args.methods:
     # Plain sampling on the full 8-device mesh (config.mesh.shape = (-1,)).
     from configs import gmm2d  # pylint: disable=g-import-not-at-top

@@ -92,34 +92,6 @@ def test_vp_sde_gives_more_diverse_results_than_linear_sde(method):
   assert _diversity(vp.x0) > 2 * _diversity(linear.x0)
 
 
-def nan_right_half(x0, cond=None):
-  """A reward that is NaN for x > 2 and +inf for y > 3.5: neither may ever be selected."""
-  r = x0[:, 0] + 0.5 * x0[:, 1]
-  r = jnp.where(x0[:, 0] > 2.0, jnp.nan, r)
-  return jnp.where(x0[:, 1] > 3.5, jnp.inf, r)
-
-
-@pytest.mark.parametrize('method', ('bon', 'smc', 'svdd', 'rbf', 'dts'))
-def test_invalid_rewards_are_never_selected(method):
-  sampler = common.make_sampler('vp', num_steps=8)
-  result = common.run(method, sampler, nan_right_half, budget=800, num_particles=8,
-                      output='best')
-  assert int(result.num_invalid) > 0
-  assert np.all(np.isfinite(np.asarray(result.reward)))
-  assert float(np.asarray(result.x0)[0, 0]) <= 2.0
-
-
-def test_all_invalid_rewards_are_reported(tmp_path):
-  from configs import gmm2d
-  from experiments import search as search_exp
-  config = gmm2d.get_config('svdd,quick')
-  problem, method_config, mesh = search_exp.prepare(config)
-  problem = problem._replace(reward=problem.reward.replace(
-      fn=lambda _, x0, cond=None: jnp.full(x0.shape[:1], jnp.nan)))
-  metrics, _ = search_exp.execute(config, str(tmp_path), problem, method_config, mesh)
-  assert metrics['all_invalid'] == 1 and metrics['num_invalid'] == metrics['num_scored']
-
-
 @pytest.mark.parametrize('method,budget,message', [
     ('bon', 5, 'at least 20 NFEs'),
     ('smc', 30, 'at least 40 NFEs'),

@@ -22,10 +22,21 @@ from experiments import mesh as mesh_lib
 from tests.search import mesh_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Bitwise on every mesh. rbf and dts are bitwise across 2, 4 and 8 devices but differ from the
-# single-device program in the last bit of a few samples (measured <= 4.8e-7): XLA compiles the
-# partitioned and the unpartitioned programs with different fusions.
-BITWISE = ('bon', 'sop', 'smc', 'svdd', 'code', 'dts_star')
+# What "the same samples on 1 and 8 devices" means (docs/reliability.md). The random draws and
+# every integer (NFE counts, invalid counts, trace NFEs) are equal exactly: keys are split and
+# folded by position, never by device. Floats agree to a few ulps, not bitwise: XLA compiles
+# the partitioned and the unpartitioned program with different fusions, and which rounding each
+# fusion makes depends on the CPU (on one machine sop, smc, svdd, code and dts_star were
+# bitwise, on another they differed like rbf and dts). Measured: at most 4.8e-7 (1 ulp at
+# |x| in [4, 8)). The tolerance: 8 ulps of the array's largest magnitude.
+ULPS = 8
+
+
+def assert_close_to_ulps(got, want, err_msg=''):
+  want = np.asarray(want)
+  scale = max(1.0, float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0)))
+  atol = ULPS * float(np.finfo(np.float32).eps) * scale
+  np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=err_msg)
 
 
 def _worker(out_dir, *flags, env=None, timeout=900):
@@ -46,17 +57,14 @@ def _run_meshes(out_dir, sizes):
 
 
 def _check_same(outputs, method, sizes):
-  ref = {k: outputs[f'{method}/1/{k}'] for k in ('x0', 'reward', 'trace_best')}
   for size in sizes:
-    for key, value in ref.items():
-      got = outputs[f'{method}/{size}/{key}']
-      if method in BITWISE:
-        np.testing.assert_array_equal(got, value, err_msg=f'{method} {key} on {size} devices')
-      else:
-        np.testing.assert_allclose(got, value, rtol=0, atol=1e-6,
-                                   err_msg=f'{method} {key} on {size} devices')
-        if size != sizes[0]:  # partitioned programs agree with each other bitwise
-          np.testing.assert_array_equal(got, outputs[f'{method}/{sizes[0]}/{key}'])
+    for key in ('x0', 'reward', 'trace_best'):
+      assert_close_to_ulps(outputs[f'{method}/{size}/{key}'], outputs[f'{method}/1/{key}'],
+                           err_msg=f'{method} {key} on {size} devices')
+    for key in ('trace_nfe',) + mesh_worker.COUNTS:
+      np.testing.assert_array_equal(outputs[f'{method}/{size}/{key}'],
+                                    outputs[f'{method}/1/{key}'],
+                                    err_msg=f'{method} {key} on {size} devices')
 
 
 @pytest.fixture(scope='module')
@@ -74,8 +82,7 @@ def test_plain_sampling_is_the_same_on_8_devices(mesh_outputs, tmp_path):
   from configs import gmm2d  # pylint: disable=g-import-not-at-top
   from experiments import sample as sample_exp  # pylint: disable=g-import-not-at-top
   sample_exp.run(gmm2d.get_config('sample,quick'), str(tmp_path))
-  np.testing.assert_array_equal(np.load(tmp_path / 'samples.npz')['x0'],
-                                mesh_outputs['sample/8/x0'])
+  assert_close_to_ulps(mesh_outputs['sample/8/x0'], np.load(tmp_path / 'samples.npz')['x0'])
 
 
 @pytest.mark.slow
@@ -125,8 +132,10 @@ def test_two_processes_give_the_single_process_result(mesh_outputs, tmp_path):
   for proc in procs:
     _wait(proc)
   outputs = np.load(tmp_path / 'outputs.npz')
+  # Bitwise here: both runs compile the same 8-way partitioned program on the same CPU, and
+  # their collectives are all-gathers (data movement, no arithmetic to reorder).
   for method in methods.split(','):
-    for key in ('x0', 'reward', 'trace_best'):
+    for key in ('x0', 'reward', 'trace_best') + mesh_worker.COUNTS:
       np.testing.assert_array_equal(outputs[f'{method}/8/{key}'],
                                     mesh_outputs[f'{method}/8/{key}'], err_msg=method)
   # Only process 0 wrote the workdir files; both ran in the same folder.
