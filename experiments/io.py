@@ -40,10 +40,13 @@ def write_text(workdir: str, name: str, text: str) -> None:
   _atomic_write(os.path.join(workdir, name), lambda f: f.write(text.encode()))
 
 
-def claim_workdir(workdir: str, config) -> None:
+def claim_workdir(workdir: str, config, may_change=()) -> None:
   """config.json: the resolved ConfigDict, written once. A workdir whose config.json holds a
   different config belongs to another run: it is refused before anything is written, naming
-  the fields that differ, so a finished run is never relabelled or overwritten."""
+  the fields that differ, so a finished run is never relabelled or overwritten.
+
+  may_change: top-level sections whose differences are allowed, and then recorded (a sweep's
+  grid may grow: each finished point keeps its own config hash, see experiments/sweep.py)."""
   path = os.path.join(workdir, 'config.json')
   new = json.loads(config.to_json_best_effort())
   if os.path.isfile(path):
@@ -52,13 +55,15 @@ def claim_workdir(workdir: str, config) -> None:
         old = json.load(f)
     except (OSError, ValueError) as e:
       raise ValueError(f'{path} exists but is unreadable ({e}); use another --workdir.') from None
-    if old != new:
-      diffs = config_differences(old, new)
+    fixed = lambda d: {k: v for k, v in d.items() if k not in may_change}
+    if fixed(old) != fixed(new):
+      diffs = config_differences(fixed(old), fixed(new))
       shown = '; '.join(diffs[:6]) + (f'; and {len(diffs) - 6} more' if len(diffs) > 6 else '')
       raise ValueError(f'--workdir {workdir} holds another run (its config.json differs: '
                        f'{shown}). Use another --workdir, or rerun with the config it was made '
                        'with; nothing was written.')
-    return
+    if old == new:
+      return
   write_json(path, new)
 
 
@@ -85,6 +90,8 @@ def workdir_lock(workdir: str):
   """Holds DIR/.lock for the run (process 0 only): a second process on the same workdir stops
   at once with a clear error instead of racing the first. The kernel drops the lock when its
   holder dies, SIGKILL included, so a crashed run never blocks a rerun."""
+  if not workdir:
+    raise ValueError('--workdir is empty: give the directory for the run\'s outputs.')
   try:
     os.makedirs(workdir, exist_ok=True)
   except FileExistsError:

@@ -121,7 +121,7 @@ def _problem_key(cfg) -> str:
 
 def run(config, workdir: str) -> dict:
   points = grid(config)
-  io.claim_workdir(workdir, config)
+  io.claim_workdir(workdir, config, may_change=('sweep',))  # the grid may grow
   records_dir = os.path.join(workdir, 'points')
   done = {p.name: _read_record(records_dir, p) for p in points}
   todo = [p for p in points if done[p.name] is None]

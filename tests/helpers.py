@@ -25,3 +25,12 @@ def mixture_params():
 
 def exact_draws(n, seed=123):
   return np.asarray(gmm.sample(mixture_params(), jax.random.key(seed), n))
+
+
+def tiny_train_config(num_steps: int, log_every: int = 10):
+  """A 2D MLP training config on the mixture, small enough to train in a second or two."""
+  from configs import toy2d  # pylint: disable=g-import-not-at-top
+  config = toy2d.get_config('gmm,quick')
+  config.model.update(hidden=32, depth=2, embed_dim=16)
+  config.train.update(num_steps=num_steps, log_every=log_every, batch_size=64)
+  return config

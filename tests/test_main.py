@@ -38,17 +38,78 @@ def test_sample_run_with_overrides_writes_the_contract(tmp_path):
   assert (tmp_path / 'samples.png').stat().st_size > 0
 
 
-@pytest.mark.parametrize('override,message', [
-    ('--config.sampler.interpolant=edm', 'valid: linear, vp, cosine, discrete'),
-    ('--config.experiment=finetune', 'valid: train, train_classifier, sample, search, compare'),
-    ('--config.search.budget=5', 'too small for svdd: it needs at least 40 NFEs'),
-    ('--config.model.weights=(0.2,0.2,0.2)', 'sum to 1'),
+@pytest.mark.parametrize('args,message', [
+    # Validation before compiling.
+    (['--config.sampler.interpolant=edm'], 'valid: linear, vp, cosine, discrete'),
+    (['--config.experiment=finetune'], 'valid: train, train_classifier, sample, search, compare'),
+    (['--config.search.budget=5'], 'too small for svdd: it needs at least 40 NFEs'),
+    (['--config.model.weights=(0.2,0.2,0.2)'], 'sum to 1'),
+    (['--config.search.budget=3000000000'], 'search.budget=3000000000 is out of range'),
+    # Flag parsing.
+    (['--config.search.nosuch=1'], 'unknown config field --config.search.nosuch'),
+    (['--config.search.budget=abc'], 'flag --config.search.budget=abc: invalid literal'),
+    (['--config=configs/nope.py'], 'config file configs/nope.py does not exist'),
+    (['--config=configs/gmm2d.py:huge'], "Unknown config variant(s) ['huge']"),
+    (['--workdir='], '--workdir is empty'),
+    (['stray'], "unexpected arguments ['stray']"),
+    # The workdir.
+    (['--workdir={file}'], 'exists and is not a directory'),
+    (['--workdir={file}/run'], 'cannot create --workdir'),
 ])
-def test_bad_input_is_a_clear_error(tmp_path, override, message):
-  proc = _main('--config=configs/gmm2d.py:quick,svdd', f'--workdir={tmp_path}', override)
-  assert proc.returncode == 2
-  assert message in proc.stderr
+def test_every_user_error_is_one_error_line_and_exit_code_2(tmp_path, args, message):
+  (tmp_path / 'a_file').write_text('')
+  fill = lambda a: a.format(file=tmp_path / 'a_file')
+  args = [fill(a) for a in args]
+  base = ['--config=configs/gmm2d.py:quick,svdd', f'--workdir={tmp_path / "run"}']
+  given = {a.split('=')[0] for a in args}
+  proc = _main(*[a for a in base if a.split('=')[0] not in given], *args)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]
   assert 'Traceback' not in proc.stderr
+
+
+def _main_in_process(tmp_path, monkeypatch, raising):
+  """Runs main.main in this process with an experiment that raises `raising`."""
+  import experiments  # pylint: disable=g-import-not-at-top
+  import main  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  def broken(name):
+    def run(config, workdir):
+      raise raising
+    return run
+  monkeypatch.setattr(experiments, 'get_experiment', broken)
+  flags.FLAGS([sys.argv[0], f'--config={ROOT}/configs/gmm2d.py:quick,sample',
+               f'--workdir={tmp_path}'])
+  try:
+    with pytest.raises(SystemExit) as info:
+      main.main([sys.argv[0]])
+  finally:
+    flags.FLAGS.unparse_flags()
+  return info.value.code
+
+
+def test_a_bug_prints_a_one_line_summary_before_its_traceback(tmp_path, monkeypatch, capsys):
+  code = _main_in_process(tmp_path, monkeypatch, TypeError('boom'))
+  err = capsys.readouterr().err
+  assert code == 1
+  assert err.splitlines()[0] == 'error: internal error, please report it: TypeError: boom'
+  assert 'Traceback (most recent call last)' in err
+
+
+@pytest.mark.parametrize('raising,code,message', [
+    (PermissionError(13, 'Permission denied', '/data/run'), 2,
+     'error: /data/run: Permission denied'),
+    (OverflowError('Python int too large to convert to C long'), 2,
+     'error: Python int too large to convert to C long'),
+    (KeyboardInterrupt(), 130, 'error: interrupted'),
+])
+def test_environment_errors_and_interrupts_are_one_line(tmp_path, monkeypatch, capsys, raising,
+                                                         code, message):
+  assert _main_in_process(tmp_path, monkeypatch, raising) == code
+  err = capsys.readouterr().err
+  assert err.startswith(message) and 'Traceback' not in err and len(err.splitlines()) == 1
 
 
 def test_search_run_writes_the_contract(tmp_path):

@@ -1,6 +1,7 @@
 """The paper-figure sweeps: each figure config's quick variant end to end on tiny trained models,
 and a sweep interrupted midway that resumes without recomputing its finished points."""
 
+import copy
 import csv
 import importlib
 import json
@@ -159,9 +160,22 @@ def test_sweep_refuses_a_finished_point_made_with_another_config(tmp_path):
   config = _small_sweep()
   config.sweep.update(method=('bon',), seed=(0,))
   sweep.run(config, str(tmp_path))
-  config.reward.temperature = 2.0
+  changed = copy.deepcopy(config)
+  changed.reward.temperature = 2.0  # the base config: the workdir belongs to another run
+  with pytest.raises(ValueError, match=r'holds another run .*reward.temperature: 1.0'):
+    sweep.run(changed, str(tmp_path))
+  changed = copy.deepcopy(config)   # a preset that changes the finished point's config
+  changed.sweep.presets.task.gmm.reward.temperature = 2.0
   with pytest.raises(ValueError, match='different config'):
+    sweep.run(changed, str(tmp_path))
+  # The grid may grow: the finished point is reused, only the new seed runs.
+  config.sweep.seed = (0, 1)
+  calls = []
+  original = search_exp.execute
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(search_exp, 'execute', lambda *a, **k: calls.append(1) or original(*a, **k))
     sweep.run(config, str(tmp_path))
+  assert len(calls) == 1
 
 
 def test_sweep_grid_errors_name_the_problem():

@@ -116,3 +116,16 @@ def test_main_reports_a_missing_prompt_file(sd_tiny, tmp_path):
   assert 'none.txt' in proc.stderr and 'does not exist' in proc.stderr
   assert 'Traceback' not in proc.stderr
   assert not os.path.exists(tmp_path / 'run' / 'config.json')
+
+
+def test_a_host_reward_of_the_wrong_shape_fails_before_compiling(sd_tiny, tmp_path,
+                                                                  monkeypatch):
+  """The callback's declared shape hides the function's real one from tracing: the function
+  is called on a tiny batch on the host first."""
+  from experiments import runtime  # pylint: disable=g-import-not-at-top
+  monkeypatch.syspath_prepend(os.path.dirname(__file__))
+  monkeypatch.setattr(runtime, 'compile_and_run', lambda *a, **k: pytest.fail('compiled'))
+  config = _config(sd_tiny, tmp_path, 'bon', name='host_image',
+                   function='host_reward_fixture:one_score_too_many')
+  with pytest.raises(ValueError, match=r'the host reward returned shape \(3,\) for 2 inputs'):
+    search_exp.run(config, str(tmp_path / 'run'))

@@ -68,7 +68,13 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path, monkeypat
     train.run(config, interrupted)
   monkeypatch.setattr(checkpoint, 'save', original_save)
   assert checkpoint.manager(os.path.join(interrupted, 'checkpoints')).latest_step() == 100
-  train.run(config, interrupted)  # resumes from step 100
+  resumed = train.run(config, interrupted)  # resumes from step 100
+  with open(os.path.join(straight, 'metrics.json')) as f:
+    whole = json.load(f)
+  # The metrics cover both segments, not only the last one.
+  assert resumed['num_segments'] == 2 and whole['num_segments'] == 1
+  assert resumed['first_chunk_loss'] == whole['first_chunk_loss']
+  assert resumed['final_loss'] == whole['final_loss']
 
   a, b = trained_lib.load(straight), trained_lib.load(interrupted)
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):

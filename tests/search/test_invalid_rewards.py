@@ -96,3 +96,21 @@ def test_smc_draws_only_valid_particles_when_some_end_valid():
   assert np.all(np.isfinite(np.asarray(result.reward)))
   assert np.all(np.asarray(result.x0)[:, 0] >= 0.5)
   assert len(np.unique(np.asarray(result.x0), axis=0)) > 8  # not one particle drawn 64 times
+
+
+@pytest.mark.parametrize('reward,all_invalid', [(all_nan, True), (nan_right_half, False)])
+def test_metrics_report_what_was_invalid(tmp_path, reward, all_invalid):
+  from configs import gmm2d  # pylint: disable=g-import-not-at-top
+  from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
+  config = gmm2d.get_config('code,quick')
+  problem, method_config, mesh = search_exp.prepare(config)
+  problem = problem._replace(reward=problem.reward.replace(fn=lambda _, x0, c=None: reward(x0)))
+  metrics, _ = search_exp.execute(config, str(tmp_path), problem, method_config, mesh)
+  assert (metrics.get('all_invalid') == 1) == all_invalid
+  assert (metrics['num_invalid'] == metrics['num_scored']) == all_invalid
+  if all_invalid:  # no valid output: no reward statistics to report
+    assert metrics['num_invalid_outputs'] == metrics['num_outputs']
+    assert 'reward_mean' not in metrics and 'best_reward' not in metrics
+  else:
+    assert 0 < metrics['num_invalid'] < metrics['num_scored']
+    assert np.isfinite(metrics['reward_mean']) and np.isfinite(metrics['best_reward'])

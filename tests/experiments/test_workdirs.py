@@ -1,0 +1,113 @@
+"""A workdir belongs to one run: a different config is refused before anything is written,
+and a second process on the same workdir stops at once (docs/reliability.md)."""
+
+import filecmp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import experiments
+from configs import gmm2d
+from experiments import io
+from models import trained as trained_lib
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _train_config():
+  return helpers.tiny_train_config(num_steps=10)
+
+
+@pytest.fixture(scope='module')
+def train_dir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('train'))
+  experiments.get_experiment('train')(_train_config(), workdir)
+  return workdir
+
+
+@pytest.fixture
+def train_copy(train_dir, tmp_path):
+  copy = str(tmp_path / 'train')
+  shutil.copytree(train_dir, copy)
+  shutil.copy(os.path.join(copy, 'config.json'), str(tmp_path / 'config.before.json'))
+  return copy
+
+
+def _unchanged(workdir):
+  before = os.path.join(os.path.dirname(workdir), 'config.before.json')
+  return filecmp.cmp(os.path.join(workdir, 'config.json'), before, shallow=False)
+
+
+@pytest.mark.parametrize('change,message', [
+    (lambda c: c.update(seed=7), r'seed: 0 \(in the workdir\) -> 7 \(now\)'),
+    (lambda c: c.data.update(name='moons'), "data.name: 'gmm' .* -> 'moons'"),
+    (lambda c: c.model.update(hidden=64), r'model.hidden: 32 \(in the workdir\) -> 64'),
+])
+def test_training_into_another_runs_workdir_is_refused(train_copy, change, message):
+  config = _train_config()
+  change(config)
+  with pytest.raises(ValueError, match='holds another run .*' + message):
+    experiments.get_experiment('train')(config, train_copy)
+  assert _unchanged(train_copy)
+  trained_lib.load(train_copy)  # the trained model still loads
+
+
+def test_sampling_into_a_training_workdir_is_refused(train_copy):
+  config = _train_config()
+  config.experiment = 'sample'
+  config.model.checkpoint = train_copy
+  with pytest.raises(ValueError, match="experiment: 'train' .* -> 'sample'"):
+    experiments.get_experiment('sample')(config, train_copy)
+  assert _unchanged(train_copy)
+  assert not os.path.exists(os.path.join(train_copy, 'samples.npz'))
+
+
+def test_the_same_config_reruns_into_its_own_workdir(train_copy):
+  metrics = experiments.get_experiment('train')(_train_config(), train_copy)
+  assert metrics['num_steps'] == 10 and _unchanged(train_copy)
+
+
+def test_a_second_run_on_a_locked_workdir_stops_at_once(tmp_path):
+  workdir = str(tmp_path)
+  with io.workdir_lock(workdir):
+    with pytest.raises(ValueError, match='is in use by another running process'):
+      experiments.get_experiment('sample')(gmm2d.get_config('quick,sample'), workdir)
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))
+
+
+_HOLD_LOCK = '''
+import sys, time
+sys.path.insert(0, {root!r})
+from experiments import io
+with io.workdir_lock({workdir!r}):
+  print('locked', flush=True)
+  time.sleep(120)
+'''
+
+
+def test_two_processes_on_one_workdir_and_a_killed_holder(tmp_path):
+  """A process holds the workdir (as a running sweep does); main.py in a second process
+  stops with one line and exit code 2. After SIGKILL of the holder the workdir is free."""
+  workdir = str(tmp_path / 'sweep')
+  holder = subprocess.Popen([sys.executable, '-c', _HOLD_LOCK.format(root=ROOT, workdir=workdir)],
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    proc = subprocess.run(
+        [sys.executable, 'main.py', '--config=configs/fig_dts_2d.py:quick',
+         f'--workdir={workdir}'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+    assert len(lines) == 1 and 'in use by another running process' in lines[0]
+    assert 'Traceback' not in proc.stderr
+    assert not os.path.exists(os.path.join(workdir, 'points'))  # nothing was computed
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  with io.workdir_lock(workdir):  # the kernel released the dead holder's lock
+    pass
