@@ -168,3 +168,14 @@ def test_sigkill_mid_save_then_rerun_completes_the_same_run(trained_run, tmp_pat
   resumed = train.run(_config(), workdir)
   _same(trained_lib.load(workdir).params, params[20])
   assert resumed['final_loss'] == metrics['final_loss']
+
+
+def test_diverged_training_saves_nothing(tmp_path):
+  """A finite learning rate so large that the loss turns NaN or inf: the run stops with an
+  error at that chunk and saves no non-finite state; the last good step stays."""
+  config = _config()
+  config.train.update(learning_rate=1e30, schedule='constant')
+  with pytest.raises(ValueError, match='training diverged: the mean loss of steps 1..10'):
+    train.run(config, str(tmp_path))
+  assert checkpoint.manager(str(tmp_path / 'checkpoints')).all_steps() == []
+  assert not os.path.exists(tmp_path / 'metrics.json')
