@@ -90,12 +90,13 @@ def test_a_damaged_newest_step_falls_back_to_the_older_one(run_copy, damage, cap
     (_flip, 'does not match its saved SHA-256'), (_truncate, 'truncated or overwritten')])
 def test_no_intact_step_is_one_line_naming_the_file(run_copy, damage, message):
   workdir, _, _ = run_copy
-  for step in (10, 20):
-    damage(_largest_param_file(workdir, step))
+  damaged = {step: _largest_param_file(workdir, step) for step in (10, 20)}
+  for path in damaged.values():
+    damage(path)
   with pytest.raises(ValueError, match=message) as info:
     trained_lib.load(workdir)
   text = str(info.value)
-  assert '\n' not in text and _largest_param_file(workdir, 20) in text
+  assert '\n' not in text and damaged[20] in text and damaged[10] in text
   assert 'step 20' in text and 'step 10' in text
 
 
