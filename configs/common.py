@@ -1,6 +1,9 @@
-"""Config sections shared by the config files (ml_collections ConfigDicts only)."""
+"""Config sections shared by the config files (ml_collections ConfigDicts)."""
 
 import ml_collections
+from ml_collections import config_dict
+
+import search
 
 
 def parse_variant(arg, known) -> set:
@@ -60,48 +63,38 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
   return cfg
 
 
-METHODS = ('bon', 'sop', 'smc', 'svdd', 'code', 'rbf', 'dts', 'dts_star')
+METHODS = search.METHODS  # discovered from search/ (each method's own METHOD declaration)
 
 
 def search_config(**overrides) -> ml_collections.ConfigDict:
-  """search.*: the method, the NFE budget, and every method's own knobs (DESIGN.md 4-5)."""
+  """search.*: the method, the NFE budget, the fields every method shares, and each method's
+  own knobs with their defaults, as the methods declare them (search/NAME.py: METHOD.knobs).
+  A knob the method derives from the other settings is an unset typed placeholder (None)."""
   cfg = ml_collections.ConfigDict(dict(
-      method='smc',               # bon | sop | smc | svdd | code | rbf | dts | dts_star
+      method='smc',               # any of METHODS
       budget=12_800,              # total NFEs per prompt
       num_particles=16,           # chains (sop, svdd, code, rbf); output draws (bon, smc, dts)
       num_runs=1,                 # independent searches per condition, vmapped (a sample set
                                   # from methods that output their best); budget per search
       output='samples',           # samples: draws of the method's p* approximation | best
-      # smc
-      potential='difference',     # difference | immediate | max | sum
-      resampling='systematic',    # multinomial | systematic | stratified | residual
-      ess_threshold=0.5,          # resample when ESS < threshold * N (1.0: every level)
-      resample_levels=(-1,),      # levels to resample at instead of the ESS rule; (-1,): off
-      resampling_scope='global',  # global | island (within each device's particles)
-      # code
-      block_size=5,               # L levels rolled out per candidate before selection
-      # rbf
-      rbf_variant='paper',        # paper | released
-      rbf_parallel=1,             # P proposals drawn at once (same choices as P = 1)
-      rbf_init_candidates=-1,     # initial best-of-K0 noise search (-1: the variant's default)
-      rbf_stop_early=-1,          # stop advancing this many levels early (-1: variant default)
-      rbf_quota_divisor=-1,       # quota = (budget/N - init) // divisor (-1: variant default)
-      # sop
-      sop_start=-1,               # ODE to this level first (-1: M // 2)
-      sop_renoise=-1,             # re-noise back f levels (-1: max(1, M // 10))
-      sop_denoise=-1,             # solve forward b > f levels (-1: 2 f)
-      # dts, dts_star
-      tree_selection='',          # softmax (dts) | uniform | uct (dts_star); '': the method's
-      branch_every=-1,            # branch every E levels (-1: M // 5)
-      widen_c=2.0,                # progressive widening: children >= C * visits^alpha
-      widen_alpha=0.8,
-      c_uct=1.0,
+      resampling='systematic',    # how weighted outputs (and SMC) resample: multinomial |
+                                  # systematic | stratified | residual
       # DPS-style gradient guidance (differentiable rewards)
       guidance=False,
       guidance_scale=1.0,         # the score gains guidance_scale / lambda * grad r(x0_hat)
   ))
+  for field, default in search.knobs().items():
+    cfg[field] = _typed(default)
   cfg.update(overrides)
   return cfg
+
+
+def _typed(default):
+  """A Derived knob becomes an unset placeholder of its type (--config.search.FIELD=VALUE
+  parses to that type)."""
+  if isinstance(default, search.base.Derived):
+    return config_dict.placeholder(default.type)
+  return default
 
 
 def mesh_config(**overrides) -> ml_collections.ConfigDict:
@@ -113,15 +106,15 @@ def mesh_config(**overrides) -> ml_collections.ConfigDict:
 
 
 def apply_method_variant(config, tokens) -> None:
-  """A method token (`:smc`, `:dts`, ...) makes the run a `search` with that method."""
+  """A method token (`:smc`, `:dts`, ...) makes the run a `search` with that method and the
+  method's own default output."""
   chosen = [t for t in tokens if t in METHODS]
   if len(chosen) > 1:
     raise ValueError(f'Pick one method per run, got {chosen}.')
   if chosen:
     config.experiment = 'search'
     config.search.method = chosen[0]
-    if chosen[0] == 'dts_star':
-      config.search.output = 'best'
+    config.search.output = search.get_method(chosen[0]).output
 
 
 # The RBF paper's samplers (DESIGN.md section 3), as overrides of the `sampler` section.

@@ -53,21 +53,18 @@ def make_mesh(cfg) -> jax.sharding.Mesh:
   return jax.make_mesh(shape, axes, axis_types=(AxisType.Auto,) * len(axes))
 
 
-# The field of each method's config that counts the rows split over the particle axis. DTS and
-# DTS* are absent: their tree is replicated (see search/dts.py).
-PARTICLE_FIELDS = {'bon': 'num_samples', 'smc': 'num_particles', 'sop': 'num_chains',
-                   'svdd': 'num_chains', 'code': 'num_chains', 'rbf': 'num_chains'}
-
-
 def check_particles(method: str, method_config, mesh) -> None:
-  """A method's particles or chains must divide evenly over the particle axis."""
+  """A method's particles or chains must divide evenly over the particle axis; which count
+  that is, the method declares (search/base.py: Method.particle_field)."""
+  import search  # pylint: disable=g-import-not-at-top
+  spec = search.get_method(method)
   size = mesh.shape[sharding.PARTICLES]
-  field = PARTICLE_FIELDS.get(method)
-  rows = getattr(method_config, field) if field else None
-  if rows is not None and rows % size:
-    what = field.replace('num_', '')
-    source = ('search.budget // sampler.num_steps' if method in ('bon', 'smc')
-              else 'search.num_particles')
+  if spec.particle_field is None:  # replicated on every device (dts, dts_star: one tree)
+    return
+  rows = getattr(method_config, spec.particle_field)
+  if rows % size:
+    what = spec.particle_field.replace('num_', '')
+    source = spec.particle_source
     raise ValueError(
         f'{method} runs {rows} {what} ({source}), which do not divide over the {size} '
         f'devices of the mesh\'s particle axis; change {source.split(" ")[0]} or mesh.shape.')

@@ -34,7 +34,7 @@ def _program(method: str, method_config, batched: bool):
   run_fn = search_lib.get_method(method).run
   if batched:  # independent searches (prompts, classes x runs), vmapped; budget per search
     def program(keys, sampler, reward, conds):
-      return search_lib.run_batched(method, method_config, reward, keys, sampler, conds)
+      return search_lib.run_batched(method, keys, sampler, reward, method_config, conds)
   else:
     def program(key, sampler, reward, cond):
       return run_fn(key, sampler, reward, method_config, cond)

@@ -1,13 +1,19 @@
-"""What every search method shares: its result type, reward scoring, budget checks.
+"""What every search method shares: its declaration, result type, reward scoring, budget checks.
 
-A method is a module with a frozen `Config` (built and validated on the host from the config
-sections by `Config.from_config(search_cfg, temperature, num_steps)`) and a pure
-`run(key, sampler, reward, config, cond) -> SearchResult`, jitted by the caller with `config`
-static. Budgets are total NFEs per prompt; one NFE is one backbone evaluation of one particle.
+A method is one module in search/ with
+  METHOD = base.Method(...)   what the rest of the project asks of it (or METHODS, a tuple of
+                              named ones, for a module that implements several variants);
+  Config                      a frozen dataclass, built and validated on the host by
+                              Config.from_config(search_cfg, temperature, num_steps, method);
+  run(key, sampler, reward, config, cond) -> SearchResult, pure, jitted by the caller with
+                              `config` static.
+search/__init__.py discovers such modules; nothing else in the project lists them. Budgets are
+total NFEs per prompt; one NFE is one backbone evaluation of one particle.
 """
 
 import dataclasses
-from typing import NamedTuple
+import types
+from typing import Any, Mapping, NamedTuple, Optional
 
 import blackjax.smc.resampling as blackjax_resampling
 import jax
@@ -17,6 +23,43 @@ import numpy as np
 from samplers import sharding
 
 OUTPUTS = ('samples', 'best')
+
+
+@dataclasses.dataclass(frozen=True)
+class Derived:
+  """A knob without a fixed default: unset (None), the method derives it from the other
+  settings. `type` is what a value given on the command line parses to."""
+  type: type = int
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A search method's declaration.
+
+  knobs: the `search.*` config fields the method reads beyond the common ones, with their
+    defaults; a `Derived` default is unset, and the method derives the value from the other
+    settings. Methods may share a knob only with the same default.
+  particle_field: the attribute of its Config that counts the rows (particles, chains,
+    samples) split over the mesh's `particles` axis, which must divide over it; None: the
+    method runs replicated on every device.
+  particle_source: where that count comes from, for the error message.
+  output: the search.output of a run of this method alone (the config variant `:NAME`);
+    comparisons and sweeps use the config's own.
+  order: its place in listings (compare tables, the default method lists); ties by name.
+  name, module: filled in by the registry (the module's name, unless given).
+  """
+  knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  particle_field: Optional[str] = None
+  particle_source: str = 'search.num_particles'
+  output: str = 'samples'
+  order: int = 100
+  name: str = ''
+  module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)
+
+  @property
+  def run(self):
+    """The method's run(key, sampler, reward, config, cond) -> SearchResult."""
+    return self.module.run
 RESAMPLING = ('multinomial', 'systematic', 'stratified', 'residual')
 
 
@@ -41,14 +84,16 @@ class Common:
   resampling: str
 
   @classmethod
-  def from_config(cls, cfg, temperature: float) -> 'Common':
+  def from_config(cls, cfg, temperature: float, method: Method) -> 'Common':
     budget, particles = cfg.budget, cfg.num_particles
     if not isinstance(budget, int) or budget <= 0:
       raise ValueError(f'search.budget must be a positive integer (NFEs), got {budget!r}.')
     if not isinstance(particles, int) or particles <= 0:
       raise ValueError(f'search.num_particles must be a positive integer, got {particles!r}.')
-    if cfg.output not in OUTPUTS:
-      raise ValueError(f'Unknown search.output {cfg.output!r}; valid: {", ".join(OUTPUTS)}.')
+    del method  # every method validates the same common fields
+    output = cfg.output
+    if output not in OUTPUTS:
+      raise ValueError(f'Unknown search.output {output!r}; valid: {", ".join(OUTPUTS)}.')
     if cfg.resampling not in RESAMPLING:
       raise ValueError(
           f'Unknown search.resampling {cfg.resampling!r}; valid: {", ".join(RESAMPLING)}.')
@@ -56,7 +101,7 @@ class Common:
     if budget > MAX_COUNT:
       raise ValueError(f'search.budget={budget} is past what the int32 NFE counters hold '
                        f'({MAX_COUNT}).')
-    return cls(budget, particles, cfg.output, float(temperature), cfg.resampling)
+    return cls(budget, particles, output, float(temperature), cfg.resampling)
 
 
 MAX_COUNT = int(np.iinfo(np.int32).max)

@@ -11,6 +11,9 @@ import jax.numpy as jnp
 
 from search import base
 
+METHOD = base.Method(particle_field='num_samples',
+                     particle_source='search.budget // sampler.num_steps', order=0)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -18,11 +21,11 @@ class Config:
   num_samples: int  # N
 
   @classmethod
-  def from_config(cls, cfg, temperature, num_steps):
-    common = base.Common.from_config(cfg, temperature)
+  def from_config(cls, cfg, temperature, num_steps, method):
+    common = base.Common.from_config(cfg, temperature, method)
     n = common.budget // num_steps
     if n < 1:
-      raise base.too_small('bon', common.budget, num_steps, f'one sample of {num_steps} steps')
+      raise base.too_small(method.name, common.budget, num_steps, f'one sample of {num_steps} steps')
     return cls(common, n)
 
 

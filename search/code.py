@@ -15,6 +15,10 @@ import jax.numpy as jnp
 from samplers import sharding
 from search import base
 
+METHOD = base.Method(
+    knobs=dict(block_size=5),       # L levels rolled out per candidate before selection
+    particle_field='num_chains', order=4)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -24,16 +28,20 @@ class Config:
   block_size: int      # L
 
   @classmethod
-  def from_config(cls, cfg, temperature, num_steps, method='code', block_size=None):
-    common = base.Common.from_config(cfg, temperature)
-    base.check_steps(method, num_steps)
-    block = int(cfg.block_size if block_size is None else block_size)
+  def from_config(cls, cfg, temperature, num_steps, method):
+    return cls.sized(cfg, temperature, num_steps, method, int(cfg.block_size))
+
+  @classmethod
+  def sized(cls, cfg, temperature, num_steps, method, block: int):
+    """The config with block size L (SVDD: L = 1 whatever search.block_size says)."""
+    common = base.Common.from_config(cfg, temperature, method)
+    base.check_steps(method.name, num_steps)
     if block < 1:
       raise ValueError(f'search.block_size must be >= 1, got {block}.')
     n = common.num_particles
     k = (common.budget - n) // (n * (num_steps - 1))
     if k < 1:
-      raise base.too_small(method, common.budget, n * num_steps,
+      raise base.too_small(method.name, common.budget, n * num_steps,
                            f'{n} chains x {num_steps} steps with one candidate each')
     return cls(common, n, k, block)
 

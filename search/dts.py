@@ -31,6 +31,20 @@ from search import base
 
 SELECTIONS = ('softmax', 'uniform', 'uct')
 
+_KNOBS = dict(
+    tree_selection=base.Derived(str),  # softmax | uniform | uct (unset: dts softmax, dts_star uct)
+    branch_every=base.Derived(int),    # branch every E levels (unset: M // 5)
+    widen_c=2.0,            # progressive widening: children >= C * visits^alpha
+    widen_alpha=0.8,
+    c_uct=1.0,
+)
+# DTS samples the tilted target; DTS* (UCT selection) searches for the best sample.
+METHODS = (
+    base.Method(name='dts', knobs=_KNOBS, order=6),
+    base.Method(name='dts_star', knobs=_KNOBS, output='best', order=7),
+)
+_DEFAULT_SELECTION = {'dts': 'softmax', 'dts_star': 'uct'}
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -48,28 +62,28 @@ class Config:
     return len(self.branch_levels)
 
   @classmethod
-  def from_config(cls, cfg, temperature, num_steps, method='dts'):
-    common = base.Common.from_config(cfg, temperature)
-    base.check_steps(method, num_steps)
-    selection = cfg.get('tree_selection', '') or ('uct' if method == 'dts_star' else 'softmax')
+  def from_config(cls, cfg, temperature, num_steps, method):
+    common = base.Common.from_config(cfg, temperature, method)
+    base.check_steps(method.name, num_steps)
+    selection = cfg.tree_selection or _DEFAULT_SELECTION.get(method.name, 'softmax')
     if selection not in SELECTIONS:
       raise ValueError(f'Unknown search.tree_selection {selection!r}; '
                        f'valid: {", ".join(SELECTIONS)}.')
-    every = int(cfg.get('branch_every', -1))
-    every = max(1, num_steps // 5) if every < 0 else every
+    every = max(1, num_steps // 5) if cfg.branch_every is None else int(cfg.branch_every)
     if every < 1:
       raise ValueError(f'search.branch_every must be >= 1, got {every}.')
     levels = tuple(range(0, num_steps - 1, every))
-    widen_c, widen_alpha = float(cfg.get('widen_c', 2.0)), float(cfg.get('widen_alpha', 0.8))
+    widen_c, widen_alpha = float(cfg.widen_c), float(cfg.widen_alpha)
     if not (np.isfinite(widen_c) and widen_c > 0) or not 0 < widen_alpha <= 1:
       raise ValueError(f'progressive widening needs widen_c > 0 and 0 < widen_alpha <= 1, got '
                        f'{widen_c} and {widen_alpha}.')
-    c_uct = float(cfg.get('c_uct', 1.0))
+    c_uct = float(cfg.c_uct)
     if not (np.isfinite(c_uct) and c_uct >= 0):
       raise ValueError(f'search.c_uct must be a finite number >= 0, got {c_uct}.')
     min_cost = num_steps - 1 - levels[-1]
     if common.budget < num_steps:
-      raise base.too_small(method, common.budget, num_steps, f'one rollout of {num_steps} steps')
+      raise base.too_small(method.name, common.budget, num_steps,
+                           f'one rollout of {num_steps} steps')
     expansions = common.budget // min_cost
     capacity = 1 + expansions * (len(levels) + 1)
     return cls(common, selection, widen_c, widen_alpha, c_uct, levels, capacity,

@@ -27,6 +27,17 @@ from search import base
 
 VARIANTS = ('paper', 'released')
 
+METHOD = base.Method(
+    knobs=dict(
+        rbf_variant='paper',        # paper | released
+        rbf_parallel=1,             # P proposals drawn at once (same choices as P = 1)
+        # Unset: the variant's value.
+        rbf_init_candidates=base.Derived(int),  # initial best-of-K0 noise search
+        rbf_stop_early=base.Derived(int),       # stop advancing this many levels early
+        rbf_quota_divisor=base.Derived(int),    # quota = (budget / N - init) // divisor
+    ),
+    particle_field='num_chains', order=5)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -38,19 +49,24 @@ class Config:
   stop_early: int       # levels before M - 1 at which chains stop
 
   @classmethod
-  def from_config(cls, cfg, temperature, num_steps):
-    common = base.Common.from_config(cfg, temperature)
-    base.check_steps('rbf', num_steps, least=2)
-    variant = cfg.get('rbf_variant', 'paper')
+  def from_config(cls, cfg, temperature, num_steps, method):
+    common = base.Common.from_config(cfg, temperature, method)
+    base.check_steps(method.name, num_steps, least=2)
+    variant = cfg.rbf_variant
     if variant not in VARIANTS:
       raise ValueError(f'Unknown search.rbf_variant {variant!r}; valid: {", ".join(VARIANTS)}.')
     released = variant == 'released'
-    pick = lambda field, paper, rel: (cfg.get(field, -1) if cfg.get(field, -1) >= 0
-                                      else (rel if released else paper))
-    init = int(pick('rbf_init_candidates', 0, 25))
-    stop = int(pick('rbf_stop_early', 0, 2))
-    divisor = int(pick('rbf_quota_divisor', 0, 2 * num_steps))
-    parallel = int(cfg.get('rbf_parallel', 1))
+
+    def pick(field, paper, rel):  # the knob if set, else the variant's value
+      value = cfg[field]
+      if value is not None and int(value) < 0:
+        raise ValueError(f'search.{field} must be >= 0 (unset: the variant\'s value), '
+                         f'got {value}.')
+      return int(value) if value is not None else (rel if released else paper)
+    init = pick('rbf_init_candidates', 0, 25)
+    stop = pick('rbf_stop_early', 0, 2)
+    divisor = pick('rbf_quota_divisor', 0, 2 * num_steps)
+    parallel = int(cfg.rbf_parallel)
     if parallel < 1:
       raise ValueError(f'search.rbf_parallel must be >= 1, got {parallel}.')
     start = 1 if init else 0
@@ -64,7 +80,7 @@ class Config:
     quota = (common.budget // n - init_cost) // divisor
     if quota < 1:
       smallest = n * (init_cost + divisor)
-      raise base.too_small('rbf', common.budget, smallest,
+      raise base.too_small(method.name, common.budget, smallest,
                            f'{n} chains with one proposal per level')
     return cls(common, n, quota, parallel, init, stop)
 

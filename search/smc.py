@@ -37,6 +37,16 @@ from search import base
 POTENTIALS = ('difference', 'immediate', 'max', 'sum')
 SCOPES = ('global', 'island')
 
+METHOD = base.Method(
+    knobs=dict(
+        potential='difference',     # difference | immediate | max | sum
+        ess_threshold=0.5,          # resample when ESS < threshold * N (1.0: every level)
+        resample_levels=(),         # levels to resample at instead of the ESS rule; (): the rule
+        resampling_scope='global',  # global | island (within each device's particles)
+    ),
+    particle_field='num_particles', particle_source='search.budget // sampler.num_steps',
+    order=2)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -48,24 +58,24 @@ class Config:
   scope: str = 'global'       # global | island (resample within each device's particles)
 
   @classmethod
-  def from_config(cls, cfg, temperature, num_steps):
-    common = base.Common.from_config(cfg, temperature)
-    base.check_steps('smc', num_steps)
+  def from_config(cls, cfg, temperature, num_steps, method):
+    common = base.Common.from_config(cfg, temperature, method)
+    base.check_steps(method.name, num_steps)
     if cfg.potential not in POTENTIALS:
       raise ValueError(f'Unknown search.potential {cfg.potential!r}; '
                        f'valid: {", ".join(POTENTIALS)}.')
     threshold = float(cfg.ess_threshold)
     if not 0.0 <= threshold <= 1.0:
       raise ValueError(f'search.ess_threshold must lie in [0, 1], got {threshold}.')
-    levels = tuple(int(k) for k in cfg.get('resample_levels', ()) if int(k) >= 0)
+    levels = tuple(int(k) for k in cfg.resample_levels)
     bad = [k for k in levels if not 0 <= k < num_steps - 1]
     if bad:
       raise ValueError(f'search.resample_levels {bad} are outside 0..{num_steps - 2}.')
     n = common.budget // num_steps
     if n < 2:
-      raise base.too_small('smc', common.budget, 2 * num_steps,
+      raise base.too_small(method.name, common.budget, 2 * num_steps,
                            f'two particles of {num_steps} steps')
-    scope = cfg.get('resampling_scope', 'global')
+    scope = cfg.resampling_scope
     if scope not in SCOPES:
       raise ValueError(f'Unknown search.resampling_scope {scope!r}; valid: {", ".join(SCOPES)}.')
     return cls(common, n, cfg.potential, threshold, levels, scope)

@@ -17,6 +17,14 @@ import numpy as np
 from samplers import sharding
 from search import base
 
+METHOD = base.Method(
+    knobs=dict(
+        sop_start=base.Derived(int),    # ODE to this level first (unset: M // 2)
+        sop_renoise=base.Derived(int),  # re-noise back f levels (unset: max(1, M // 10))
+        sop_denoise=base.Derived(int),  # solve forward b > f levels (unset: 2 f)
+    ),
+    particle_field='num_chains', order=1)
+
 
 def schedule(num_steps, start, renoise, denoise):
   """Static (j, L) pairs of the iterations."""
@@ -38,16 +46,13 @@ class Config:
   iterations: tuple  # ((j, L), ...)
 
   @classmethod
-  def from_config(cls, cfg, temperature, num_steps):
-    common = base.Common.from_config(cfg, temperature)
-    base.check_steps('sop', num_steps)
+  def from_config(cls, cfg, temperature, num_steps, method):
+    common = base.Common.from_config(cfg, temperature, method)
+    base.check_steps(method.name, num_steps)
     m = num_steps
-    start = int(cfg.get('sop_start', -1))
-    start = m // 2 if start < 0 else start
-    renoise = int(cfg.get('sop_renoise', -1))
-    renoise = max(1, m // 10) if renoise < 0 else renoise
-    denoise = int(cfg.get('sop_denoise', -1))
-    denoise = 2 * renoise if denoise < 0 else denoise
+    start = m // 2 if cfg.sop_start is None else int(cfg.sop_start)
+    renoise = max(1, m // 10) if cfg.sop_renoise is None else int(cfg.sop_renoise)
+    denoise = 2 * renoise if cfg.sop_denoise is None else int(cfg.sop_denoise)
     if not 0 <= start < m - 1:
       raise ValueError(f'search.sop_start must lie in 0..{m - 2}, got {start}.')
     if renoise < 1 or denoise <= renoise:
@@ -58,7 +63,7 @@ class Config:
     per_candidate = sum(level - j + 1 for j, level in iterations)
     k = (common.budget - n * (start + 1)) // (n * per_candidate)
     if k < 1:
-      raise base.too_small('sop', common.budget, n * (start + 1 + per_candidate),
+      raise base.too_small(method.name, common.budget, n * (start + 1 + per_candidate),
                            f'{n} chains with one candidate per iteration')
     return cls(common, n, k, start, iterations)
 

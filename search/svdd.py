@@ -8,12 +8,15 @@ from search import base
 from search import code
 
 
+METHOD = base.Method(particle_field='num_chains', order=3)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(code.Config):
 
   @classmethod
-  def from_config(cls, cfg, temperature, num_steps, method='svdd', block_size=1):
-    return super().from_config(cfg, temperature, num_steps, method, block_size)
+  def from_config(cls, cfg, temperature, num_steps, method):
+    return cls.sized(cfg, temperature, num_steps, method, 1)
 
 
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:

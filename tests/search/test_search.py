@@ -136,7 +136,7 @@ def test_prompts_are_batched():
   reward = lambda x0, c: -jnp.sum((x0 - c) ** 2, axis=-1)
   config = search.make_config(common.search_cfg('svdd', budget=400, num_particles=4), 1.0, 10)
   keys = jax.random.split(jax.random.key(0), 3)
-  result = jax.jit(lambda k, c: search.run_batched('svdd', config, reward, k, sampler, c))(
+  result = jax.jit(lambda k, c: search.run_batched('svdd', k, sampler, reward, config, c))(
       keys, centres)
   assert result.x0.shape == (3, 4, 2)
   x = np.asarray(result.x0)                                           # [prompt, chain, 2]

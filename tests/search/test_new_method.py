@@ -1,0 +1,64 @@
+"""A search method is one new file: a copy of search/bon.py under a new name, in a copy of the
+project, with nothing else changed, runs from main.py, in compare, in a sweep and on an
+8-device mesh with its particle count checked against the devices."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NAME = 'bon_copy'
+
+
+@pytest.fixture(scope='module')
+def project(tmp_path_factory):
+  copy = str(tmp_path_factory.mktemp('project') / 'repo')
+  shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns('.git', 'results', '__pycache__',
+                                                            'runs'))
+  shutil.copy(os.path.join(copy, 'search', 'bon.py'), os.path.join(copy, 'search', f'{NAME}.py'))
+  return copy
+
+
+def _main(project, workdir, *args):
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES='8')  # every run on an 8-device mesh
+  return subprocess.run([sys.executable, 'main.py', f'--workdir={workdir}', *args], cwd=project,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def _table(path):
+  rows = {}
+  for line in open(path):
+    cells = [c.strip() for c in line.strip().strip('|').split('|')]
+    rows[cells[0]] = cells
+  return rows
+
+
+def test_a_copied_method_runs_everywhere(project, tmp_path):
+  # main.py, as a config variant token (the variants list the discovered methods).
+  proc = _main(project, tmp_path / 'search', f'--config=configs/gmm2d.py:quick,{NAME}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert os.path.isfile(tmp_path / 'search' / 'samples.npz')
+  # compare: the copy gives bon's row exactly (same code, same seed).
+  proc = _main(project, tmp_path / 'compare', '--config=configs/gmm2d.py:quick',
+               f'--config.compare.methods=("bon","{NAME}")')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = _table(tmp_path / 'compare' / 'table.md')
+  timing = [i for i, c in enumerate(rows['method']) if c in ('wall_s', 'compile_s')]
+  strip = lambda r: [c for i, c in enumerate(r[1:], 1) if i not in timing]
+  assert strip(rows[NAME]) == strip(rows['bon'])
+  # A sweep over it.
+  proc = _main(project, tmp_path / 'sweep', '--config=configs/fig_dts_2d.py:quick',
+               f'--config.sweep.method=("{NAME}",)', '--config.sweep.task=("gmm",)',
+               '--config.sweep.budget=(160,)')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert os.path.isfile(tmp_path / 'sweep' / 'points' / f'task=gmm,method={NAME},budget=160,'
+                        'seed=0.json')
+  # The mesh check applies to it: 100 NFE // 10 steps = 10 samples over 8 devices.
+  proc = _main(project, tmp_path / 'bad', f'--config=configs/gmm2d.py:quick,{NAME}',
+               '--config.search.budget=100')
+  assert proc.returncode == 2
+  assert f'{NAME} runs 10 samples (search.budget // sampler.num_steps), which do not divide ' \
+         'over the 8 devices' in proc.stderr
