@@ -84,13 +84,12 @@ class Common:
   resampling: str
 
   @classmethod
-  def from_config(cls, cfg, temperature: float, method: Method) -> 'Common':
+  def from_config(cls, cfg, temperature: float) -> 'Common':
     budget, particles = cfg.budget, cfg.num_particles
     if not isinstance(budget, int) or budget <= 0:
       raise ValueError(f'search.budget must be a positive integer (NFEs), got {budget!r}.')
     if not isinstance(particles, int) or particles <= 0:
       raise ValueError(f'search.num_particles must be a positive integer, got {particles!r}.')
-    del method  # every method validates the same common fields
     output = cfg.output
     if output not in OUTPUTS:
       raise ValueError(f'Unknown search.output {output!r}; valid: {", ".join(OUTPUTS)}.')

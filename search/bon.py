@@ -22,7 +22,7 @@ class Config:
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
-    common = base.Common.from_config(cfg, temperature, method)
+    common = base.Common.from_config(cfg, temperature)
     n = common.budget // num_steps
     if n < 1:
       raise base.too_small(method.name, common.budget, num_steps, f'one sample of {num_steps} steps')

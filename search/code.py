@@ -34,7 +34,7 @@ class Config:
   @classmethod
   def sized(cls, cfg, temperature, num_steps, method, block: int):
     """The config with block size L (SVDD: L = 1 whatever search.block_size says)."""
-    common = base.Common.from_config(cfg, temperature, method)
+    common = base.Common.from_config(cfg, temperature)
     base.check_steps(method.name, num_steps)
     if block < 1:
       raise ValueError(f'search.block_size must be >= 1, got {block}.')

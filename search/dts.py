@@ -63,7 +63,7 @@ class Config:
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
-    common = base.Common.from_config(cfg, temperature, method)
+    common = base.Common.from_config(cfg, temperature)
     base.check_steps(method.name, num_steps)
     selection = cfg.tree_selection or _DEFAULT_SELECTION.get(method.name, 'softmax')
     if selection not in SELECTIONS:

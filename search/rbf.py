@@ -50,7 +50,7 @@ class Config:
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
-    common = base.Common.from_config(cfg, temperature, method)
+    common = base.Common.from_config(cfg, temperature)
     base.check_steps(method.name, num_steps, least=2)
     variant = cfg.rbf_variant
     if variant not in VARIANTS:

@@ -59,7 +59,7 @@ class Config:
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
-    common = base.Common.from_config(cfg, temperature, method)
+    common = base.Common.from_config(cfg, temperature)
     base.check_steps(method.name, num_steps)
     if cfg.potential not in POTENTIALS:
       raise ValueError(f'Unknown search.potential {cfg.potential!r}; '

@@ -47,7 +47,7 @@ class Config:
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
-    common = base.Common.from_config(cfg, temperature, method)
+    common = base.Common.from_config(cfg, temperature)
     base.check_steps(method.name, num_steps)
     m = num_steps
     start = m // 2 if cfg.sop_start is None else int(cfg.sop_start)
