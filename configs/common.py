@@ -3,6 +3,7 @@
 import ml_collections
 from ml_collections import config_dict
 
+import rewards
 import search
 
 
@@ -31,33 +32,14 @@ def sampler_config(**overrides) -> ml_collections.ConfigDict:
 
 
 def reward_config(**overrides) -> ml_collections.ConfigDict:
-  """reward.*: the reward's name, its own fields, and the temperature lambda."""
+  """reward.*: the reward's name, the temperature lambda, and each reward's own fields with
+  their defaults, as the rewards declare them (rewards/NAME.py: REWARD.fields)."""
   cfg = ml_collections.ConfigDict(dict(
-      name='linear',              # linear | gaussian | quadratic | mode_weighting | classifier
-                                  # | classifier_logodds | classifier_set
-                                  # | compressibility (a host callback)
-                                  # | clip_score | aesthetic | host_image (images, prompts)
-      weights=(1.0, 0.0),         # linear: r = w . x + b
-      bias=0.0,
-      center=(0.0, 0.0),          # gaussian: r = -|x - c|^2 / (2 width^2)
-      width=1.0,
-      num_modes=8,                # mode_weighting: log sum_i exp(scale i) N(x; ring_i, std^2)
-      radius=4.0,
-      mode_std=0.3,
-      mode_scale=1.5,
-      checkpoint='',              # classifier*: a train_classifier workdir
-      target_class=0,             # classifier: r = log p(target | x); classifier_logodds:
-                                  # log p(target | x) - log(1 - p(target | x))
+      name='linear',              # any of rewards.names()
+      temperature=1.0,            # lambda in p(x0) exp(r(x0) / lambda)
       heldout_checkpoint='',      # a second classifier that judges digit samples (held-out
                                   # accuracy and log-probability) but is never searched against
-      target_classes=(),          # classifier*: one independent search per class (vmapped,
-                                  # the budget per class); overrides target_class
-      classes=(0, 2, 4, 6, 8),    # classifier_set: r = max_{c in classes} log p(c | x)
-      format='png',               # compressibility: png | jpeg
-      model='',                   # clip_score, aesthetic: a transformers CLIP folder or hub id
-      head='',                    # aesthetic: the head's .safetensors / .npz / .pth file
-      function='',                # host_image: 'module:function'(uint8 images, prompts) -> [N]
-      temperature=1.0,            # lambda in p(x0) exp(r(x0) / lambda)
+      **rewards.fields(),
   ))
   cfg.update(overrides)
   return cfg
@@ -117,7 +99,7 @@ def apply_method_variant(config, tokens) -> None:
     config.search.output = search.get_method(chosen[0]).output
 
 
-# The RBF paper's samplers (DESIGN.md section 3), as overrides of the `sampler` section.
+# The RBF paper's samplers (docs/math.md, section 5), as overrides of the `sampler` section.
 SAMPLERS = {
     'linear_ode': dict(interpolant='linear', sde=False, time_grid='uniform'),
     'linear_sde': dict(interpolant='linear', sde=True, time_grid='uniform'),

@@ -1,13 +1,13 @@
 """DTS paper (Jain et al. 2025), 2D sampling: MMD to exact draws of the tilted target against
 NFE for DTS, SMC and best-of-N importance resampling (bon with output=samples), plus DTS with
-the unbiased uniform tree build (DESIGN.md section 5).
+the unbiased uniform tree build (docs/methods.md, DTS).
 
 Tasks (the `task` axis):
   ring          the 8-mode ring tilted by the mode-weighting reward (w_i = exp(1.5 i))
   checkerboard  the checkerboard tilted by -|x|^2 / 2
   gmm           the analytic 3-mode mixture tilted by a linear reward: its backbone is exact,
                 so the only error left is the method's
-The ring and checkerboard use eps-prediction MLPs trained on their data (DESIGN.md section 6);
+The ring and checkerboard use eps-prediction MLPs trained on their data, as in the DTS paper;
 their MMD is to the tilted *data* distribution, which the trained backbone only approximates.
 VP-SDE, 100 steps, branching (and SMC resampling) every 20 levels, lambda = 1, 1024 output
 draws against 2048 exact ones, squared MMD with a unit-bandwidth Gaussian kernel (mmd_exact_draws:

@@ -1,7 +1,7 @@
 """RBF paper (Kim et al. 2025), the interpolant study, on the digits flow backbone.
 
 BoN, SoP, SMC, CoDe, SVDD and RBF at 500 NFE and 10 steps, each on Linear-ODE, Linear-SDE and
-VP-SDE (DESIGN.md section 3), one search of 500 NFE per output digit. The reward is the
+VP-SDE (docs/math.md, section 5), one search of 500 NFE per output digit. The reward is the
 classifier's log-odds of the target class (it does not saturate at 0 as log p(c | x) does);
 every point searches towards all 10 classes at once (reward.target_classes), 8 searches per
 class, 3 seeds. Judged by the mean reward, a second classifier that no search saw (held-out

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 import rewards
 import search as search_lib
-from experiments import io
+from experiments import files
 from experiments import mesh as mesh_lib
 from experiments import search as search_exp
 from experiments import train as train_exp
@@ -110,7 +110,7 @@ def run(config, workdir: str) -> dict:
   _check_before_training(config)
   os.makedirs(workdir, exist_ok=True)
   config = _ensure_backbone(config, workdir)
-  io.claim_workdir(workdir, config)
+  files.claim_workdir(workdir, config)
   repeats = int(config.benchmark.repeats)
   rows, flat = {}, {}
   for method in config.benchmark.methods:
@@ -143,11 +143,12 @@ def run(config, workdir: str) -> dict:
     flat.update({f'{method}/{k}': v for k, v in row.items()})
     logging.info('%s: %s', method, row)
 
-  io.write_json(os.path.join(workdir, 'benchmark.json'), rows)
+  files.write_json(os.path.join(workdir, 'benchmark.json'), rows)
   table = markdown(rows)
-  io.write_text(workdir, 'benchmark.md', table + '\n')
-  print(table)
-  io.write_metrics(workdir, flat)
+  files.write_text(workdir, 'benchmark.md', table + '\n')
+  if files.is_writer():
+    print(table)
+  files.write_metrics(workdir, flat)
   return flat
 
 

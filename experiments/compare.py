@@ -8,12 +8,9 @@ and compare.png (each method's samples over exact draws of the tilted target whe
 import copy
 import os
 
-import jax
 import numpy as np
 
-from experiments import io
-from experiments import plots
-from experiments import problem as problem_lib
+from experiments import files
 from experiments import search as search_exp
 
 COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'accuracy',
@@ -29,7 +26,7 @@ def run(config, workdir: str) -> dict:
     cfg = copy.deepcopy(config)
     cfg.search.method = method
     prepared[method] = (cfg,) + search_exp.prepare(cfg)
-  io.claim_workdir(workdir, config)
+  files.claim_workdir(workdir, config)
 
   rows, panels, flat = {}, {}, {}
   for method, (cfg, problem, method_config, mesh) in prepared.items():
@@ -39,25 +36,14 @@ def run(config, workdir: str) -> dict:
     flat.update({f'{method}/{k}': v for k, v in metrics.items()})
 
   table = markdown_table(rows)
-  io.write_text(workdir, 'table.md', table + '\n')
-  print(table)
-  first = np.load(os.path.join(workdir, methods[0], 'samples.npz'))
-  io.write_samples(workdir, x0=first['x0'], reward=first['reward'])
-  io.write_metrics(workdir, flat)
-  problem = prepared[methods[0]][1]
-  if problems_are_2d(panels):
-    key = jax.random.key(config.seed + 1)
-    ref = problem_lib.exact_target_draws(config, problem, key, 2048)
-    label = 'tilted target' if ref is not None else 'base data'
-    ref = ref if ref is not None else problem_lib.base_samples(config.model, key, 2048)
-    plots.panels_2d(os.path.join(workdir, 'compare.png'), panels, ref, label,
-                    {m: f'{m}: r={rows[m].get("reward_mean", np.nan):.2f}, {rows[m]["nfe"]} NFE'
-                     for m in panels})
+  files.write_text(workdir, 'table.md', table + '\n')
+  if files.is_writer():
+    print(table)
+    first = np.load(os.path.join(workdir, methods[0], 'samples.npz'))
+    files.write_samples(workdir, x0=first['x0'], reward=first['reward'])
+  files.write_metrics(workdir, flat)
+  prepared[methods[0]][1].recorder.record_comparison(workdir, panels, rows)
   return flat
-
-
-def problems_are_2d(panels) -> bool:
-  return all(x.ndim == 2 and x.shape[1] == 2 for x in panels.values())
 
 
 def markdown_table(rows: dict) -> str:

@@ -31,8 +31,3 @@ def load(split: str):
   if split == 'heldout':
     return x_held, y_held
   raise ValueError(f'Unknown split {split!r}; valid: {", ".join(SPLITS)}.')
-
-
-def to_uint8(images) -> np.ndarray:
-  """[-1, 1] floats -> [0, 255] uint8, clipped."""
-  return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)

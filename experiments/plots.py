@@ -3,7 +3,7 @@
 Figures are built with matplotlib's object API (`Figure`), not pyplot, so that writing them
 never touches the global backend: a notebook that imports this keeps its inline plots.
 
-Like every file of a run, figures are written by process 0 only (experiments/io.is_writer).
+Like every file of a run, figures are written by process 0 only (experiments/files.is_writer).
 """
 
 import functools
@@ -12,13 +12,14 @@ import textwrap
 from matplotlib.figure import Figure
 import numpy as np
 
-from experiments import io
+from experiments import files
+from models import pixels
 
 
 def _writer_only(fn):
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
-    if io.is_writer():
+    if files.is_writer():
       fn(*args, **kwargs)
   return wrapped
 
@@ -74,7 +75,7 @@ def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: 
 @_writer_only
 def image_grid(path: str, images, columns: int = 16, title: str = '') -> None:
   """Images [N, H, W, 1] in [-1, 1] as one grayscale grid PNG."""
-  images = np.clip((np.asarray(images)[..., 0] + 1.0) / 2.0, 0.0, 1.0)
+  images = np.asarray(pixels.signed_to_unit(np.asarray(images)[..., 0]))
   n, h, w = images.shape
   columns = min(columns, n)
   rows = (n + columns - 1) // columns

@@ -1,14 +1,10 @@
-"""`sample`: plain ODE/SDE sampling of a backbone; writes the contract files and a 2D scatter."""
-
-import os
+"""`sample`: plain ODE/SDE sampling of a backbone: build, place, compile, run, record."""
 
 import jax
 import numpy as np
 
-from experiments import io
+from experiments import files
 from experiments import mesh as mesh_lib
-from experiments import metrics as metrics_lib
-from experiments import plots
 from experiments import problem as problem_lib
 from experiments import runtime
 
@@ -23,9 +19,8 @@ def run(config, workdir: str) -> dict:
     raise ValueError(f'sampler.num_samples={n} does not divide over the {devices} devices of '
                      'the mesh\'s particle axis; change it or mesh.shape.')
   problem = problem_lib.build(config)
-  backbone, reward = problem.backbone, problem.reward
-  sampler = problem.sampler
-  io.claim_workdir(workdir, config)
+  reward, sampler = problem.reward, problem.sampler
+  files.claim_workdir(workdir, config)
 
   key = jax.random.key(config.seed)
   sample_key, ref_key = jax.random.split(key)
@@ -46,27 +41,6 @@ def run(config, workdir: str) -> dict:
   args = (mesh_lib.place_sampler(sampler, mesh),) + mesh_lib.place(args, mesh)
   out, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
   x0, r, nfe = mesh_lib.to_host(out)
-  if problem.prompts:
-    problem_lib.write_prompt_outputs(workdir, problem, x0, r)
-    metrics = {'nfe': int(np.max(nfe)), 'num_samples': n, 'num_prompts': len(problem.prompts),
-               'reward_mean': float(np.mean(r)), 'reward_max': float(np.max(r)),
-               'wall_s': wall_s, 'compile_s': compile_s}
-    io.write_metrics(workdir, metrics)
-    return metrics
-  metrics = {'nfe': int(nfe), 'num_samples': n, 'reward_mean': float(np.mean(r)),
-             'reward_max': float(np.max(r)), 'wall_s': wall_s, 'compile_s': compile_s}
-  if backbone.data_shape == (2,):
-    reference = problem_lib.base_samples(config.model, ref_key, min(n, 4096))
-    metrics['energy_distance'] = float(
-        metrics_lib.energy_distance(x0[:4096], reference))
-    kind = 'SDE' if sampler.sde else 'ODE'
-    plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0[:4096], reference,
-                     f'{config.model.name}: {sampler.interpolant.name}-{kind}, '
-                     f'{sampler.num_steps} steps, ED {metrics["energy_distance"]:.4f}')
-  if x0.ndim == 4:
-    kind = 'SDE' if sampler.sde else 'ODE'
-    metrics.update(problem_lib.record_images(
-        config, workdir, x0, f'{sampler.interpolant.name}-{kind}', towards_reward=False))
-  io.write_samples(workdir, x0=x0, reward=r)
-  io.write_metrics(workdir, metrics)
-  return metrics
+  metrics = {'nfe': int(np.max(nfe)), 'num_samples': n, 'wall_s': wall_s,
+             'compile_s': compile_s}
+  return problem.recorder.record_samples(workdir, x0, r, metrics, ref_key)

@@ -1,17 +1,15 @@
 """`search`: one inference-time search method on one problem, at one NFE budget."""
 
 import functools
-import os
 
 from absl import logging
 import jax
 import numpy as np
 
 import search as search_lib
-from experiments import io
+from experiments import files
 from experiments import mesh as mesh_lib
 from experiments import metrics as metrics_lib
-from experiments import plots
 from experiments import problem as problem_lib
 from experiments import runtime
 
@@ -42,9 +40,9 @@ def _program(method: str, method_config, batched: bool):
 
 
 def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
-  """Compiles and runs the search on the mesh; writes the contract files (process 0 only);
-  returns the metrics."""
-  io.claim_workdir(workdir, config)
+  """Places the inputs on the mesh, compiles and runs the search, and hands the result to the
+  problem's recorder (which writes the contract files, process 0 only); returns (metrics, x0)."""
+  files.claim_workdir(workdir, config)
   method = config.search.method
   key = jax.random.key(config.seed)
   cond = problem.cond if problem.cond is None else jax.tree.map(np.asarray, problem.cond)
@@ -55,49 +53,23 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   program = _program(method, method_config, bool(problem.batch))
   result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
   result = mesh_lib.to_host(result)
+  metrics = search_metrics(config, result, wall_s, compile_s)
+  return problem.recorder.record_search(workdir, result, metrics, title_prefix)
+
+
+def search_metrics(config, result, wall_s: float, compile_s: float) -> dict:
+  """The metrics every search reports, whatever its domain."""
   x0, r = np.asarray(result.x0), np.asarray(result.reward)
   num_invalid, num_scored = int(np.sum(result.num_invalid)), int(np.sum(result.num_scored))
-  nfe = np.asarray(result.nfe)
   metrics = {
-      'nfe': int(nfe.max()), 'nfe_evaluated': int(np.max(result.nfe_evaluated)),
+      'nfe': int(np.max(result.nfe)), 'nfe_evaluated': int(np.max(result.nfe_evaluated)),
       'budget': int(config.search.budget), 'num_outputs': int(r.size),
       'diversity': metrics_lib.mean_pairwise_distance(x0), 'wall_s': wall_s, 'compile_s': compile_s,
       'num_invalid': num_invalid, 'num_scored': num_scored,
   }
   metrics.update(invalid_reward_metrics(r, np.asarray(result.trace_best)[..., -1],
                                         num_invalid, num_scored))
-  flat_x0 = x0.reshape((-1,) + x0.shape[2:]) if problem.batch else x0
-  if flat_x0.shape[1:] == (2,):
-    key = jax.random.key(config.seed + 1)
-    exact = problem_lib.exact_target_draws(config, problem, key, 2048)
-    if exact is not None and len(flat_x0) > 1:
-      metrics['energy_distance'] = float(metrics_lib.energy_distance(flat_x0, exact))
-      metrics['mmd'] = float(metrics_lib.mmd_rbf(flat_x0, exact))
-      # The finite-sample floor: as many fresh exact draws score this against the same reference.
-      fresh = problem_lib.exact_target_draws(config, problem, jax.random.key(config.seed + 2),
-                                             len(flat_x0))
-      metrics['mmd_exact_draws'] = float(metrics_lib.mmd_rbf(fresh, exact))
-    ref = exact if exact is not None else problem_lib.base_samples(config.model, key, 2048)
-    plots.scatter_2d(os.path.join(workdir, 'samples.png'), flat_x0, ref,
-                     f'{title_prefix}{method}: r mean {metrics.get("reward_mean", np.nan):.3f}, '
-                     f'{metrics["nfe"]} NFE')
-  traces = dict(trace_nfe=np.asarray(result.trace_nfe), trace_best=np.asarray(result.trace_best))
-  if problem.prompts:
-    metrics.update(num_prompts=len(problem.prompts), nfe_all_prompts=int(nfe.sum()))
-    problem_lib.write_prompt_outputs(workdir, problem, x0, r, **traces)
-    io.write_metrics(workdir, metrics)
-    return metrics, x0
-  if problem.batch:
-    metrics.update(num_searches=problem.batch, nfe_all_searches=int(nfe.sum()),
-                   diversity=metrics_lib.mean_pairwise_distance(flat_x0))
-    traces['row_class'] = np.repeat(np.asarray(problem.row_classes), x0.shape[1])
-  if flat_x0.ndim == 4:
-    metrics.update(problem_lib.record_images(
-        config, workdir, flat_x0, f'{method}: r mean {metrics.get("reward_mean", np.nan):.3f}',
-        towards_reward=True, row_classes=traces.get('row_class')))
-  io.write_samples(workdir, x0=flat_x0, reward=r.reshape(-1), **traces)
-  io.write_metrics(workdir, metrics)
-  return metrics, x0
+  return metrics
 
 
 def invalid_reward_metrics(r, best, num_invalid: int, num_scored: int) -> dict:

@@ -18,7 +18,7 @@ summed wall time of the points, the machine), and metrics.json (the summary, fla
 import copy
 import csv
 import hashlib
-import io as io_lib
+import io
 import itertools
 import json
 import os
@@ -33,7 +33,7 @@ import numpy as np
 import tqdm
 
 import search as search_lib
-from experiments import io
+from experiments import files
 from experiments import mesh as mesh_lib
 from experiments import plots
 from experiments import problem as problem_lib
@@ -121,13 +121,13 @@ def _problem_key(cfg) -> str:
 
 def run(config, workdir: str) -> dict:
   points = grid(config)
-  io.claim_workdir(workdir, config, may_change=('sweep',))  # the grid may grow
+  files.claim_workdir(workdir, config, may_change=('sweep',))  # the grid may grow
   records_dir = os.path.join(workdir, 'points')
   done = {p.name: _read_record(records_dir, p) for p in points}
   todo = [p for p in points if done[p.name] is None]
   problems = {}
   progress = tqdm.tqdm(total=len(points), initial=len(points) - len(todo), desc='sweep',
-                       unit='point', disable=not io.is_writer(), file=sys.stderr)
+                       unit='point', disable=not files.is_writer(), file=sys.stderr)
   with progress:
     for point in todo:
       progress.set_postfix_str(point.name)
@@ -144,7 +144,7 @@ def run(config, workdir: str) -> dict:
                                       problem, method_config, mesh)
       record = {'point': point.name, 'values': dict(point.values), 'config_sha256': point.digest,
                 'elapsed_s': time.perf_counter() - start, 'metrics': metrics}
-      io.write_json(os.path.join(records_dir, point.name + '.json'), record)
+      files.write_json(os.path.join(records_dir, point.name + '.json'), record)
       done[point.name] = record
       progress.update(1)
   return aggregate(config, workdir, points, [done[p.name] for p in points])
@@ -197,32 +197,32 @@ def aggregate(config, workdir: str, points, records) -> dict:
            markdown_summary(summary, group_axes, shown)]
   for a, b, metric in [tuple(x) for x in sweep.get('reach', ())]:
     lines += ['', reach_line(summary, group_axes, a, b, metric)]
-  io.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
+  files.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
   for metric in sweep.plot.metrics:
     if metric in metric_names:
       plots.sweep_figure(os.path.join(workdir, f'{metric}.png'), summary, metric,
                          x=sweep.plot.x, series=sweep.plot.series, panel=sweep.plot.panel,
                          logx=sweep.plot.logx, logy=sweep.plot.get('logy', False),
                          title=sweep.get('title', ''))
-  io.write_json(os.path.join(workdir, 'sweep.json'), {
+  files.write_json(os.path.join(workdir, 'sweep.json'), {
       'command': command_line(), 'elapsed_s': elapsed, 'num_points': len(records),
       'machine': machine(), 'jax': jax.__version__, 'devices': jax.device_count()})
   flat = {}
   for entry in summary:
     prefix = '/'.join(f'{a}={entry[a]}' for a in group_axes)
     flat.update({f'{prefix}/{m}': entry[m] for m in shown if entry.get(m) is not None})
-  io.write_metrics(workdir, flat)
-  if io.is_writer():
+  files.write_metrics(workdir, flat)
+  if files.is_writer():
     print('\n'.join(lines[6:]))
   return flat
 
 
 def _write_csv(path: str, columns, rows) -> None:
-  text = io_lib.StringIO()
+  text = io.StringIO()
   writer = csv.DictWriter(text, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
   writer.writeheader()
   writer.writerows(rows)
-  io.write_text(os.path.dirname(path), os.path.basename(path), text.getvalue())
+  files.write_text(os.path.dirname(path), os.path.basename(path), text.getvalue())
 
 
 def markdown_summary(summary, group_axes, metrics) -> str:

@@ -22,7 +22,7 @@ import optax
 
 from experiments import data2d
 from experiments import digits
-from experiments import io
+from experiments import files
 from experiments import validation
 from models import checkpoint
 from models import trained
@@ -125,7 +125,7 @@ def run(config, workdir: str) -> dict:
   saved = copy.deepcopy(config)
   with saved.unlocked():
     saved.model.data_shape = shape  # what a sampler needs to rebuild the module
-  io.claim_workdir(workdir, saved)   # refuses a workdir that holds another run
+  files.claim_workdir(workdir, saved)   # refuses a workdir that holds another run
 
   key = jax.random.key(config.seed)
   params = lib.init_params(module, jax.random.fold_in(key, 0), shape)
@@ -180,5 +180,5 @@ def run(config, workdir: str) -> dict:
              'num_params': sum(x.size for x in jax.tree.leaves(params))}
   if log:
     metrics.update(first_chunk_loss=log[0][1], final_loss=log[-1][1])
-  io.write_metrics(workdir, metrics)
+  files.write_metrics(workdir, metrics)
   return metrics

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from experiments import digits
-from experiments import io
+from experiments import files
 from experiments import validation
 from models import checkpoint
 from rewards import classifier as classifier_lib
@@ -37,7 +37,7 @@ def run(config, workdir: str) -> dict:
   saved = copy.deepcopy(config)
   with saved.unlocked():
     saved.classifier.data_shape = tuple(x_train.shape[1:])
-  io.claim_workdir(workdir, saved)
+  files.claim_workdir(workdir, saved)
   metrics_path = os.path.join(workdir, 'metrics.json')
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
   if os.path.isfile(metrics_path) and int(ccfg.num_steps) in mngr.all_steps():
@@ -80,5 +80,5 @@ def run(config, workdir: str) -> dict:
   metrics = {'heldout_accuracy': accuracy, 'final_loss': float(loss),
              'num_steps': int(ccfg.num_steps), 'wall_s': wall_s,
              'num_heldout': int(len(y_held))}
-  io.write_metrics(workdir, metrics)
+  files.write_metrics(workdir, metrics)
   return metrics

@@ -1,14 +1,19 @@
-"""The backbone record every model in `models/` produces.
+"""The backbone record every model in `models/` produces, and a backbone's declaration.
 
 A backbone is a pytree: its `params` are leaves (traced under jit), everything else is static.
 `apply_fn(params, x, t, cond) -> prediction` takes states x [B, *data_shape] on the backbone's
 native interpolant and native continuous times t [B] in [0, 1] (t = 1 noise, t = 0 data), and
-returns its prediction [B, *data_shape] of type `prediction` (DESIGN.md section 1).
+returns its prediction [B, *data_shape] of type `prediction` (docs/math.md, section 3).
 
 A latent backbone (Stable Diffusion) also carries a `Decoder` from its states to images, which
 image rewards are composed with; for the others `decoder` is None.
+
+A backbone is a module in models/ that declares `BACKBONE = BackboneKind(...)`; models/__init__.py
+discovers such modules (samplers/registry.py), and nothing else lists them.
 """
 
+import dataclasses
+import types
 from typing import Any, Callable, Optional
 
 from flax import struct
@@ -36,3 +41,32 @@ class Backbone:
 
   def __call__(self, x, t, cond=None):
     return self.apply_fn(self.params, x, t, cond)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneKind:
+  """A backbone's declaration.
+
+  build(model_cfg) -> Backbone: validates the `model` config section and loads the backbone.
+  trainable: the module also provides make_module(cfg, data_shape), init_params(module, key,
+    data_shape) and make_backbone(module, params, cfg, data_shape), so experiments/train.py
+    can train it and `build` restores it from the train run in model.checkpoint.
+  read_prompts(config) -> [str], encode_prompts(model_cfg, prompts) -> [P, L, D]: a
+    text-to-image backbone's prompts and their text conditioning; None for the others.
+  mixture(model_cfg) -> params of the Gaussian mixture (models/gmm.py) that the backbone
+    denoises exactly, where it is one: exact draws, and closed-form tilted targets with the
+    rewards that declare one; None.
+  order: its place in listings; name, module: filled in by the registry.
+  """
+  build: Callable[..., Backbone]
+  trainable: bool = False
+  read_prompts: Optional[Callable] = None
+  encode_prompts: Optional[Callable] = None
+  mixture: Optional[Callable] = None
+  order: int = 100
+  name: str = ''
+  module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)
+
+  @property
+  def text_to_image(self) -> bool:
+    return self.read_prompts is not None

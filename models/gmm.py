@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.backbone import Backbone
+from models.backbone import BackboneKind
+from samplers import interpolants
 from samplers import predictions
 
 
@@ -133,3 +135,17 @@ def tilt_gaussian(params, center, width: float, temperature: float) -> dict:
                             axis=-1)
   return {'means': new_mean, 'stds': jnp.sqrt(new_var),
           'log_weights': jax.nn.log_softmax(params['log_weights'] + log_norm)}
+
+
+def mixture(cfg) -> dict:
+  """The mixture of model.means, model.stds, model.weights."""
+  return make_params(cfg.means, cfg.stds, cfg.weights)
+
+
+def build(cfg) -> Backbone:
+  """model.name = gmm: the mixture's exact backbone on model.interpolant, predicting
+  model.prediction."""
+  return make_backbone(mixture(cfg), interpolants.from_config(cfg), cfg.prediction)
+
+
+BACKBONE = BackboneKind(build, mixture=mixture, order=0)

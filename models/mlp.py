@@ -3,7 +3,9 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from models import trained
 from models.backbone import Backbone
+from models.backbone import BackboneKind
 from samplers import interpolants as interpolants_lib
 from samplers import predictions
 
@@ -55,3 +57,6 @@ def make_backbone(module: MLP, params, cfg, data_shape) -> Backbone:
 
   return Backbone(params=params, apply_fn=apply_fn, prediction=prediction,
                   interpolant=interpolants_lib.from_config(cfg), data_shape=tuple(data_shape))
+
+
+BACKBONE = BackboneKind(trained.build, trainable=True, order=1)

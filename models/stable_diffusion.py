@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import hub
+from models import pixels
 from models.backbone import Backbone
+from models.backbone import BackboneKind
 from models.backbone import Decoder
 from samplers import interpolants as interpolants_lib
 
@@ -64,7 +66,7 @@ def scheduler_interpolant(path: str):
     sched = json.load(f)
   if sched.get('trained_betas'):
     betas = np.asarray(sched['trained_betas'], np.float64)
-    interp = interpolants_lib.Discrete(alphas_cumprod=np.cumprod(1.0 - betas))
+    interp = interpolants_lib.get_interpolant('discrete', alphas_cumprod=np.cumprod(1.0 - betas))
   else:
     interp = interpolants_lib.get_interpolant(
         'discrete', beta_schedule=sched.get('beta_schedule', 'linear'),
@@ -184,7 +186,7 @@ def make_backbone(cfg) -> Backbone:
   def decode_fn(params, latents):
     images = vae.apply({'params': params}, (latents / scaling).astype(dtype), method=vae.decode)
     images = jnp.transpose(images.sample, (0, 2, 3, 1)).astype(jnp.float32)
-    return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
+    return pixels.signed_to_unit(images)
 
   factor = _vae_factor(vae)
   image_shape = (data_shape[0] * factor, data_shape[1] * factor, int(vae.config.out_channels))
@@ -209,3 +211,7 @@ def read_prompts(cfg) -> list:
   if isinstance(prompt, (tuple, list)):
     return [str(p) for p in prompt]
   return [str(prompt)]
+
+
+BACKBONE = BackboneKind(make_backbone, read_prompts=read_prompts, encode_prompts=encode_prompts,
+                        order=10)

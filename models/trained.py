@@ -7,16 +7,25 @@ import jax
 import ml_collections
 
 from models import checkpoint
-from models import mlp
-from models import unet
-
-TRAINABLE = {'mlp': mlp, 'unet': unet}
 
 
 def get_module_lib(name: str):
-  if name not in TRAINABLE:
-    raise ValueError(f'Unknown trainable model {name!r}; valid: {", ".join(TRAINABLE)}.')
-  return TRAINABLE[name]
+  """The module of trainable backbone `name` (a `trainable` BackboneKind)."""
+  import models  # pylint: disable=g-import-not-at-top
+  kinds = [n for n in models.names() if models.get_kind(n).trainable]
+  if name not in kinds:
+    raise ValueError(f'Unknown trainable model {name!r}; valid: {", ".join(kinds)}.')
+  return models.get_kind(name).module
+
+
+def build(cfg):
+  """The backbone of the train run in model.checkpoint; model.guidance_weight, where the
+  section has it, overrides the trained classifier-free guidance weight."""
+  if not cfg.get('checkpoint'):
+    raise ValueError('model.checkpoint is empty: set it to the workdir of a train run '
+                     '(e.g. python main.py --config=configs/toy2d.py:DATASET --workdir=DIR).')
+  overrides = {'guidance_weight': cfg.guidance_weight} if 'guidance_weight' in cfg else None
+  return load(cfg.checkpoint, overrides)
 
 
 def read_train_config(train_workdir: str) -> ml_collections.ConfigDict:

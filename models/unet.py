@@ -14,7 +14,9 @@ num_classes is the "no class" token that training drops labels to with probabili
 import flax.linen as nn
 import jax.numpy as jnp
 
+from models import trained
 from models.backbone import Backbone
+from models.backbone import BackboneKind
 from models.mlp import sinusoidal_embedding
 from samplers import interpolants as interpolants_lib
 from samplers import predictions
@@ -101,3 +103,6 @@ def make_backbone(module: UNet, params, cfg, data_shape) -> Backbone:
 
   return Backbone(params=params, apply_fn=apply_fn, prediction=prediction,
                   interpolant=interpolants_lib.from_config(cfg), data_shape=tuple(data_shape))
+
+
+BACKBONE = BackboneKind(trained.build, trainable=True, order=2)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from models import checkpoint
+from rewards import base
 
 
 class Classifier(nn.Module):
@@ -92,3 +93,52 @@ def class_set_reward(module, classes):
     del cond
     return jnp.max(log_probs_fn(module, params)(x0)[:, idx], axis=-1)
   return fn
+
+
+def _classifier(cfg, shape):
+  """(module, params) of the classifier in reward.checkpoint, checked against `shape`."""
+  name = cfg.name
+  if not cfg.get('checkpoint'):
+    raise ValueError(f'reward {name} needs reward.checkpoint (a train_classifier workdir).')
+  module, params, trained_shape = load(cfg.checkpoint)
+  if trained_shape != tuple(shape):
+    raise ValueError(f'the classifier in {cfg.checkpoint!r} takes images of shape '
+                     f'{trained_shape}, the backbone makes {tuple(shape)}.')
+  return module, params
+
+
+def _build_target(logodds: bool):
+  def build(cfg, shape, prompts=()) -> base.Reward:
+    del prompts
+    module, params = _classifier(cfg, shape)
+    target = int(cfg.target_class)
+    if not 0 <= target < module.num_classes:
+      raise ValueError(f'reward.target_class must lie in 0..{module.num_classes - 1}, '
+                       f'got {target}.')
+    return base.Reward(cfg.name, target_class_reward(module, target, logodds=logodds), params)
+  return build
+
+
+def build_class_set(cfg, shape, prompts=()) -> base.Reward:
+  del prompts
+  module, params = _classifier(cfg, shape)
+  classes = tuple(int(c) for c in cfg.classes)
+  if not classes or any(not 0 <= c < module.num_classes for c in classes):
+    raise ValueError(f'reward.classes must be a non-empty subset of 0..'
+                     f'{module.num_classes - 1}, got {classes}.')
+  return base.Reward(cfg.name, class_set_reward(module, classes), params)
+
+
+# checkpoint: a train_classifier workdir; target_class: r = log p(target | x) (classifier) or
+# log p(target | x) - log(1 - p(target | x)) (classifier_logodds); target_classes: one
+# independent search per class (vmapped, the budget per class), overriding target_class;
+# classes: r = max_{c in classes} log p(c | x) (classifier_set).
+_FIELDS = dict(checkpoint='', target_class=0, target_classes=(), classes=(0, 2, 4, 6, 8))
+REWARDS = (
+    base.RewardKind(_build_target(logodds=False), _FIELDS, per_class=True, order=10,
+                    target=lambda cfg: int(cfg.target_class), name='classifier'),
+    base.RewardKind(_build_target(logodds=True), _FIELDS, per_class=True, order=11,
+                    target=lambda cfg: int(cfg.target_class), name='classifier_logodds'),
+    base.RewardKind(build_class_set, _FIELDS, order=12,
+                    target=lambda cfg: tuple(int(c) for c in cfg.classes), name='classifier_set'),
+)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import hub
+from rewards import base
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -172,3 +173,25 @@ def aesthetic(path: str, head_path: str):
     return h[:, 0]
 
   return fn, {'clip': clip_params, 'head': [(jnp.asarray(w), jnp.asarray(b)) for w, b in layers]}
+
+
+def build_clip_score(cfg, shape, prompts=()) -> base.Reward:
+  del prompts
+  path = base.required(cfg, 'model', cfg.name)
+  fn, params = clip_score(path)
+  return base.Reward(cfg.name, fn, params, encode_text=lambda texts: text_embedding(path, texts))
+
+
+def build_aesthetic(cfg, shape, prompts=()) -> base.Reward:
+  del prompts
+  fn, params = aesthetic(base.required(cfg, 'model', cfg.name),
+                         base.required(cfg, 'head', cfg.name))
+  return base.Reward(cfg.name, fn, params)
+
+
+# model: a transformers CLIP folder or hub id; head: the aesthetic head's file.
+_FIELDS = dict(model='', head='')
+REWARDS = (
+    base.RewardKind(build_clip_score, _FIELDS, images=True, order=30, name='clip_score'),
+    base.RewardKind(build_aesthetic, _FIELDS, images=True, order=31, name='aesthetic'),
+)

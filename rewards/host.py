@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from models import pixels
+
 
 def checked_scores(scores, n: int) -> np.ndarray:
   """A host reward's output as float32 [n], or a ValueError saying what it returned."""
@@ -40,9 +42,8 @@ def probe(np_fn, data_shape, n: int = 2):
 
 def encoded_kilobytes(images, fmt: str = 'png', quality: int = 75) -> np.ndarray:
   """Size in kB of each image [N, H, W, C] in [-1, 1] encoded as PNG or JPEG."""
-  pixels = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
   sizes = []
-  for img in pixels:
+  for img in pixels.signed_to_uint8(images):
     buf = io.BytesIO()
     frame = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
     frame.save(buf, format=fmt.upper(), **({'quality': quality} if fmt == 'jpeg' else {}))
@@ -79,10 +80,10 @@ def host_image_reward(np_fn, prompts):
                         jnp.int32)
 
     def call(x, i):
-      pixels = np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
-      if pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
-      return checked_scores(np_fn(pixels, [prompts[int(i)]] * len(pixels)), len(pixels))
+      images = pixels.unit_to_uint8(x)
+      if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+      return checked_scores(np_fn(images, [prompts[int(i)]] * len(images)), len(images))
 
     out = jax.ShapeDtypeStruct(images.shape[:1], jnp.float32)
     return jax.pure_callback(call, out, images, index, vmap_method='sequential')

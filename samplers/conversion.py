@@ -1,4 +1,4 @@
-"""Interpolant conversion: sample a model trained on one interpolant along another (DESIGN 3).
+"""Interpolant conversion: sample a model trained on one interpolant along another (docs/math.md, section 4).
 
 Source (alpha_t, sigma_t), target (alpha_bar_s, sigma_bar_s). Matching signal-to-noise ratios,
 t_s = rho^-1(rho_bar(s)) and c_s = sigma_bar_s / sigma_{t_s}, the target state is
@@ -11,7 +11,7 @@ x_bar_s = c_s x_{t_s}, and the converted velocity is
 
 from typing import Callable, NamedTuple
 
-from samplers import interpolants as interpolants_lib
+from samplers.interpolants import linear
 
 
 class SnrMatch(NamedTuple):
@@ -23,7 +23,7 @@ class SnrMatch(NamedTuple):
 
 def snr_match(source, target, s) -> SnrMatch:
   """The general SNR-matching map (any source, any target)."""
-  if isinstance(source, interpolants_lib.Linear):
+  if isinstance(source, linear.Linear):
     return snr_match_linear_source(target, s)
   return snr_match_general(source, target, s)
 

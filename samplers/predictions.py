@@ -1,6 +1,6 @@
 """Conversions between a backbone's prediction types, the score and the Tweedie estimate.
 
-Prediction types (DESIGN.md section 1), at state x = alpha x0 + sigma eps on an interpolant:
+Prediction types (docs/math.md, section 3), at state x = alpha x0 + sigma eps on an interpolant:
   velocity  u = alpha_dot x0 + sigma_dot eps
   epsilon   eps
   x0        x0

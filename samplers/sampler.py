@@ -1,4 +1,4 @@
-"""A backbone turned into an ODE or SDE sampler on any interpolant (DESIGN.md sections 2-3).
+"""A backbone turned into an ODE or SDE sampler on any interpolant (docs/math.md, sections 4-6).
 
 Conventions: states x [B, *data_shape]; a time grid t_0 = 1 > ... > t_M = 0 indexed by the
 level k; one `denoise` call is one NFE per row of x. Search methods use the three pieces:
@@ -42,7 +42,7 @@ def denoise_at(backbone, interp, x, s, cond=None) -> Denoised:
 
   The backbone is queried at the SNR-matched native time t_s on the rescaled state x / c_s;
   its (x0, eps) pair is the same on both interpolants, so the target velocity is
-  alpha_bar_dot x0 + sigma_bar_dot eps (equal to DESIGN's converted-velocity formula).
+  alpha_bar_dot x0 + sigma_bar_dot eps (equal to the converted-velocity formula, docs/math.md section 4).
   """
   s = jnp.broadcast_to(jnp.asarray(s, x.dtype), x.shape[:1])
   s_x = predictions.expand_time(s, x)
@@ -94,7 +94,7 @@ class Sampler:
   """Backbone + interpolant + grid + diffusion schedule. A pytree: pass it to jitted code.
 
   With `guidance` set to a differentiable reward, every evaluation is DPS-guided with
-  strength `guidance_scale` (= 1 / lambda in DESIGN.md).
+  strength `guidance_scale` (= search.guidance_scale / lambda; docs/math.md, section 7).
   """
   backbone: Any  # models.backbone.Backbone
   grid: jax.Array  # [M + 1] float32, from 1 to 0

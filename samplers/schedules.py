@@ -1,4 +1,4 @@
-"""Diffusion-coefficient schedules g(t) and time grids (DESIGN.md section 2)."""
+"""Diffusion-coefficient schedules g(t) and time grids (docs/math.md, section 5)."""
 
 import dataclasses
 

@@ -76,7 +76,7 @@ class SearchResult(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Common:
-  """Fields every method has (DESIGN.md section 7)."""
+  """Fields every method has (docs/contract.md, "Config fields")."""
   budget: int
   num_particles: int
   output: str
@@ -168,15 +168,19 @@ def resample_local(key, log_w, num: int, scheme: str, eligible=None):
   return getattr(blackjax_resampling, scheme)(key, normalized_weights(log_w, eligible), num)
 
 
-def finalize(key, common: Common, x0, reward, log_w, nfe, nfe_evaluated, trace_nfe,
-             trace_best, num_invalid, num_scored, eligible=None) -> SearchResult:
-  """Applies `output`: `best` keeps the argmax reward; `samples` draws num_particles by weight
-  (log_w), or returns the chains as they are for methods without weights (log_w None).
+def finalize(key, common: Common, *, candidates, rewards, log_weights, nfe, nfe_evaluated,
+             trace_nfe, trace_best, num_invalid, num_scored, eligible=None) -> SearchResult:
+  """Applies `output` to the candidates [P, ...] and their rewards [P]: `best` keeps the argmax
+  reward; `samples` draws num_particles by weight (log_weights [P]), or returns the chains as
+  they are for methods without weights (log_weights None). nfe: the NFEs the algorithm needs;
+  nfe_evaluated: the rows the backbone evaluated (>= nfe where some rows were masked out);
+  trace_nfe, trace_best [T]: the anytime trace; num_invalid of num_scored rewards were NaN/inf.
 
   Invalid rewards are -inf, so neither output picks one while a valid row exists. `eligible`
   [P] bool marks the rows that may be output at all (DTS: the tree's leaves, not its inner or
   unused slots); when every eligible reward is invalid, `best` returns the first eligible row
   and `samples` draws uniformly among them."""
+  x0, reward, log_w = candidates, rewards, log_weights
   if common.output == 'best':
     rank = jnp.where(reward > -jnp.inf, reward, jnp.finfo(jnp.float32).min)
     if eligible is not None:

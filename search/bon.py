@@ -35,6 +35,8 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   r, invalid = base.score(reward, result.x0, cond)
   m = sampler.num_steps
   trace_nfe = m * jnp.arange(1, config.num_samples + 1)
-  return base.finalize(out_key, config.common, result.x0, r, r / config.common.temperature,
-                       result.nfe, result.nfe, trace_nfe, jax.lax.cummax(r), invalid,
-                       config.num_samples)
+  return base.finalize(out_key, config.common, candidates=result.x0, rewards=r,
+                       log_weights=r / config.common.temperature, nfe=result.nfe,
+                       nfe_evaluated=result.nfe, trace_nfe=trace_nfe,
+                       trace_best=jax.lax.cummax(r), num_invalid=invalid,
+                       num_scored=config.num_samples)

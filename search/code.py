@@ -90,5 +90,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   trace_nfe = n + n * kc * jnp.asarray(ends)
   nfe = n + n * kc * (m - 1)
   scored = n + n * kc * (num_full + (1 if rest else 0))  # rewards are scored at block ends
-  return base.finalize(key, config.common, d.x0, r, None, nfe, nfe, trace_nfe,
-                       jax.lax.cummax(bests), jnp.sum(invalid), scored)
+  return base.finalize(key, config.common, candidates=d.x0, rewards=r, log_weights=None,
+                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
+                       trace_best=jax.lax.cummax(bests), num_invalid=jnp.sum(invalid),
+                       num_scored=scored)

@@ -21,7 +21,9 @@ replicated whole (it lives on one device per prompt); iterations are sequential 
 """
 
 import dataclasses
+from typing import NamedTuple
 
+from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,10 +92,133 @@ class Config:
                2 * expansions + 8)
 
 
-def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
-  m, cap, depth_d = sampler.num_steps, config.capacity, config.depth
+@struct.dataclass
+class Tree:
+  """The search tree in flat arrays of `capacity` nodes; node 0 is the root, nodes >= size are
+  unused. Per node: the state x and its evaluation (x0, eps, vel) [capacity, *data_shape],
+  parent (-1 at the root), depth, value (soft value; r(x0) at terminal nodes), visits and the
+  number of children."""
+  x: jax.Array
+  x0: jax.Array
+  eps: jax.Array
+  vel: jax.Array
+  parent: jax.Array
+  depth: jax.Array
+  value: jax.Array
+  visits: jax.Array
+  children: jax.Array
+  size: jax.Array
+
+  @classmethod
+  def empty(cls, capacity: int, shape) -> 'Tree':
+    zeros = lambda: jnp.zeros((capacity,) + tuple(shape), jnp.float32)
+    return cls(x=zeros(), x0=zeros(), eps=zeros(), vel=zeros(),
+               parent=jnp.full(capacity, -1, jnp.int32), depth=jnp.zeros(capacity, jnp.int32),
+               value=jnp.zeros(capacity), visits=jnp.zeros(capacity, jnp.int32).at[0].set(1),
+               children=jnp.zeros(capacity, jnp.int32), size=jnp.int32(1))
+
+  def children_mask(self, node):
+    return (self.parent == node) & (jnp.arange(self.parent.shape[0]) < self.size)
+
+  def widened(self, node, config: Config):
+    """Progressive widening: fully widened once children >= C * visits^alpha."""
+    limit = config.widen_c * self.visits[node].astype(jnp.float32) ** config.widen_alpha
+    return self.children[node] >= limit
+
+  def add(self, parent, x, d: Denoised):
+    """(tree, new node): a child of `parent` holding x [1, ...] and its evaluation d."""
+    i = self.size
+    tree = self.replace(
+        x=self.x.at[i].set(x[0]), x0=self.x0.at[i].set(d.x0[0]),
+        eps=self.eps.at[i].set(d.eps[0]), vel=self.vel.at[i].set(d.velocity[0]),
+        parent=self.parent.at[i].set(parent), depth=self.depth.at[i].set(self.depth[parent] + 1),
+        children=self.children.at[parent].add(1), size=i + 1)
+    return tree, i
+
+
+class Loop(NamedTuple):
+  """The state of the tree-search while-loop."""
+  tree: Tree
+  nfe: jax.Array         # NFEs spent
+  iteration: jax.Array
+  best: jax.Array        # the best reward scored so far
+  num_invalid: jax.Array
+  num_scored: jax.Array
+  trace_nfe: jax.Array   # [max_iterations]
+  trace_best: jax.Array  # [max_iterations]
+  halted: jax.Array      # the next expansion would overrun the budget or the tree
+
+
+def pick_child(tree: Tree, node, key, config: Config):
+  """One child of `node` by the configured selection rule."""
   lam = config.common.temperature
-  shape = tuple(sampler.data_shape)
+  mask = tree.children_mask(node)
+  value = jnp.where(jnp.isfinite(tree.value), tree.value, -1e30)
+  if config.selection == 'uct':
+    explore = jnp.sqrt(jnp.log(tree.visits[node].astype(jnp.float32))
+                       / jnp.maximum(tree.visits, 1))
+    return jnp.argmax(jnp.where(mask, value + config.c_uct * explore, -jnp.inf))
+  # softmax(value / lambda) or uniform over the children, by one uniform and the inverse CDF.
+  if config.selection == 'softmax':
+    logits = jnp.where(mask, value / lam, -jnp.inf)
+    weights = jnp.exp(logits - jnp.max(logits))
+  else:
+    weights = mask.astype(jnp.float32)
+  cdf = jnp.cumsum(weights)
+  u = jax.random.uniform(key) * cdf[-1]
+  return jnp.minimum(jnp.searchsorted(cdf, u, side='right'),
+                     config.capacity - 1).astype(jnp.int32)
+
+
+def select(tree: Tree, key, config: Config):
+  """Descends from the root while the node is non-terminal and fully widened."""
+  terminal = config.depth + 1
+
+  def cond(state):
+    node, _ = state
+    return (tree.depth[node] < terminal) & tree.widened(node, config)
+
+  def body(state):
+    node, i = state
+    return pick_child(tree, node, jax.random.fold_in(key, i), config), i + 1
+  return jax.lax.while_loop(cond, body, (jnp.int32(0), jnp.int32(0)))[0]
+
+
+def backup(tree: Tree, leaf, leaf_value, lam: float) -> Tree:
+  """Sets the leaf's value; every ancestor takes the log-mean-exp of its children's values,
+  and every node on the path gains a visit."""
+  tree = tree.replace(value=tree.value.at[leaf].set(leaf_value),
+                      visits=tree.visits.at[leaf].add(1))
+
+  def body(state):
+    tree, node = state
+    parent = tree.parent[node]
+    mask = tree.children_mask(parent)
+    soft = lam * (jax.nn.logsumexp(tree.value / lam, where=mask)
+                  - jnp.log(tree.children[parent].astype(jnp.float32)))
+    tree = tree.replace(value=tree.value.at[parent].set(soft),
+                        visits=tree.visits.at[parent].add(1))
+    return tree, parent
+  return jax.lax.while_loop(lambda s: s[1] != 0, body, (tree, leaf))[0]
+
+
+def draw_weights(tree: Tree, config: Config, lam: float):
+  """(leaves mask, log-weights) of the sample draw: r(leaf) / lambda - sum over the leaf's
+  ancestors of log |children|, which equals descending from the root by softmax(v / lambda)."""
+  terminal = config.depth + 1
+  leaves = (tree.depth == terminal) & (jnp.arange(config.capacity) < tree.size)
+  log_children = jnp.log(jnp.maximum(tree.children, 1).astype(jnp.float32))
+  acc, anc = jnp.zeros(config.capacity), tree.parent
+  for _ in range(terminal):
+    acc = acc + jnp.where(anc >= 0, log_children[jnp.maximum(anc, 0)], 0.0)
+    anc = jnp.where(anc >= 0, tree.parent[jnp.maximum(anc, 0)], -1)
+  log_w = jnp.where(leaves & jnp.isfinite(tree.value), tree.value / lam - acc, -jnp.inf)
+  return leaves, log_w
+
+
+def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  m, cap, terminal = sampler.num_steps, config.capacity, config.depth + 1
+  lam = config.common.temperature
   levels_np = np.asarray(config.branch_levels)
   # Node level by depth: depth 0 (root) -> -1, 1..D -> branch levels, D + 1 -> M - 1.
   level_of_depth = jnp.asarray(np.concatenate([[-1], levels_np, [m - 1]]), jnp.int32)
@@ -101,77 +226,21 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   is_node_level[levels_np] = True
   is_node_level[m - 1] = True
   is_node_level = jnp.asarray(is_node_level)
-  terminal = depth_d + 1
-  ids = jnp.arange(cap)
   tree_key, draw_key = jax.random.split(key)
 
-  def zeros(dtype=jnp.float32):
-    return jnp.zeros((cap,) + shape, dtype)
-
-  tree = dict(
-      x=zeros(), x0=zeros(), eps=zeros(), vel=zeros(),
-      parent=jnp.full(cap, -1, jnp.int32), depth=jnp.zeros(cap, jnp.int32),
-      value=jnp.zeros(cap), visits=jnp.zeros(cap, jnp.int32).at[0].set(1),
-      children=jnp.zeros(cap, jnp.int32), size=jnp.int32(1))
-
-  def children_mask(tree, node):
-    return (tree['parent'] == node) & (ids < tree['size'])
-
-  def pick_child(tree, node, k):
-    mask = children_mask(tree, node)
-    value = jnp.where(jnp.isfinite(tree['value']), tree['value'], -1e30)
-    if config.selection == 'uct':
-      explore = jnp.sqrt(jnp.log(tree['visits'][node].astype(jnp.float32))
-                         / jnp.maximum(tree['visits'], 1))
-      return jnp.argmax(jnp.where(mask, value + config.c_uct * explore, -jnp.inf))
-    # softmax(value / lambda) or uniform over the children, by one uniform and the inverse CDF.
-    if config.selection == 'softmax':
-      logits = jnp.where(mask, value / lam, -jnp.inf)
-      weights = jnp.exp(logits - jnp.max(logits))
-    else:
-      weights = mask.astype(jnp.float32)
-    cdf = jnp.cumsum(weights)
-    u = jax.random.uniform(k) * cdf[-1]
-    return jnp.minimum(jnp.searchsorted(cdf, u, side='right'), cap - 1).astype(jnp.int32)
-
-  def widened(tree, node):
-    limit = config.widen_c * tree['visits'][node].astype(jnp.float32) ** config.widen_alpha
-    return tree['children'][node] >= limit
-
-  def select(tree, k):
-    def cond(state):
-      node, _ = state
-      return (tree['depth'][node] < terminal) & widened(tree, node)
-
-    def body(state):
-      node, i = state
-      return pick_child(tree, node, jax.random.fold_in(k, i)), i + 1
-    return jax.lax.while_loop(cond, body, (jnp.int32(0), jnp.int32(0)))[0]
-
-  def add_node(tree, parent, x, d):
-    i = tree['size']
-    tree = dict(tree)
-    for name, val in (('x', x), ('x0', d.x0), ('eps', d.eps), ('vel', d.velocity)):
-      tree[name] = tree[name].at[i].set(val[0])
-    tree['parent'] = tree['parent'].at[i].set(parent)
-    tree['depth'] = tree['depth'].at[i].set(tree['depth'][parent] + 1)
-    tree['children'] = tree['children'].at[parent].add(1)
-    tree['size'] = i + 1
-    return tree, i
-
-  def expand(tree, node, k):
+  def expand(tree: Tree, node, k):
     """New child of `node`, rolled out to the terminal level; returns (tree, leaf, nfe)."""
     k_init, k_roll = jax.random.split(k)
 
     def from_root(tree):  # the root's child is a fresh noise, evaluated at level 0 (1 NFE)
       x = sampler.init_noise(k_init, 1)
       d = sampler.denoise(x, 0, cond)
-      tree, first = add_node(tree, node, x, d)
+      tree, first = tree.add(node, x, d)
       return tree, first, x, d, jnp.int32(0)
 
     def from_node(tree):  # any other node steps on from its stored state and evaluation
-      d = Denoised(tree['x0'][node][None], tree['eps'][node][None], tree['vel'][node][None])
-      return tree, node, tree['x'][node][None], d, level_of_depth[tree['depth'][node]]
+      d = Denoised(tree.x0[node][None], tree.eps[node][None], tree.vel[node][None])
+      return tree, node, tree.x[node][None], d, level_of_depth[tree.depth[node]]
 
     tree, first, x, d, start = jax.lax.cond(node == 0, from_root, from_node, tree)
 
@@ -181,79 +250,57 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       x = sampler.step(x, d, level - 1, noise)
       d = sampler.denoise(x, level, cond)
       tree, cur = jax.lax.cond(is_node_level[level],
-                               lambda t: add_node(t, cur, x, d), lambda t: (t, cur), tree)
+                               lambda t: t.add(cur, x, d), lambda t: (t, cur), tree)
       return tree, cur, x, d
 
     tree, leaf, _, _ = jax.lax.fori_loop(start + 1, m, body, (tree, first, x, d))
     return tree, leaf, jnp.where(node == 0, m, m - 1 - start).astype(jnp.int32)
 
-  def backup(tree, leaf, leaf_value):
-    tree = dict(tree)
-    tree['value'] = tree['value'].at[leaf].set(leaf_value)
-    tree['visits'] = tree['visits'].at[leaf].add(1)
-
-    def body(state):
-      tree, node = state
-      parent = tree['parent'][node]
-      mask = children_mask(tree, parent)
-      soft = lam * (jax.nn.logsumexp(tree['value'] / lam, where=mask)
-                    - jnp.log(tree['children'][parent].astype(jnp.float32)))
-      tree = dict(tree)
-      tree['value'] = tree['value'].at[parent].set(soft)
-      tree['visits'] = tree['visits'].at[parent].add(1)
-      return tree, parent
-    return jax.lax.while_loop(lambda s: s[1] != 0, body, (tree, leaf))[0]
-
-  def iteration(state):
-    tree, nfe, it, best, invalid, scored, trace_nfe, trace_best, _ = state
-    k = jax.random.fold_in(tree_key, it)
-    node = select(tree, k)
-    at_terminal = tree['depth'][node] == terminal
-    cost = jnp.where(node == 0, m, m - 1 - level_of_depth[tree['depth'][node]])
-    fits = (nfe + cost <= config.common.budget) & (tree['size'] + terminal <= cap)
+  def iteration(s: Loop) -> Loop:
+    tree = s.tree
+    k = jax.random.fold_in(tree_key, s.iteration)
+    node = select(tree, k, config)
+    at_terminal = tree.depth[node] == terminal
+    cost = jnp.where(node == 0, m, m - 1 - level_of_depth[tree.depth[node]])
+    fits = (s.nfe + cost <= config.common.budget) & (tree.size + terminal <= cap)
 
     def revisit(tree):  # a terminal node: no NFE, visit counts only
-      return backup(tree, node, tree['value'][node]), jnp.int32(0), jnp.float32(-jnp.inf), jnp.int32(0)
+      return (backup(tree, node, tree.value[node], lam), jnp.int32(0),
+              jnp.float32(-jnp.inf), jnp.int32(0))
 
     def grow(tree):
       tree, leaf, spent = expand(tree, node, k)
-      r, bad = base.score(reward, tree['x0'][leaf][None], cond)
-      return backup(tree, leaf, r[0]), spent, r[0], bad
+      r, bad = base.score(reward, tree.x0[leaf][None], cond)
+      return backup(tree, leaf, r[0], lam), spent, r[0], bad
 
     def halt(tree):  # the next expansion would overrun the budget or the preallocated tree
       return tree, jnp.int32(0), jnp.float32(-jnp.inf), jnp.int32(0)
 
     branch = jnp.where(at_terminal, 0, jnp.where(fits, 1, 2))
     tree, spent, r, bad = jax.lax.switch(branch, (revisit, grow, halt), tree)
-    nfe = nfe + spent
-    best = jnp.maximum(best, r)
-    trace_nfe = trace_nfe.at[it].set(nfe)
-    trace_best = trace_best.at[it].set(best)
-    grew = (branch == 1).astype(jnp.int32)
-    return (tree, nfe, it + 1, best, invalid + bad, scored + grew, trace_nfe, trace_best,
-            branch == 2)
-
-  def keep_going(state):
-    return (state[2] < config.max_iterations) & ~state[-1]
+    nfe = s.nfe + spent
+    best = jnp.maximum(s.best, r)
+    return Loop(tree=tree, nfe=nfe, iteration=s.iteration + 1, best=best,
+                num_invalid=s.num_invalid + bad,
+                num_scored=s.num_scored + (branch == 1).astype(jnp.int32),
+                trace_nfe=s.trace_nfe.at[s.iteration].set(nfe),
+                trace_best=s.trace_best.at[s.iteration].set(best), halted=branch == 2)
 
   trace_len = config.max_iterations
-  state = (tree, jnp.int32(0), jnp.int32(0), jnp.float32(-jnp.inf), jnp.int32(0), jnp.int32(0),
-           jnp.zeros(trace_len, jnp.int32), jnp.full(trace_len, -jnp.inf), jnp.bool_(False))
-  state = jax.lax.while_loop(keep_going, iteration, state)
-  tree, nfe, iters, _, invalid, scored, trace_nfe, trace_best, _ = state
-
-  # Draw from the tree: logits r / lambda - sum of log |children| over a leaf's ancestors.
-  leaves = (tree['depth'] == terminal) & (ids < tree['size'])
-  log_children = jnp.log(jnp.maximum(tree['children'], 1).astype(jnp.float32))
-  acc, anc = jnp.zeros(cap), tree['parent']
-  for _ in range(terminal):
-    acc = acc + jnp.where(anc >= 0, log_children[jnp.maximum(anc, 0)], 0.0)
-    anc = jnp.where(anc >= 0, tree['parent'][jnp.maximum(anc, 0)], -1)
-  log_w = jnp.where(leaves & jnp.isfinite(tree['value']), tree['value'] / lam - acc, -jnp.inf)
-  rewards = jnp.where(leaves, tree['value'], -jnp.inf)
-  last = jnp.maximum(iters - 1, 0)
-  valid_trace = jnp.arange(trace_len) < iters
-  trace_nfe = jnp.where(valid_trace, trace_nfe, trace_nfe[last])
-  trace_best = jnp.where(valid_trace, trace_best, trace_best[last])
-  return base.finalize(draw_key, config.common, tree['x0'], rewards, log_w, nfe, nfe,
-                       trace_nfe, trace_best, invalid, scored, eligible=leaves)
+  init = Loop(tree=Tree.empty(cap, sampler.data_shape), nfe=jnp.int32(0),
+              iteration=jnp.int32(0), best=jnp.float32(-jnp.inf), num_invalid=jnp.int32(0),
+              num_scored=jnp.int32(0), trace_nfe=jnp.zeros(trace_len, jnp.int32),
+              trace_best=jnp.full(trace_len, -jnp.inf), halted=jnp.bool_(False))
+  s = jax.lax.while_loop(lambda s: (s.iteration < config.max_iterations) & ~s.halted,
+                         iteration, init)
+  tree = s.tree
+  leaves, log_w = draw_weights(tree, config, lam)
+  rewards = jnp.where(leaves, tree.value, -jnp.inf)
+  last = jnp.maximum(s.iteration - 1, 0)
+  valid_trace = jnp.arange(trace_len) < s.iteration
+  trace_nfe = jnp.where(valid_trace, s.trace_nfe, s.trace_nfe[last])
+  trace_best = jnp.where(valid_trace, s.trace_best, s.trace_best[last])
+  return base.finalize(draw_key, config.common, candidates=tree.x0, rewards=rewards,
+                       log_weights=log_w, nfe=s.nfe, nfe_evaluated=s.nfe, trace_nfe=trace_nfe,
+                       trace_best=trace_best, num_invalid=s.num_invalid,
+                       num_scored=s.num_scored, eligible=leaves)

@@ -18,11 +18,13 @@ evaluated. Each switch can also be set on its own.
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from samplers import sharding
+from samplers.sampler import Denoised
 from search import base
 
 VARIANTS = ('paper', 'released')
@@ -108,6 +110,45 @@ def _initial_states(key, sampler, reward, config, cond, first, count):
   return x, d, r, 1, 2 * count * k0, bad, count * k0
 
 
+class Chains(NamedTuple):
+  """The chains between levels (the carry of the scan over levels)."""
+  x: jax.Array          # [n, ...] states at the current level
+  d: Denoised           # their evaluation
+  r: jax.Array          # [n] rewards of their Tweedie estimates
+  r_star: jax.Array     # [n] the reward to beat (the last improving proposal's)
+  rollover: jax.Array   # [n] unspent quota carried to the next level
+  nfe: jax.Array        # NFEs charged
+  nfe_evaluated: jax.Array
+  num_invalid: jax.Array
+  num_scored: jax.Array
+
+
+class Round(NamedTuple):
+  """One level's proposal rounds (the while-loop state): p proposals per chain per round."""
+  next_proposal: jax.Array  # j0: the index of the round's first proposal
+  active: jax.Array         # [n] chains still drawing at this level
+  found_any: jax.Array      # [n] a proposal beat r_star
+  taken: jax.Array          # [n] some proposal was drawn
+  take: tuple               # (x, d, r) the proposal each chain moves to
+  best_r: jax.Array         # [n] the reward of the best proposal drawn
+  charged: jax.Array        # [n] proposals charged
+  nfe_evaluated: jax.Array
+  num_invalid: jax.Array
+  num_scored: jax.Array
+
+
+class Outcome(NamedTuple):
+  """What a group of chains returns: finals and counts, traces [T] over the levels."""
+  x0: jax.Array
+  r: jax.Array
+  nfe: jax.Array
+  nfe_evaluated: jax.Array
+  num_invalid: jax.Array
+  num_scored: jax.Array
+  trace_nfe: jax.Array
+  trace_best: jax.Array
+
+
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   """Under a mesh, each device runs its own chains with jax.shard_map: the proposal loop of a
   level stops when that device's chains are done, so no collective runs per level or round;
@@ -122,23 +163,22 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       first = jax.lax.axis_index(sharding.PARTICLES) * per
       out = _run_chains(key, sampler, reward, config, cond, first, per)
       # Per-device counts and traces get a leading axis of 1 to be stacked over devices.
-      return out[:2] + tuple(jnp.asarray(v)[None] for v in out[2:])
+      return Outcome(out.x0, out.r, *(jnp.asarray(v)[None] for v in out[2:]))
 
     rows, replicated = jax.sharding.PartitionSpec(sharding.PARTICLES), jax.sharding.PartitionSpec()
-    out = jax.shard_map(local, in_specs=(replicated,) * 4, out_specs=(rows,) * 8,
+    out = jax.shard_map(local, in_specs=(replicated,) * 4, out_specs=Outcome(*(rows,) * 8),
                         axis_names={sharding.PARTICLES}, check_vma=False)(
                             key, sampler, reward, cond)
-    x0, r, nfe, nfe_eval, invalid, scored, trace_nfe, trace_best = out
-    out = (x0, r, nfe.sum(), nfe_eval.sum(), invalid.sum(), scored.sum(), trace_nfe.sum(0),
-           trace_best.max(0))
-  x0, r, nfe, nfe_eval, invalid, scored, trace_nfe, trace_best = out
-  return base.finalize(key, config.common, x0, r, None, nfe, nfe_eval, trace_nfe,
-                       jax.lax.cummax(trace_best), invalid, scored)
+    out = Outcome(out.x0, out.r, out.nfe.sum(), out.nfe_evaluated.sum(), out.num_invalid.sum(),
+                  out.num_scored.sum(), out.trace_nfe.sum(0), out.trace_best.max(0))
+  return base.finalize(key, config.common, candidates=out.x0, rewards=out.r, log_weights=None,
+                       nfe=out.nfe, nfe_evaluated=out.nfe_evaluated, trace_nfe=out.trace_nfe,
+                       trace_best=jax.lax.cummax(out.trace_best), num_invalid=out.num_invalid,
+                       num_scored=out.num_scored)
 
 
-def _run_chains(key, sampler, reward, config, cond, first, n):
-  """RBF for chains first..first+n-1 of config.num_chains: (x0, r, nfe, nfe_evaluated,
-  invalid, scored, trace_nfe [T], trace_best [T]) for those chains."""
+def _run_chains(key, sampler, reward, config, cond, first, n) -> Outcome:
+  """RBF for chains first..first+n-1 of config.num_chains."""
   p, m = config.parallel, sampler.num_steps
   init_key, loop_key = jax.random.split(key)
   x, d, r, start, nfe0, invalid0, scored0 = _initial_states(init_key, sampler, reward, config,
@@ -146,58 +186,65 @@ def _run_chains(key, sampler, reward, config, cond, first, n):
   final = m - 1 - config.stop_early
   chains = first + jnp.arange(n)
 
-  def advance(carry, k):
-    x, d, r, r_star, rollover, nfe, nfe_eval, invalid, scored = carry
-    quota = config.quota + rollover
+  def advance(c: Chains, k):
+    quota = config.quota + c.rollover
     chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(loop_key, k),
                                                          chains)
-    xp_rep, dp_rep = base.repeat_rows((x, d), p)
+    xp_rep, dp_rep = base.repeat_rows((c.x, c.d), p)
 
-    def round_body(state):
-      (j0, active, found_any, taken, take, best_r, charged, nfe_eval, invalid, scored) = state
+    def round_body(s: Round) -> Round:
+      j0 = s.next_proposal
       js = j0 + jnp.arange(p)
       keys = jax.vmap(lambda ck: jax.vmap(lambda j: jax.random.fold_in(ck, j))(js))(chain_keys)
-      noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:], x.dtype)))(keys)
+      noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, c.x.shape[1:], c.x.dtype)))(
+          keys)
       xs = sampler.step(xp_rep, dp_rep, k, noise.reshape(xp_rep.shape))
       ds = sampler.denoise(xs, k + 1, cond)
       rs, _ = base.score(reward, ds.x0, cond)
       rs = rs.reshape(n, p)
-      slot = active[:, None] & (js[None, :] < quota[:, None])
-      improving = slot & (rs > r_star[:, None])
+      slot = s.active[:, None] & (js[None, :] < quota[:, None])
+      improving = slot & (rs > c.r_star[:, None])
       found = jnp.any(improving, axis=1)
       first_found = jnp.argmax(improving, axis=1)
       masked = jnp.where(slot, rs, -jnp.inf)
       round_best = jnp.argmax(masked, axis=1)
       # A chain always leaves the level: the first drawn proposal is taken if nothing beats it.
-      better = (jnp.max(masked, axis=1) > best_r) | (~taken & jnp.any(slot, axis=1))
+      better = (jnp.max(masked, axis=1) > s.best_r) | (~s.taken & jnp.any(slot, axis=1))
       choice = jnp.where(found, first_found, round_best)
       new = base.pick_in_groups((xs, ds, rs.reshape(-1)), choice, p)
-      update = found | (better & ~found_any)
+      update = found | (better & ~s.found_any)
       take = jax.tree.map(lambda old, nw: jnp.where(
-          update.reshape((n,) + (1,) * (nw.ndim - 1)), nw, old), take, new)
-      best_r = jnp.where(update, jnp.max(masked, axis=1), best_r)
-      charged = charged + jnp.where(found, first_found + 1, jnp.sum(slot, axis=1))
-      found_any = found_any | found
-      taken = taken | jnp.any(slot, axis=1)
-      active = active & ~found & (j0 + p < quota)
-      return (j0 + p, active, found_any, taken, take, best_r, charged,
-              nfe_eval + n * p, invalid + jnp.sum(slot & ~jnp.isfinite(rs)),
-              scored + jnp.sum(slot))
+          update.reshape((n,) + (1,) * (nw.ndim - 1)), nw, old), s.take, new)
+      return Round(
+          next_proposal=j0 + p, active=s.active & ~found & (j0 + p < quota),
+          found_any=s.found_any | found, taken=s.taken | jnp.any(slot, axis=1), take=take,
+          best_r=jnp.where(update, jnp.max(masked, axis=1), s.best_r),
+          charged=s.charged + jnp.where(found, first_found + 1, jnp.sum(slot, axis=1)),
+          nfe_evaluated=s.nfe_evaluated + n * p,
+          num_invalid=s.num_invalid + jnp.sum(slot & ~jnp.isfinite(rs)),
+          num_scored=s.num_scored + jnp.sum(slot))
 
-    state = (jnp.int32(0), jnp.ones(n, bool), jnp.zeros(n, bool), jnp.zeros(n, bool), (x, d, r),
-             jnp.full(n, -jnp.inf), jnp.zeros(n, jnp.int32), nfe_eval, invalid, scored)
-    state = jax.lax.while_loop(lambda s: jnp.any(s[1]), round_body, state)
-    _, _, found_any, _, (x, d, r), _, charged, nfe_eval, invalid, scored = state
-    r_star = jnp.where(found_any, r, r_star)
-    rollover = jnp.where(found_any, quota - charged, 0)
-    nfe = nfe + jnp.sum(charged)
-    return (x, d, r, r_star, rollover, nfe, nfe_eval, invalid, scored), (nfe, jnp.max(r_star))
+    init = Round(next_proposal=jnp.int32(0), active=jnp.ones(n, bool),
+                 found_any=jnp.zeros(n, bool), taken=jnp.zeros(n, bool), take=(c.x, c.d, c.r),
+                 best_r=jnp.full(n, -jnp.inf), charged=jnp.zeros(n, jnp.int32),
+                 nfe_evaluated=c.nfe_evaluated, num_invalid=c.num_invalid,
+                 num_scored=c.num_scored)
+    s = jax.lax.while_loop(lambda s: jnp.any(s.active), round_body, init)
+    x, d, r = s.take
+    r_star = jnp.where(s.found_any, r, c.r_star)
+    nfe = c.nfe + jnp.sum(s.charged)
+    out = Chains(x=x, d=d, r=r, r_star=r_star,
+                 rollover=jnp.where(s.found_any, quota - s.charged, 0), nfe=nfe,
+                 nfe_evaluated=s.nfe_evaluated, num_invalid=s.num_invalid,
+                 num_scored=s.num_scored)
+    return out, (nfe, jnp.max(r_star))
 
   first_best = jnp.max(r)
-  carry = (x, d, r, r, jnp.zeros(n, jnp.int32), jnp.int32(nfe0), jnp.int32(nfe0),
-           jnp.int32(invalid0), jnp.int32(scored0))
-  carry, (trace_nfe, trace_best) = jax.lax.scan(advance, carry, jnp.arange(start, final))
-  x, d, r, _, _, nfe, nfe_eval, invalid, scored = carry
-  trace_nfe = jnp.concatenate([jnp.asarray([nfe0]), trace_nfe])
-  trace_best = jnp.concatenate([first_best[None], trace_best])
-  return d.x0, r, nfe, nfe_eval, invalid, scored, trace_nfe, trace_best
+  init = Chains(x=x, d=d, r=r, r_star=r, rollover=jnp.zeros(n, jnp.int32),
+                nfe=jnp.int32(nfe0), nfe_evaluated=jnp.int32(nfe0),
+                num_invalid=jnp.int32(invalid0), num_scored=jnp.int32(scored0))
+  c, (trace_nfe, trace_best) = jax.lax.scan(advance, init, jnp.arange(start, final))
+  return Outcome(x0=c.d.x0, r=c.r, nfe=c.nfe, nfe_evaluated=c.nfe_evaluated,
+                 num_invalid=c.num_invalid, num_scored=c.num_scored,
+                 trace_nfe=jnp.concatenate([jnp.asarray([nfe0]), trace_nfe]),
+                 trace_best=jnp.concatenate([first_best[None], trace_best]))

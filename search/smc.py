@@ -156,8 +156,9 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   trace_nfe = n * jnp.arange(1, m + 1)
   trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([r_first[None], r_by_level]), axis=1))
   invalid = jnp.sum(bad_first) + jnp.sum(bad_by_level)
-  return base.finalize(out_key, config.common, d.x0, r, log_w, n * m, n * m, trace_nfe,
-                       trace_best, invalid, n * m)
+  return base.finalize(out_key, config.common, candidates=d.x0, rewards=r, log_weights=log_w,
+                       nfe=n * m, nfe_evaluated=n * m, trace_nfe=trace_nfe,
+                       trace_best=trace_best, num_invalid=invalid, num_scored=n * m)
 
 
 def _island_ancestors(key, log_w, g: int, config):

@@ -114,5 +114,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   trace_nfe = jnp.asarray(np.concatenate([[first], first + costs]))
   trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([start_r[None], chain_r]), axis=1))
   nfe = int(first + costs[-1])
-  return base.finalize(key, config.common, d.x0, r, None, nfe, nfe, trace_nfe, trace_best,
-                       jnp.sum(invalid), n + n * kc * len(config.iterations))
+  return base.finalize(key, config.common, candidates=d.x0, rewards=r, log_weights=None,
+                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe, trace_best=trace_best,
+                       num_invalid=jnp.sum(invalid),
+                       num_scored=n + n * kc * len(config.iterations))

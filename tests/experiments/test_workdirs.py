@@ -12,7 +12,7 @@ import pytest
 
 import experiments
 from configs import gmm2d
-from experiments import io
+from experiments import files
 from models import trained as trained_lib
 from tests import helpers
 
@@ -74,7 +74,7 @@ def test_the_same_config_reruns_into_its_own_workdir(train_copy):
 
 def test_a_second_run_on_a_locked_workdir_stops_at_once(tmp_path):
   workdir = str(tmp_path)
-  with io.workdir_lock(workdir):
+  with files.workdir_lock(workdir):
     with pytest.raises(ValueError, match='is in use by another running process'):
       experiments.get_experiment('sample')(gmm2d.get_config('quick,sample'), workdir)
   assert not os.path.exists(os.path.join(workdir, 'config.json'))
@@ -83,8 +83,8 @@ def test_a_second_run_on_a_locked_workdir_stops_at_once(tmp_path):
 _HOLD_LOCK = '''
 import sys, time
 sys.path.insert(0, {root!r})
-from experiments import io
-with io.workdir_lock({workdir!r}):
+from experiments import files
+with files.workdir_lock({workdir!r}):
   print('locked', flush=True)
   time.sleep(120)
 '''
@@ -109,5 +109,5 @@ def test_two_processes_on_one_workdir_and_a_killed_holder(tmp_path):
   finally:
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-  with io.workdir_lock(workdir):  # the kernel released the dead holder's lock
+  with files.workdir_lock(workdir):  # the kernel released the dead holder's lock
     pass

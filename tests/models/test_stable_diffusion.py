@@ -15,6 +15,7 @@ from models import hub
 from models import random_weights
 from models import stable_diffusion
 from samplers import interpolants
+from samplers.interpolants import discrete
 from samplers import sampler as sampler_lib
 
 
@@ -39,7 +40,7 @@ def test_loads_the_folder_with_its_schedule_and_shapes(sd_tiny):
   assert backbone.data_shape == (8, 8, 4)
   assert backbone.decoder.output_shape == (16, 16, 3)
   assert backbone.prediction == 'epsilon'
-  assert isinstance(backbone.interpolant, interpolants.Discrete)
+  assert isinstance(backbone.interpolant, discrete.Discrete)
   np.testing.assert_allclose(backbone.interpolant.alphas_cumprod, _diffusers_alphas_cumprod(),
                              rtol=1e-5)
   v_backbone = stable_diffusion.make_backbone(_cfg(os.path.join(sd_tiny, 'stable_diffusion_v')))

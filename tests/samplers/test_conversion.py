@@ -22,7 +22,7 @@ def _points(n=48):
 
 @pytest.mark.parametrize('source_name,target_name', PAIRS)
 def test_converted_velocity_equals_target_velocity(source_name, target_name):
-  """DESIGN 3's converted-velocity formula on the source model == the exact target velocity."""
+  """The converted-velocity formula (docs/math.md, section 4) on the source model == the exact target velocity."""
   source, target = helpers.interpolant(source_name), helpers.interpolant(target_name)
   params = helpers.mixture_params()
   source_model = gmm.make_backbone(params, source, 'velocity')

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from samplers import interpolants
+from samplers.interpolants import discrete
 from samplers import schedules
 from tests import helpers
 
@@ -37,7 +38,7 @@ def test_boundary_conventions():
 
 def test_discrete_matches_ddpm_table_at_training_timesteps():
   interp = helpers.interpolant('discrete')
-  ac = interpolants.ddpm_alphas_cumprod()
+  ac = discrete.ddpm_alphas_cumprod()
   k = np.array([0, 17, 500, 999])
   t = k / 999.0
   np.testing.assert_allclose(interp.alpha(t) ** 2, ac[k], rtol=1e-4)
@@ -60,7 +61,7 @@ def test_bad_names_and_schedules():
   with pytest.raises(ValueError, match='valid: linear, vp, cosine, discrete'):
     interpolants.get_interpolant('edm')
   with pytest.raises(ValueError, match='decrease strictly'):
-    interpolants.Discrete(alphas_cumprod=np.array([0.5, 0.6]))
+    discrete.Discrete(alphas_cumprod=np.array([0.5, 0.6]))
 
 
 def test_time_grids():

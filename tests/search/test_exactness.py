@@ -74,7 +74,7 @@ def test_dts_uniform_build_is_exact_and_improves_with_budget():
 
 
 def test_dts_softmax_build_matches_its_measured_behaviour():
-  """The paper's rule is biased at finite budgets (DESIGN.md 5): close, not exact."""
+  """The paper's rule is biased at finite budgets (docs/methods.md, DTS): close, not exact."""
   params = helpers.mixture_params()
   target = gmm.tilt_linear(params, LINEAR_W, 0.0, 1.0)
   x = np.asarray(_dts('softmax', 30_000).x0)

@@ -1,4 +1,4 @@
-"""The experiment contract's files (DESIGN.md section 7), written atomically into a workdir that
+"""The experiment contract's files (docs/contract.md), written atomically into a workdir that
 one run at a time owns (config.json, DIR/.lock)."""
 
 import contextlib

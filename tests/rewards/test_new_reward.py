@@ -1,0 +1,81 @@
+"""A reward is one new file: a copy of rewards/linear.py under a new name, in a copy of the
+project, with nothing else changed, runs from main.py, in compare, in a sweep and on an
+8-device mesh, and gives the linear reward's results exactly (its closed-form tilted target
+included, which it declares)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NAME = 'linear_copy'
+
+
+@pytest.fixture(scope='module')
+def project(tmp_path_factory):
+  copy = str(tmp_path_factory.mktemp('project') / 'repo')
+  shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns('.git', 'results', '__pycache__',
+                                                            'runs'))
+  shutil.copy(os.path.join(copy, 'rewards', 'linear.py'),
+              os.path.join(copy, 'rewards', f'{NAME}.py'))
+  return copy
+
+
+def _main(project, workdir, *args):
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES='8')  # every run on an 8-device mesh
+  return subprocess.run([sys.executable, 'main.py', f'--workdir={workdir}', *args], cwd=project,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def _table(path):
+  rows = {}
+  for line in open(path):
+    cells = [c.strip() for c in line.strip().strip('|').split('|')]
+    rows[cells[0]] = cells
+  timing = [i for i, c in enumerate(rows['method']) if c in ('wall_s', 'compile_s')]
+  return {k: [c for i, c in enumerate(r) if i not in timing] for k, r in rows.items()}
+
+
+def _metrics(path):
+  with open(path) as f:
+    return {k: v for k, v in json.load(f).items() if k not in ('wall_s', 'compile_s')}
+
+
+def test_a_copied_reward_runs_everywhere(project, tmp_path):
+  # main.py, one method on the 8-device mesh: the copy's metrics are the linear reward's,
+  # the closed-form target's energy distance included.
+  runs = {}
+  for reward in ('linear', NAME):
+    proc = _main(project, tmp_path / f'smc_{reward}', '--config=configs/gmm2d.py:quick,smc',
+                 f'--config.reward.name={reward}')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs[reward] = _metrics(tmp_path / f'smc_{reward}' / 'metrics.json')
+  assert 'energy_distance' in runs[NAME]
+  assert runs[NAME] == runs['linear']
+  # compare, against the same comparison on the linear reward.
+  tables = {}
+  for reward in ('linear', NAME):
+    proc = _main(project, tmp_path / f'compare_{reward}', '--config=configs/gmm2d.py:quick',
+                 '--config.compare.methods=("bon","dts")', f'--config.reward.name={reward}')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tables[reward] = _table(tmp_path / f'compare_{reward}' / 'table.md')
+  assert tables[NAME] == tables['linear']
+  # A sweep whose task uses it.
+  proc = _main(project, tmp_path / 'sweep', '--config=configs/fig_dts_2d.py:quick',
+               '--config.sweep.method=("bon",)', '--config.sweep.task=("gmm",)',
+               '--config.sweep.budget=(160,)',
+               f'--config.sweep.presets.task.gmm.reward.name={NAME}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  point = tmp_path / 'sweep' / 'points' / 'task=gmm,method=bon,budget=160,seed=0'
+  assert os.path.isfile(f'{point}.json')
+  with open(point / 'config.json') as f:
+    assert json.load(f)['reward']['name'] == NAME
+  # An unknown reward names the discovered ones, the copy among them.
+  proc = _main(project, tmp_path / 'bad', '--config=configs/gmm2d.py:quick,smc',
+               '--config.reward.name=linear_cpy')
+  assert proc.returncode == 2
+  assert f"Unknown reward.name 'linear_cpy'; valid: linear, {NAME}," in proc.stderr
