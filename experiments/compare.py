@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from experiments import files
+from experiments import recorders
 from experiments import search as search_exp
 
 COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'accuracy',
@@ -42,7 +43,8 @@ def run(config, workdir: str) -> dict:
     first = np.load(os.path.join(workdir, methods[0], 'samples.npz'))
     files.write_samples(workdir, x0=first['x0'], reward=first['reward'])
   files.write_metrics(workdir, flat)
-  prepared[methods[0]][1].recorder.record_comparison(workdir, panels, rows)
+  problem = prepared[methods[0]][1]
+  problem.recorder.record_comparison(recorders.Run(config, problem, workdir), panels, rows)
   return flat
 
 

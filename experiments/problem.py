@@ -58,7 +58,7 @@ def build(config, guidance: bool = False) -> Problem:
     reward.probe()
   problem = Problem(backbone, sampler, reward, tilted_target(config), cond, prompts, batch,
                     row_classes)
-  return problem._replace(recorder=recorders.for_problem(config, problem))
+  return problem._replace(recorder=recorders.for_problem(problem))
 
 
 def batched_conditions(config, reward, cond):

@@ -13,6 +13,7 @@ Files are written by process 0 only (experiments/files.py).
 """
 
 import os
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -24,193 +25,199 @@ from experiments import references
 from models import pixels
 
 
-class Recorder:
-  """The generic domain; subclasses add their metrics and figures in `judge_*`."""
+class Run(NamedTuple):
+  """The run a recorder records: its own config (a sweep's points share a problem, not their
+  seed or method), the problem, and the workdir."""
+  config: Any
+  problem: Any
+  workdir: str
 
-  def __init__(self, config, problem):
-    self.config, self.problem = config, problem
+
+class Recorder:
+  """The generic domain; subclasses add their metrics and figures. Recorders hold no state."""
 
   # -- search runs -----------------------------------------------------------------------------
-  def record_search(self, workdir: str, result, metrics: dict, title_prefix: str = ''):
+  def record_search(self, run: Run, result, metrics: dict, title_prefix: str = ''):
     """Writes a search's outputs; returns (metrics, x0 as the program returned it)."""
-    problem = self.problem
+    problem = run.problem
     x0, r = np.asarray(result.x0), np.asarray(result.reward)
     traces = dict(trace_nfe=np.asarray(result.trace_nfe),
                   trace_best=np.asarray(result.trace_best))
     flat_x0 = x0.reshape((-1,) + x0.shape[2:]) if problem.batch else x0
-    metrics.update(self.judge_search(workdir, flat_x0, metrics, title_prefix))
+    metrics.update(self.search_references(run, flat_x0, metrics, title_prefix))
     if problem.batch:
       metrics.update(num_searches=problem.batch, nfe_all_searches=int(np.sum(result.nfe)),
                      diversity=metrics_lib.mean_pairwise_distance(flat_x0))
       traces['row_class'] = np.repeat(np.asarray(problem.row_classes), x0.shape[1])
-    metrics.update(self.judge_search_images(workdir, flat_x0, metrics, traces.get('row_class')))
-    files.write_samples(workdir, x0=flat_x0, reward=r.reshape(-1), **traces)
-    files.write_metrics(workdir, metrics)
+    metrics.update(self.search_images(run, flat_x0, metrics, traces.get('row_class')))
+    files.write_samples(run.workdir, x0=flat_x0, reward=r.reshape(-1), **traces)
+    files.write_metrics(run.workdir, metrics)
     return metrics, x0
 
-  def judge_search(self, workdir, x0, metrics, title_prefix) -> dict:
-    del workdir, x0, metrics, title_prefix
+  def search_references(self, run: Run, x0, metrics: dict, title_prefix: str) -> dict:
+    """Metrics against reference points (and their figure); none here."""
+    del run, x0, metrics, title_prefix
     return {}
 
-  def judge_search_images(self, workdir, x0, metrics, row_classes) -> dict:
-    del workdir, x0, metrics, row_classes
+  def search_images(self, run: Run, x0, metrics: dict, row_classes) -> dict:
+    """Image metrics (and their figure); none here."""
+    del run, x0, metrics, row_classes
     return {}
 
   # -- plain sampling --------------------------------------------------------------------------
-  def record_samples(self, workdir: str, x0, r, metrics: dict, key) -> dict:
+  def record_samples(self, run: Run, x0, r, metrics: dict, key) -> dict:
     """Writes a sampling run's outputs; key: for reference draws. Returns the metrics."""
     metrics.update(reward_mean=float(np.mean(r)), reward_max=float(np.max(r)))
-    metrics.update(self.judge_samples(workdir, x0, metrics, key))
-    files.write_samples(workdir, x0=x0, reward=r)
-    files.write_metrics(workdir, metrics)
+    metrics.update(self.sample_metrics(run, x0, key))
+    files.write_samples(run.workdir, x0=x0, reward=r)
+    files.write_metrics(run.workdir, metrics)
     return metrics
 
-  def judge_samples(self, workdir, x0, metrics, key) -> dict:
-    del workdir, x0, metrics, key
+  def sample_metrics(self, run: Run, x0, key) -> dict:
+    del run, x0, key
     return {}
 
   # -- comparisons -----------------------------------------------------------------------------
-  def record_comparison(self, workdir: str, panels: dict, rows: dict) -> None:
+  def record_comparison(self, run: Run, panels: dict, rows: dict) -> None:
     """A comparison's figure, from each method's x0 (panels) and metrics (rows); none here."""
-    del workdir, panels, rows
+    del run, panels, rows
 
-  def sampler_label(self) -> str:
-    sampler = self.problem.sampler
-    return f'{sampler.interpolant.name}-{"SDE" if sampler.sde else "ODE"}'
+
+def sampler_label(sampler) -> str:
+  return f'{sampler.interpolant.name}-{"SDE" if sampler.sde else "ODE"}'
 
 
 class Points2D(Recorder):
   """2D points."""
 
-  def judge_search(self, workdir, x0, metrics, title_prefix) -> dict:
-    config, out = self.config, {}
+  def search_references(self, run, x0, metrics, title_prefix) -> dict:
+    config, target, out = run.config, run.problem.target, {}
     key = jax.random.key(config.seed + 1)
-    exact = references.exact_target_draws(config, self.problem.target, key, 2048)
+    exact = references.exact_target_draws(config, target, key, 2048)
     if exact is not None and len(x0) > 1:
       out['energy_distance'] = float(metrics_lib.energy_distance(x0, exact))
       out['mmd'] = float(metrics_lib.mmd_rbf(x0, exact))
       # The finite-sample floor: as many fresh exact draws score this against the same reference.
-      fresh = references.exact_target_draws(config, self.problem.target,
-                                            jax.random.key(config.seed + 2), len(x0))
+      fresh = references.exact_target_draws(config, target, jax.random.key(config.seed + 2),
+                                            len(x0))
       out['mmd_exact_draws'] = float(metrics_lib.mmd_rbf(fresh, exact))
     ref = exact if exact is not None else references.base_samples(config.model, key, 2048)
-    plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0, ref,
+    plots.scatter_2d(os.path.join(run.workdir, 'samples.png'), x0, ref,
                      f'{title_prefix}{config.search.method}: r mean '
                      f'{metrics.get("reward_mean", np.nan):.3f}, {metrics["nfe"]} NFE')
     return out
 
-  def judge_samples(self, workdir, x0, metrics, key) -> dict:
-    config = self.config
-    reference = references.base_samples(config.model, key, min(len(x0), 4096))
+  def sample_metrics(self, run, x0, key) -> dict:
+    sampler = run.problem.sampler
+    reference = references.base_samples(run.config.model, key, min(len(x0), 4096))
     distance = float(metrics_lib.energy_distance(x0[:4096], reference))
-    sampler = self.problem.sampler
-    plots.scatter_2d(os.path.join(workdir, 'samples.png'), x0[:4096], reference,
-                     f'{config.model.name}: {self.sampler_label()}, {sampler.num_steps} steps, '
-                     f'ED {distance:.4f}')
+    plots.scatter_2d(os.path.join(run.workdir, 'samples.png'), x0[:4096], reference,
+                     f'{run.config.model.name}: {sampler_label(sampler)}, '
+                     f'{sampler.num_steps} steps, ED {distance:.4f}')
     return {'energy_distance': distance}
 
-  def record_comparison(self, workdir, panels, rows) -> None:
-    config = self.config
+  def record_comparison(self, run, panels, rows) -> None:
+    config = run.config
     key = jax.random.key(config.seed + 1)
-    ref = references.exact_target_draws(config, self.problem.target, key, 2048)
+    ref = references.exact_target_draws(config, run.problem.target, key, 2048)
     label = 'tilted target' if ref is not None else 'base data'
     ref = ref if ref is not None else references.base_samples(config.model, key, 2048)
-    plots.panels_2d(os.path.join(workdir, 'compare.png'), panels, ref, label,
+    plots.panels_2d(os.path.join(run.workdir, 'compare.png'), panels, ref, label,
                     {m: f'{m}: r={rows[m].get("reward_mean", np.nan):.2f}, {rows[m]["nfe"]} NFE'
                      for m in panels})
 
 
 class Images(Recorder):
-  """Pixel images [N, H, W, C] in [-1, 1]."""
+  """Pixel images [N, H, W, C] in [-1, 1]: DIR/samples.png (a grid of up to 128) and, for
+  digits with a classifier, its metrics."""
 
-  def judge_search_images(self, workdir, x0, metrics, row_classes) -> dict:
-    return self._record_images(
-        workdir, x0, f'{self.config.search.method}: r mean '
-        f'{metrics.get("reward_mean", np.nan):.3f}', True, row_classes)
+  def search_images(self, run, x0, metrics, row_classes) -> dict:
+    title = (f'{run.config.search.method}: r mean '
+             f'{metrics.get("reward_mean", np.nan):.3f}')
+    plots.image_grid(os.path.join(run.workdir, 'samples.png'), x0[:128], title=title)
+    return image_metrics(run.config, x0, True, row_classes)
 
-  def judge_samples(self, workdir, x0, metrics, key) -> dict:
-    del metrics, key
-    return self._record_images(workdir, x0, self.sampler_label(), False)
+  def sample_metrics(self, run, x0, key) -> dict:
+    del key
+    plots.image_grid(os.path.join(run.workdir, 'samples.png'), x0[:128],
+                     title=sampler_label(run.problem.sampler))
+    return image_metrics(run.config, x0, False)
 
-  def _record_images(self, workdir, x0, title, towards_reward, row_classes=None) -> dict:
-    """DIR/samples.png (a grid of up to 128) and the images' metrics."""
-    plots.image_grid(os.path.join(workdir, 'samples.png'), x0[:128], title=title)
-    return self.image_metrics(x0, towards_reward, row_classes)
 
-  def image_metrics(self, x0, towards_reward: bool, row_classes=None) -> dict:
-    """Classifier-based metrics for digit images (Frechet distance to held-out digits of the
-    target class, accuracy, feature diversity); {} for other data or without a classifier.
+def image_metrics(config, x0, towards_reward: bool, row_classes=None) -> dict:
+  """Classifier-based metrics for digit images (Frechet distance to held-out digits of the
+  target class, accuracy, feature diversity); {} for other data or without a classifier.
 
-    The target class is config.condition; a search (towards_reward) falls back to the class
-    the reward pulls towards (rewards/base.py: RewardKind.target). Without a target, the
-    reference is all held-out digits. With row_classes [N] (searches towards several classes
-    at once), each class's samples are judged against its own held-out digits and the metrics
-    averaged over the classes.
-    """
-    import rewards  # pylint: disable=g-import-not-at-top
-    from experiments import image_metrics as image_metrics_lib  # pylint: disable=g-import-not-at-top
-    from experiments import problem as problem_lib  # pylint: disable=g-import-not-at-top
-    config = self.config
-    if config.get('data', {}).get('name') != 'digits':
-      return {}
-    classifier_dir = config.reward.get('checkpoint', '')
-    if not classifier_dir:
-      return {}
-    target = problem_lib.condition(config)
-    reward_target = rewards.get_kind(config.reward.name).target
-    if towards_reward and target is None and reward_target is not None:
-      target = reward_target(config.reward)
-    heldout = config.reward.get('heldout_checkpoint', '')
-    if row_classes is not None and np.min(row_classes) >= 0:
-      return image_metrics_lib.evaluate_per_class(x0, row_classes, classifier_dir, heldout)
-    return image_metrics_lib.evaluate(x0, classifier_dir, target, heldout)
+  The target class is config.condition; a search (towards_reward) falls back to the class the
+  reward pulls towards (rewards/base.py: RewardKind.target). Without a target, the reference is
+  all held-out digits. With row_classes [N] (searches towards several classes at once), each
+  class's samples are judged against its own held-out digits and the metrics averaged over the
+  classes.
+  """
+  import rewards  # pylint: disable=g-import-not-at-top
+  from experiments import image_metrics as image_metrics_lib  # pylint: disable=g-import-not-at-top
+  from experiments import problem as problem_lib  # pylint: disable=g-import-not-at-top
+  if config.get('data', {}).get('name') != 'digits':
+    return {}
+  classifier_dir = config.reward.get('checkpoint', '')
+  if not classifier_dir:
+    return {}
+  target = problem_lib.condition(config)
+  reward_target = rewards.get_kind(config.reward.name).target
+  if towards_reward and target is None and reward_target is not None:
+    target = reward_target(config.reward)
+  heldout = config.reward.get('heldout_checkpoint', '')
+  if row_classes is not None and np.min(row_classes) >= 0:
+    return image_metrics_lib.evaluate_per_class(x0, row_classes, classifier_dir, heldout)
+  return image_metrics_lib.evaluate(x0, classifier_dir, target, heldout)
 
 
 class TextToImage(Recorder):
   """Latents [P, N, h, w, c] of P prompts, decoded by the backbone's decoder."""
 
-  def record_search(self, workdir, result, metrics, title_prefix=''):
+  def record_search(self, run, result, metrics, title_prefix=''):
     del title_prefix
     x0, r = np.asarray(result.x0), np.asarray(result.reward)
-    metrics.update(num_prompts=len(self.problem.prompts),
+    metrics.update(num_prompts=len(run.problem.prompts),
                    nfe_all_prompts=int(np.sum(result.nfe)))
-    self.write_prompt_outputs(workdir, x0, r, trace_nfe=np.asarray(result.trace_nfe),
-                              trace_best=np.asarray(result.trace_best))
-    files.write_metrics(workdir, metrics)
+    write_prompt_outputs(run, x0, r, trace_nfe=np.asarray(result.trace_nfe),
+                         trace_best=np.asarray(result.trace_best))
+    files.write_metrics(run.workdir, metrics)
     return metrics, x0
 
-  def record_samples(self, workdir, x0, r, metrics, key) -> dict:
+  def record_samples(self, run, x0, r, metrics, key) -> dict:
     del key
-    self.write_prompt_outputs(workdir, x0, r)
-    metrics.update(num_prompts=len(self.problem.prompts), reward_mean=float(np.mean(r)),
+    write_prompt_outputs(run, x0, r)
+    metrics.update(num_prompts=len(run.problem.prompts), reward_mean=float(np.mean(r)),
                    reward_max=float(np.max(r)))
-    files.write_metrics(workdir, metrics)
+    files.write_metrics(run.workdir, metrics)
     return metrics
 
-  def write_prompt_outputs(self, workdir, x0, r, **extra) -> None:
-    """With x0 [P, N, ...] and rewards r [P, N]: one PNG grid per prompt (best reward first),
-    prompts.txt, and samples.npz with x0, reward, uint8 images and prompt_index flattened to
-    [P * N, ...] (plus `extra` arrays)."""
-    prompts = self.problem.prompts
-    decode = jax.jit(lambda d, z: d(z))
-    images = np.stack([np.asarray(decode(self.problem.backbone.decoder, z)) for z in x0])
-    images = pixels.unit_to_uint8(images)
-    for i in range(len(prompts)):
-      order = np.argsort(-r[i])
-      plots.save_rgb_grid(os.path.join(workdir, f'samples_{i:03d}.png'), images[i][order[:64]])
-    files.write_text(workdir, 'prompts.txt', '\n'.join(prompts) + '\n')
-    flat = lambda a: a.reshape((-1,) + a.shape[2:])
-    files.write_samples(workdir, x0=flat(x0), reward=r.reshape(-1), images=flat(images),
-                        prompt_index=np.repeat(np.arange(len(prompts)), r.shape[1]), **extra)
+
+def write_prompt_outputs(run: Run, x0, r, **extra) -> None:
+  """With x0 [P, N, ...] and rewards r [P, N]: one PNG grid per prompt (best reward first),
+  prompts.txt, and samples.npz with x0, reward, uint8 images and prompt_index flattened to
+  [P * N, ...] (plus `extra` arrays)."""
+  prompts, workdir = run.problem.prompts, run.workdir
+  decode = jax.jit(lambda d, z: d(z))
+  images = np.stack([np.asarray(decode(run.problem.backbone.decoder, z)) for z in x0])
+  images = pixels.unit_to_uint8(images)
+  for i in range(len(prompts)):
+    order = np.argsort(-r[i])
+    plots.save_rgb_grid(os.path.join(workdir, f'samples_{i:03d}.png'), images[i][order[:64]])
+  files.write_text(workdir, 'prompts.txt', '\n'.join(prompts) + '\n')
+  flat = lambda a: a.reshape((-1,) + a.shape[2:])
+  files.write_samples(workdir, x0=flat(x0), reward=r.reshape(-1), images=flat(images),
+                      prompt_index=np.repeat(np.arange(len(prompts)), r.shape[1]), **extra)
 
 
-def for_problem(config, problem) -> Recorder:
+def for_problem(problem) -> Recorder:
   """The recorder of the problem's domain."""
   shape = tuple(problem.backbone.data_shape)
   if problem.prompts:
-    return TextToImage(config, problem)
+    return TextToImage()
   if shape == (2,):
-    return Points2D(config, problem)
+    return Points2D()
   if len(shape) == 3:
-    return Images(config, problem)
-  return Recorder(config, problem)
+    return Images()
+  return Recorder()

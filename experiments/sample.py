@@ -6,6 +6,7 @@ import numpy as np
 from experiments import files
 from experiments import mesh as mesh_lib
 from experiments import problem as problem_lib
+from experiments import recorders
 from experiments import runtime
 
 
@@ -43,4 +44,5 @@ def run(config, workdir: str) -> dict:
   x0, r, nfe = mesh_lib.to_host(out)
   metrics = {'nfe': int(np.max(nfe)), 'num_samples': n, 'wall_s': wall_s,
              'compile_s': compile_s}
-  return problem.recorder.record_samples(workdir, x0, r, metrics, ref_key)
+  return problem.recorder.record_samples(recorders.Run(config, problem, workdir), x0, r, metrics,
+                                         ref_key)

@@ -11,6 +11,7 @@ from experiments import files
 from experiments import mesh as mesh_lib
 from experiments import metrics as metrics_lib
 from experiments import problem as problem_lib
+from experiments import recorders
 from experiments import runtime
 
 
@@ -54,7 +55,8 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
   result = mesh_lib.to_host(result)
   metrics = search_metrics(config, result, wall_s, compile_s)
-  return problem.recorder.record_search(workdir, result, metrics, title_prefix)
+  return problem.recorder.record_search(recorders.Run(config, problem, workdir), result,
+                                        metrics, title_prefix)
 
 
 def search_metrics(config, result, wall_s: float, compile_s: float) -> dict:

@@ -12,8 +12,10 @@ import numbers
 import ml_collections
 import numpy as np
 
+from samplers.checks import check_float32
+from samplers.checks import check_positive_float32  # pylint: disable=unused-import
+
 INT32_MAX = int(np.iinfo(np.int32).max)
-FLOAT32 = np.finfo(np.float32)
 SEED_LIMIT = 2**62   # jax.random.key takes 64-bit seeds; runs derive seed + 1, seed + 2
 SEED_FIELDS = ('seed',)
 
@@ -43,27 +45,3 @@ def _check_value(path: str, value, is_seed: bool = False) -> None:
     return
   if isinstance(value, numbers.Real):
     check_float32(path, float(value))
-
-
-def check_float32(path: str, value: float) -> None:
-  """A finite float32 number: no NaN or inf, no overflow, and no underflow to 0 or a
-  subnormal (which XLA flushes to zero on CPU)."""
-  if not np.isfinite(value):
-    raise ValueError(f'{path} must be a finite number, got {value}.')
-  if abs(value) > FLOAT32.max:
-    raise ValueError(f'{path}={value} overflows float32 (largest {FLOAT32.max:.4g}).')
-  if value != 0 and abs(value) < FLOAT32.tiny:
-    raise ValueError(f'{path}={value} underflows float32 (smallest normal {FLOAT32.tiny:.4g}); '
-                     'the device would compute with 0 in its place.')
-
-
-def check_positive_float32(path: str, value) -> float:
-  """A positive float32 number (see check_float32); returns it as a float."""
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f'{path} must be a number, got {value!r}.') from None
-  check_float32(path, value)
-  if not value > 0:
-    raise ValueError(f'{path} must be positive, got {value}.')
-  return value

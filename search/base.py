@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers import checks
 from samplers import sharding
 
 OUTPUTS = ('samples', 'best')
@@ -108,13 +109,7 @@ MAX_COUNT = int(np.iinfo(np.int32).max)
 
 def check_temperature(temperature) -> None:
   """lambda > 0 and a normal float32: r / lambda must not turn every weight into +-inf."""
-  t = float(temperature)
-  if not (np.isfinite(t) and t > 0):
-    raise ValueError(f'reward.temperature must be a positive finite number, got {temperature}.')
-  if t < np.finfo(np.float32).tiny or t > np.finfo(np.float32).max:
-    raise ValueError(f'reward.temperature={temperature} is outside float32\'s normal range '
-                     f'({np.finfo(np.float32).tiny:.4g} to {np.finfo(np.float32).max:.4g}): '
-                     'the device would divide by 0 or inf.')
+  checks.check_positive_float32('reward.temperature', temperature)
 
 
 def too_small(method: str, budget: int, smallest: int, why: str) -> ValueError:

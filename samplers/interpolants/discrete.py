@@ -97,23 +97,6 @@ def ddpm_alphas_cumprod(
   return np.cumprod(1.0 - betas)
 
 
-def ddpm_alphas_cumprod(
-    beta_schedule: str = 'linear',
-    beta_start: float = 1e-4,
-    beta_end: float = 0.02,
-    num_train_timesteps: int = 1000,
-) -> np.ndarray:
-  """alphas_cumprod of diffusers' 'linear' or 'scaled_linear' beta schedules."""
-  if beta_schedule == 'linear':
-    betas = np.linspace(beta_start, beta_end, num_train_timesteps, dtype=np.float64)
-  elif beta_schedule == 'scaled_linear':
-    betas = np.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=np.float64) ** 2
-  else:
-    raise ValueError(
-        f"Unknown beta_schedule {beta_schedule!r}; valid: 'linear', 'scaled_linear'.")
-  return np.cumprod(1.0 - betas)
-
-
 def build(alphas_cumprod=None, beta_schedule: str = 'linear', beta_start: float = 1e-4,
           beta_end: float = 0.02, num_train_timesteps: int = 1000) -> Discrete:
   """The schedule of `alphas_cumprod`, or else of diffusers' beta schedule arguments."""

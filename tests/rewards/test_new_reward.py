@@ -5,39 +5,21 @@ included, which it declares)."""
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import project_copy
+
 NAME = 'linear_copy'
 
 
 @pytest.fixture(scope='module')
 def project(tmp_path_factory):
-  copy = str(tmp_path_factory.mktemp('project') / 'repo')
-  shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns('.git', 'results', '__pycache__',
-                                                            'runs'))
-  shutil.copy(os.path.join(copy, 'rewards', 'linear.py'),
-              os.path.join(copy, 'rewards', f'{NAME}.py'))
-  return copy
+  return project_copy.copy_with(tmp_path_factory, os.path.join('rewards', 'linear.py'), NAME)
 
 
-def _main(project, workdir, *args):
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES='8')  # every run on an 8-device mesh
-  return subprocess.run([sys.executable, 'main.py', f'--workdir={workdir}', *args], cwd=project,
-                        env=env, capture_output=True, text=True, timeout=600)
-
-
-def _table(path):
-  rows = {}
-  for line in open(path):
-    cells = [c.strip() for c in line.strip().strip('|').split('|')]
-    rows[cells[0]] = cells
-  timing = [i for i, c in enumerate(rows['method']) if c in ('wall_s', 'compile_s')]
-  return {k: [c for i, c in enumerate(r) if i not in timing] for k, r in rows.items()}
+_main = project_copy.main
+_table = project_copy.table
 
 
 def _metrics(path):
