@@ -1,7 +1,7 @@
 """A reward is one new file: a copy of rewards/linear.py under a new name, in a copy of the
-project, with nothing else changed, runs from main.py, in compare, in a sweep and on an
-8-device mesh, and gives the linear reward's results exactly (its closed-form tilted target
-included, which it declares)."""
+project, with nothing else changed, runs from main.py (a comparison and a sweep, on an 8-device
+mesh) and gives the linear reward's results exactly, its closed-form tilted target included,
+which it declares."""
 
 import json
 import os
@@ -28,24 +28,20 @@ def _metrics(path):
 
 
 def test_a_copied_reward_runs_everywhere(project, tmp_path):
-  # main.py, one method on the 8-device mesh: the copy's metrics are the linear reward's,
-  # the closed-form target's energy distance included.
-  runs = {}
-  for reward in ('linear', NAME):
-    proc = _main(project, tmp_path / f'smc_{reward}', '--config=configs/gmm2d.py:quick,smc',
-                 f'--config.reward.name={reward}')
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs[reward] = _metrics(tmp_path / f'smc_{reward}' / 'metrics.json')
-  assert 'energy_distance' in runs[NAME]
-  assert runs[NAME] == runs['linear']
-  # compare, against the same comparison on the linear reward.
+  # main.py's compare on the 8-device mesh, against the same comparison on the linear reward:
+  # the table and each method's metrics are the same, the closed-form target's energy
+  # distance included.
   tables = {}
   for reward in ('linear', NAME):
     proc = _main(project, tmp_path / f'compare_{reward}', '--config=configs/gmm2d.py:quick',
-                 '--config.compare.methods=("bon","dts")', f'--config.reward.name={reward}')
+                 '--config.compare.methods=("smc","dts")', f'--config.reward.name={reward}')
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables[reward] = _table(tmp_path / f'compare_{reward}' / 'table.md')
   assert tables[NAME] == tables['linear']
+  for method in ('smc', 'dts'):
+    copy = _metrics(tmp_path / f'compare_{NAME}' / method / 'metrics.json')
+    assert 'energy_distance' in copy
+    assert copy == _metrics(tmp_path / 'compare_linear' / method / 'metrics.json')
   # A sweep whose task uses it.
   proc = _main(project, tmp_path / 'sweep', '--config=configs/fig_dts_2d.py:quick',
                '--config.sweep.method=("bon",)', '--config.sweep.task=("gmm",)',
