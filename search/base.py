@@ -109,7 +109,10 @@ MAX_COUNT = int(np.iinfo(np.int32).max)
 
 def check_temperature(temperature) -> None:
   """lambda > 0 and a normal float32: r / lambda must not turn every weight into +-inf."""
-  checks.check_positive_float32('reward.temperature', temperature)
+  t = float(temperature)
+  if not (np.isfinite(t) and t > 0):
+    raise ValueError(f'reward.temperature must be a positive finite number, got {temperature}.')
+  checks.check_float32('reward.temperature', t)
 
 
 def too_small(method: str, budget: int, smallest: int, why: str) -> ValueError:
