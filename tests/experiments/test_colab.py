@@ -1,6 +1,6 @@
 """The Colab notebooks run headless, every cell, with shrunken parameters (papermill), on the CPU:
 the 2D quickstart, the digits notebook with tiny models, and the text-to-image notebook with the
-tiny random Stable Diffusion and CLIP folders."""
+tiny random Stable Diffusion and CLIP folders (the last two with `-m slow`)."""
 
 import os
 
@@ -55,6 +55,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
   assert _image_count(nb) == 2   # the samples over the target, the reward-NFE curves
 
 
+@pytest.mark.slow  # ~50 s each on 2 cores; the quickstart notebook runs by default
 def test_digits_notebook_runs(tmp_path, monkeypatch):
   nb = _execute('digits', tmp_path, monkeypatch, QUICK=True, TRAIN_STEPS=30,
                 CLASSIFIER_STEPS=30, BUDGET=48, NUM_STEPS=6, NUM_PARTICLES=4, NUM_RUNS=2)
@@ -64,6 +65,7 @@ def test_digits_notebook_runs(tmp_path, monkeypatch):
   assert _image_count(nb) == 5
 
 
+@pytest.mark.slow  # ~50 s each on 2 cores; the quickstart notebook runs by default
 def test_text_to_image_notebook_runs(sd_tiny, tmp_path, monkeypatch):
   nb = _execute('text_to_image', tmp_path, monkeypatch,
                 MODEL_PATH=os.path.join(sd_tiny, 'stable_diffusion'),
