@@ -6,6 +6,7 @@ rewards/__init__.py discovers such modules (samplers/registry.py); nothing else 
 """
 
 import dataclasses
+import math
 import types
 from typing import Any, Callable, Mapping, Optional
 
@@ -72,10 +73,7 @@ def required(cfg, field: str, name: str):
 
 def dimension(shape) -> int:
   """The number of coordinates of one sample of shape `shape`."""
-  dim = 1
-  for n in shape:
-    dim *= int(n)
-  return dim
+  return math.prod(int(n) for n in shape)
 
 
 def check_dim(field: str, value, shape) -> None:
@@ -98,6 +96,6 @@ def check_images(name: str, shape) -> None:
 
 def positive(cfg, field: str, default: float) -> float:
   value = float(cfg.get(field, default))
-  if not (value == value and abs(value) != float('inf') and value > 0):
+  if not (math.isfinite(value) and value > 0):
     raise ValueError(f'reward.{field} must be a positive finite number, got {value}.')
   return value
