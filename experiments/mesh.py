@@ -59,9 +59,11 @@ def check_particles(method: str, method_config, mesh) -> None:
   import search  # pylint: disable=g-import-not-at-top
   spec = search.get_method(method)
   size = mesh.shape[sharding.PARTICLES]
-  if spec.particle_field is None:  # replicated on every device (dts, dts_star: one tree)
+  if spec.particle_field is None:  # replicated on every device
     return
   rows = getattr(method_config, spec.particle_field)
+  if rows is None:  # this configuration runs replicated (dts with one rollout in flight)
+    return
   if rows % size:
     what = spec.particle_field.replace('num_', '')
     source = spec.particle_source

@@ -58,15 +58,23 @@ def denoise_at(backbone, interp, x, s, cond=None) -> Denoised:
   return Denoised(x0, eps, predictions.from_x0_eps(x0, eps, s_x, interp, 'velocity'))
 
 
-def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
-  """x' = x - (u - g^2/2 score) dt + g sqrt(dt) z, drift and g at the start; ODE if not sde."""
+def euler_parts(interp, diffusion, sde, x, d: Denoised, t, t_next):
+  """(mean, scale) of one Euler(-Maruyama) step: x' = mean + scale * z, with
+  mean = x - (u - g^2/2 score) dt (the ODE's x - u dt if not sde) and scale = g sqrt(dt) (0 for
+  the ODE), drift and g at the start. t and t_next broadcast against x (scalars, or [B, 1, ...])."""
   dt = t - t_next
   if not sde:
-    return x - d.velocity * dt
+    return x - d.velocity * dt, jnp.zeros_like(dt)
   g = diffusion(t, interp)
   score = predictions.score_from_eps(d.eps, t, interp)
   drift = d.velocity - 0.5 * g**2 * score
-  return x - drift * dt + g * jnp.sqrt(dt) * noise
+  return x - drift * dt, g * jnp.sqrt(dt)
+
+
+def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
+  """x' = x - (u - g^2/2 score) dt + g sqrt(dt) z, drift and g at the start; ODE if not sde."""
+  mean, scale = euler_parts(interp, diffusion, sde, x, d, t, t_next)
+  return mean + scale * noise if sde else mean
 
 
 def guided_denoise_at(backbone, interp, x, s, cond, reward, scale) -> Denoised:
@@ -125,9 +133,20 @@ class Sampler:
     return denoise_at(self.backbone, self.interpolant, x, self.grid[k], cond)
 
   def step(self, x, d: Denoised, k, noise):
-    """Moves x from level k to k + 1 using the evaluation d = denoise(x, k) and given noise."""
-    return euler_step(self.interpolant, self.diffusion, self.sde, x, d, self.grid[k],
-                      self.grid[k + 1], noise)
+    """Moves x from level k to k + 1 using the evaluation d = denoise(x, k) and given noise;
+    k is a scalar or one level per row [B]."""
+    t, t_next = self._times(x, k)
+    return euler_step(self.interpolant, self.diffusion, self.sde, x, d, t, t_next, noise)
+
+  def step_parts(self, x, d: Denoised, k):
+    """(mean, scale) with step(x, d, k, z) == mean + scale * z (samplers/sampler.py:
+    euler_parts); scale broadcasts against x."""
+    t, t_next = self._times(x, k)
+    return euler_parts(self.interpolant, self.diffusion, self.sde, x, d, t, t_next)
+
+  def _times(self, x, k):
+    return (predictions.expand_time(self.grid[k], x),
+            predictions.expand_time(self.grid[jnp.asarray(k) + 1], x))
 
   def sample(self, key, n: int, cond=None) -> SampleResult:
     """Plain sampling of n particles: one lax.scan over the M levels, exactly M * n NFEs."""

@@ -26,6 +26,8 @@ def config_for(method: str):
   config.sampler.num_steps = 8
   config.search.update(num_particles=16, budget=16 * 8 * 3 if method not in ('bon', 'smc')
                        else 16 * 8, block_size=3, ess_threshold=0.9)
+  if method.startswith('dts'):  # 8 rollouts in flight: one row per device
+    config.search.dts_batch = 8
   return config
 
 
@@ -38,8 +40,8 @@ def main():
   parser.add_argument('--methods', default='')
   parser.add_argument('--sizes', default='1,2,4,8', help='mesh sizes to run')
   parser.add_argument('--collectives', action='store_true',
-                      help='write the collectives of bon, sop, svdd, code, rbf and smc (global and '
-                      'island) compiled on 8 devices')
+                      help='write the collectives of bon, sop, svdd, code, rbf, smc (global and '
+                      'island), dts and dts_star compiled on 8 devices')
   parser.add_argument('--fsdp', default='',
                       help='a folder of models.random_weights.write_all: text-to-image search '
                       'with the U-Net split over a model axis, against a particles-only mesh')
@@ -109,8 +111,8 @@ def write_collectives(out_dir):
   from tests.search import hlo_collectives  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((DEVICES,), ('particles',), axis_types=(AxisType.Auto,))
   found = {}
-  for name in ('bon', 'sop', 'svdd', 'code', 'rbf', 'smc', 'smc_island'):
-    method = name.split('_')[0]
+  for name in ('bon', 'sop', 'svdd', 'code', 'rbf', 'smc', 'smc_island', 'dts', 'dts_star'):
+    method = name if name.startswith('dts') else name.split('_')[0]
     config = config_for(method)
     if name == 'smc_island':
       config.search.resampling_scope = 'island'
@@ -123,7 +125,8 @@ def write_collectives(out_dir):
           *args).compile().as_text()
     found[name] = {'all': hlo_collectives.collectives(hlo),
                    'loops': hlo_collectives.collectives(hlo, in_loops_only=True),
-                   'particles': method_config.num_particles if method == 'smc' else None}
+                   'particles': (method_config.num_particles if method == 'smc' else
+                                 method_config.batch if method.startswith('dts') else None)}
   with open(os.path.join(out_dir, 'collectives.json'), 'w') as f:
     json.dump(found, f)
 
