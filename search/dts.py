@@ -114,6 +114,10 @@ class Config:
   def root_slots(self) -> int:  # root_capacity + a scratch entry, padded to whole chunks
     return -(-(self.root_capacity + 1) // self.root_chunk) * self.root_chunk
 
+  @property
+  def root_chunks(self) -> int:
+    return self.root_slots // self.root_chunk
+
   def rollout_cost(self, depth: int) -> int:
     """NFEs of an expansion from a node at `depth` (the root's child starts from noise)."""
     return self.num_steps if depth == 0 else self.num_steps - 1 - self.branch_levels[depth - 1]
@@ -161,11 +165,11 @@ class Config:
 
 def memory_bytes(config: Config, data_shape) -> int:
   """Bytes of the preallocated tree and slots of a run (what `run` allocates beyond the
-  backbone): per node one float32 state row and seven int32/float32 fields; the block lists;
+  backbone): per node one float32 state row and eight int32/float32 fields; the block lists;
   per slot a state row and its evaluation; the trace."""
   row = 4 * math.prod(data_shape)
-  tree = (config.capacity + 1) * (row + 7 * 4) + (config.num_blocks + 1) * (BLOCK + 1) * 4
-  tree += config.root_slots * 4
+  tree = (config.capacity + 1) * (row + 8 * 4) + (config.num_blocks + 1) * (BLOCK + 1) * 4
+  tree += config.root_slots * 4 + config.root_chunks * 5 * 4
   slots = config.batch * (6 * row + 12 * 4)
   return tree + slots + 2 * 4 * (config.max_rollouts + 1)
 
@@ -197,7 +201,10 @@ class Tree:
   mean, a terminal node's x0) [capacity + 1, *data_shape], parent (-1 at the root), depth,
   value (soft value; r(x0) at terminal nodes), visits, children (backed-up children), pending
   (children in flight) and its child list's first and last block. The root's children are
-  root_kids[:children[0]]; a block holds BLOCK child ids and the next block's index."""
+  root_kids[:children[0]], read in chunks of config.root_chunk, each summarised in root_stats
+  (dts._chunk_stats) so that the root's selection reads the summaries and one chunk (softmax)
+  or the few chunks whose bound beats the best (uct); rank is a root child's place in root_kids.
+  A block holds BLOCK child ids and the next block's index."""
   data: jax.Array
   parent: jax.Array
   depth: jax.Array
@@ -210,7 +217,9 @@ class Tree:
   block_kids: jax.Array   # [num_blocks + 1, BLOCK]
   block_next: jax.Array   # [num_blocks + 1]
   num_blocks: jax.Array
-  root_kids: jax.Array    # [root_capacity + 1]
+  root_kids: jax.Array    # [root_slots]
+  root_stats: jax.Array   # [root_chunks, 5]
+  rank: jax.Array
   size: jax.Array         # nodes in use or reserved by rollouts in flight
 
   @classmethod
@@ -222,6 +231,7 @@ class Tree:
                children=full(n, 0), pending=full(n, 0), first_block=full(n, -1),
                last_block=full(n, -1), block_kids=full((nb, BLOCK), 0), block_next=full(nb, -1),
                num_blocks=jnp.int32(0), root_kids=full(config.root_slots, 0),
+               root_stats=jnp.zeros((config.root_chunks, 5)), rank=full(n, 0),
                size=jnp.int32(1))
 
   def widened(self, node, config: Config):
@@ -260,7 +270,11 @@ class Tree:
         valid = seen + jnp.arange(BLOCK) < count
         ids = jnp.where(valid, self.block_kids[block], 0)
         return self.block_next[block], seen + BLOCK, fn(c, ids, valid)
-      return jax.lax.while_loop(cond, body, (self.first_block[node], jnp.int32(0), carry))[2]
+      # The first block inline (most nodes have at most BLOCK children), then the rest.
+      first = self.first_block[node]
+      state = body((jnp.maximum(first, 0), jnp.int32(0), carry))
+      state = (jnp.where(first >= 0, state[0], -1),) + state[1:]
+      return jax.lax.while_loop(cond, body, state)[2]
     return jax.lax.cond(node == 0, root, blocks, carry)
 
   def child_at(self, node, j):
@@ -288,8 +302,115 @@ class Tree:
     return lam * (jnp.log(s) + m - jnp.log(self.children[node].astype(jnp.float32)))
 
 
+def _chunk_stats(tree: Tree, ids, valid, config: Config):
+  """A root chunk's summary [5]: its max logit v / lam, the sum of exp(logit - max), the max
+  UCT score at the root's current visit count, the max 1 / sqrt(visits), and that count's
+  c_uct sqrt(log N) (the score's exploration factor)."""
+  lam = config.common.temperature
+  v = jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
+  logits = jnp.where(valid, v / lam, -jnp.inf)
+  m = jnp.max(logits)
+  visits = jnp.maximum(tree.visits[ids], 1)
+  log_n = jnp.log(tree.visits[0].astype(jnp.float32))
+  score = jnp.where(valid, v + config.c_uct * jnp.sqrt(log_n / visits), -jnp.inf)
+  return jnp.stack([m, jnp.sum(jnp.where(valid, jnp.exp(logits - m), 0.0)), jnp.max(score),
+                    jnp.max(jnp.where(valid, jax.lax.rsqrt(visits.astype(jnp.float32)),
+                                      -jnp.inf)),
+                    config.c_uct * jnp.sqrt(log_n)])
+
+
+def refresh_root_chunk(tree: Tree, child, config: Config) -> Tree:
+  """Recomputes the summary (Tree.root_stats) of the root chunk holding root child `child`,
+  after its value or visits changed. O(root_chunk)."""
+  if config.selection == 'uniform':  # indexes the root's children directly
+    return tree
+  c = tree.rank[child] // config.root_chunk
+  ids, valid = _root_chunk_ids(tree, c, config)
+  return tree.replace(root_stats=tree.root_stats.at[c].set(_chunk_stats(tree, ids, valid,
+                                                                         config)))
+
+
+def refresh_root_chunks(tree: Tree, config: Config) -> Tree:
+  """Recomputes every root chunk's summary (for UCT, whose scores all move with the root's
+  visit count; the bounds stay valid in between, only looser). O(root's children)."""
+  k = config.root_chunk
+  ids = tree.root_kids.reshape(config.root_chunks, k)
+  valid = jnp.arange(config.root_slots).reshape(config.root_chunks, k) < tree.children[0]
+  stats = jax.vmap(lambda i, v: _chunk_stats(tree, i, v, config))(jnp.where(valid, ids, 0), valid)
+  return tree.replace(root_stats=stats)
+
+
+def _root_chunk_ids(tree: Tree, c, config: Config):
+  k = config.root_chunk
+  valid = c * k + jnp.arange(k) < tree.children[0]
+  return jnp.where(valid, jax.lax.dynamic_slice(tree.root_kids, (c * k,), (k,)), 0), valid
+
+
+def _draw(weights, valid, u):
+  """Index of the inverse-CDF draw u in [0, 1) over weights (the last valid one on rounding)."""
+  cdf = jnp.cumsum(weights)
+  hit = valid & (cdf > u * cdf[-1])
+  last = jnp.max(jnp.where(valid, jnp.arange(weights.shape[0]), 0))
+  return jnp.where(jnp.any(hit), jnp.argmax(hit), last)
+
+
+def _root_softmax(tree: Tree, key, config: Config):
+  """softmax(v / lam) over the root's children in two stages, each exact: a chunk by its
+  total weight exp(max) * sum (from root_stats), then a child within it."""
+  lam, stats = config.common.temperature, tree.root_stats
+  live = jnp.arange(config.root_chunks) * config.root_chunk < tree.children[0]
+  chunk_logits = jnp.where(live, stats[:, 0] + jnp.log(stats[:, 1]), -jnp.inf)
+  c = _draw(jnp.where(live, jnp.exp(chunk_logits - jnp.max(chunk_logits)), 0.0), live,
+            jax.random.uniform(key))
+  ids, valid = _root_chunk_ids(tree, c, config)
+  v = jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
+  weights = jnp.where(valid, jnp.exp(v / lam - stats[c, 0]), 0.0)
+  return ids[_draw(weights, valid, jax.random.uniform(jax.random.fold_in(key, 1)))]
+
+
+def _root_uct(tree: Tree, config: Config):
+  """argmax of the UCT score over the root's children. A chunk's scores at the current visit
+  count N are at most its score max at the count of its last summary plus the growth of the
+  exploration factor c sqrt(log N) times its max 1 / sqrt(n) (N only grows; a child's own
+  visits or value changing refreshes its chunk). The chunks are scanned exactly in order of
+  that bound until no bound is above the best score found (ties go to the earlier child, as
+  in one pass over them all)."""
+  stats, k = tree.root_stats, config.root_chunk
+  log_n = jnp.log(tree.visits[0].astype(jnp.float32))
+  live = jnp.arange(config.root_chunks) * k < tree.children[0]
+  bound = stats[:, 2] + (config.c_uct * jnp.sqrt(log_n) - stats[:, 4]) * stats[:, 3]
+  bound = jnp.where(live, bound + 1e-5 * jnp.abs(bound) + 1e-6, -jnp.inf)  # rounding margin
+
+  def cond(s):
+    best, _, _, done = s
+    return jnp.any(~done & (bound >= best))
+
+  def body(s):
+    best, best_id, best_pos, done = s
+    c = jnp.argmax(jnp.where(done, -jnp.inf, bound))
+    ids, valid = _root_chunk_ids(tree, c, config)
+    v = jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
+    score = v + config.c_uct * jnp.sqrt(log_n / jnp.maximum(tree.visits[ids], 1))
+    score = jnp.where(valid, score, -jnp.inf)
+    i = jnp.argmax(score)
+    pos = c * k + i
+    better = (score[i] > best) | ((score[i] == best) & (pos < best_pos))
+    return (jnp.where(better, score[i], best), jnp.where(better, ids[i], best_id),
+            jnp.where(better, pos, best_pos), done.at[c].set(True))
+  init = (jnp.float32(-jnp.inf), jnp.int32(0), jnp.int32(2**30), ~live)
+  return jax.lax.while_loop(cond, body, init)[1]
+
+
 def pick_child(tree: Tree, node, key, config: Config):
   """One backed-up child of `node` by the configured selection rule."""
+  if config.selection != 'uniform':
+    at_root = (lambda: _root_uct(tree, config)) if config.selection == 'uct' else (
+        lambda: _root_softmax(tree, key, config))
+    return jax.lax.cond(node == 0, at_root, lambda: _pick_below_root(tree, node, key, config))
+  return _pick_below_root(tree, node, key, config)
+
+
+def _pick_below_root(tree: Tree, node, key, config: Config):
   lam = config.common.temperature
   value = lambda ids: jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
   n = tree.children[node]
@@ -346,14 +467,52 @@ def select(tree: Tree, key, config: Config):
   return node, path
 
 
-def backup(tree: Tree, leaf, config: Config) -> Tree:
-  """Every ancestor of `leaf` below the root takes the log-mean-exp of its children's values
-  (the root's value is never read). Visits were added at selection."""
+def backup(tree: Tree, origin, d0, first, reward, config: Config) -> Tree:
+  """Sets the new leaf's value to its reward and backs up: every node between it and the root
+  takes the log-mean-exp of its children's values (the root's value is never read). The new
+  chain's nodes (first, ... at depths d0 + 1 .. D + 1) have one child each, whose log-mean-exp
+  lam * (v / lam) needs no pass over children; origin and its ancestors take the full one.
+  Visits were added at selection."""
+  lam, terminal = config.common.temperature, config.depth + 1
+  count = terminal - d0
+  values, v = [None] * terminal, reward
+  for j in reversed(range(terminal)):  # static: the chain's depths, deepest first
+    values[j] = v
+    v = jnp.where(j < count, lam * (v / lam), v)
+  j = jnp.arange(terminal)
+  chain = jnp.where(j < count, first + count - 1 - j, tree.value.shape[0] - 1)
+  tree = tree.replace(value=tree.value.at[chain].set(jnp.stack(values[::-1])))
+
   def body(state):
-    tree, node = state
-    parent = tree.parent[node]
-    return tree.replace(value=tree.value.at[parent].set(tree.log_mean_exp(parent, config))), parent
-  return jax.lax.while_loop(lambda s: s[0].depth[s[0].parent[s[1]]] > 0, body, (tree, leaf))[0]
+    tree, node, _ = state
+    tree = tree.replace(value=tree.value.at[node].set(tree.log_mean_exp(node, config)))
+    return tree, tree.parent[node], node
+  # `top` ends as the path's depth-1 node (the new chain's first when origin is the root).
+  tree, _, top = jax.lax.while_loop(lambda st: st[0].depth[st[1]] > 0, body,
+                                    (tree, origin, first))
+  return refresh_root_chunk(tree, top, config)
+
+
+def link_chain(tree: Tree, origin, d0, first, config: Config) -> Tree:
+  """Links a finished rollout's nodes first, first + 1, ... (depths d0 + 1 .. D + 1, each the
+  child of the one before) under `origin`: one child-list append for origin, the rest as
+  vectorized writes (each chain node gets one fresh block holding its child)."""
+  terminal = config.depth + 1
+  count = terminal - d0
+  tree = add_child(tree, origin, first)
+  j = jnp.arange(terminal)
+  no_node, no_block = tree.parent.shape[0] - 1, tree.block_next.shape[0] - 1
+  ids = jnp.where(j < count, first + j, no_node)
+  inner = jnp.where(j < count - 1, first + j, no_node)
+  blocks = tree.num_blocks + j
+  return tree.replace(
+      parent=tree.parent.at[ids].set(jnp.where(j == 0, origin, first + j - 1)),
+      depth=tree.depth.at[ids].set(d0 + 1 + j), visits=tree.visits.at[ids].set(1),
+      children=tree.children.at[inner].set(1), first_block=tree.first_block.at[inner].set(blocks),
+      last_block=tree.last_block.at[inner].set(blocks),
+      block_kids=tree.block_kids.at[jnp.where(j < count - 1, blocks, no_block), 0].set(
+          first + j + 1),
+      num_blocks=tree.num_blocks + count - 1)
 
 
 def read_first(read, witness):
@@ -378,6 +537,7 @@ def add_child(tree: Tree, parent, child) -> Tree:
   return tree.replace(
       root_kids=tree.root_kids.at[jnp.where(at_root, count, tree.root_kids.shape[0] - 1)].set(
           child),
+      rank=tree.rank.at[jnp.where(at_root, child, no_node)].set(count),
       block_kids=tree.block_kids.at[jnp.where(at_root, no_block, block), count % BLOCK].set(
           child),
       block_next=tree.block_next.at[jnp.where(fresh & (prev >= 0), prev, no_block)].set(block),
@@ -478,6 +638,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
       fits = (s.reserved + cost <= config.common.budget) & (tree.size + new_nodes <= cap)
       counts = ~guard & (at_terminal | fits)  # visits are added for a revisit or an expansion
       tree = tree.replace(visits=tree.visits.at[path].add(counts.astype(jnp.int32)))
+      tree = refresh_root_chunk(tree, path[1], config)  # path[1]: the depth-1 node, if any
       expand = ~guard & ~at_terminal & fits
       tree = tree.replace(pending=tree.pending.at[node].add(expand.astype(jnp.int32)),
                           size=tree.size + jnp.where(expand, new_nodes, 0))
@@ -502,20 +663,14 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
     """Links slot b's finished rollout into the tree, sets its leaf's reward and backs up."""
     tree = s.tree
     origin, d0, first = slots.origin[b], slots.origin_depth[b], slots.first_id[b]
-    count = terminal - d0
-
-    def link(j, tree):  # node first + j, at depth d0 + 1 + j, child of the previous one
-      node = first + j
-      parent = jnp.where(j == 0, origin, node - 1)
-      tree = tree.replace(parent=tree.parent.at[node].set(parent),
-                          depth=tree.depth.at[node].set(d0 + 1 + j),
-                          visits=tree.visits.at[node].set(1))
-      return add_child(tree, parent, node)
-    tree = jax.lax.fori_loop(0, count, link, tree)
-    leaf = first + count - 1
-    tree = tree.replace(value=tree.value.at[leaf].set(r),
-                        pending=tree.pending.at[origin].add(-1))
-    tree = backup(tree, leaf, config)
+    tree = link_chain(tree, origin, d0, first, config)
+    tree = tree.replace(pending=tree.pending.at[origin].add(-1))
+    tree = backup(tree, origin, d0, first, r, config)
+    if config.selection == 'uct':  # every 64 rollouts: tighten the chunks' score bounds
+      stats = jax.lax.cond(s.rollouts % 64 == 63,
+                           lambda: refresh_root_chunks(tree, config).root_stats,
+                           lambda: tree.root_stats)
+      tree = tree.replace(root_stats=stats)
     nfe_index = s.rollouts
     best = jnp.maximum(s.best, r)
     return s._replace(tree=tree, rollouts=s.rollouts + 1, best=best,

@@ -113,9 +113,11 @@ def test_budget_too_small_names_the_smallest(method, budget, message):
     ('output', 'mean', 'valid: samples, best'),
     ('tree_selection', 'greedy', 'valid: softmax, uniform, uct'),
     ('num_particles', 0, 'positive integer'),
+    ('dts_batching', 'eager', 'valid: continuous, synchronous'),
+    ('dts_batch', 0, 'search.dts_batch must be a positive integer'),
 ])
 def test_unknown_names_list_the_valid_ones(field, value, message):
-  method = {'potential': 'smc', 'tree_selection': 'dts'}.get(field, 'smc')
+  method = 'dts' if field.startswith(('tree_', 'dts_')) else 'smc'
   cfg = common.search_cfg(method)
   cfg[field] = value
   with pytest.raises(ValueError, match=message):
