@@ -2,6 +2,7 @@
 uniform build exact to 10^6 NFE; NFEs are counted exactly; a tree too big is refused."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -97,3 +98,61 @@ def test_a_tree_too_big_is_refused_before_compiling(monkeypatch):
   with pytest.raises(ValueError, match=r'search.budget=10000000 needs a DTS tree of 0\.\d+ GiB '
                      r'\(1200001 nodes .*64 MiB test device'):
     jax.jit(lambda k, s: dts.run(k, s, REWARD, config)).lower(jax.random.key(0), sampler)
+
+
+def _root_with_children(selection, values, visits, root_visits):
+  """A tree whose root has len(values) children (ids 1..n) with these values and visits, and
+  its chunk summaries computed."""
+  cfg = common.search_cfg('dts', budget=50 * 1600, tree_selection=selection, branch_every=10,
+                          c_uct=1.5)
+  config = search.make_config(cfg, 1.0, 50)
+  n = len(values)
+  ids = np.arange(1, n + 1)
+  tree = dts.Tree.empty(config, (2,))
+  tree = tree.replace(root_kids=tree.root_kids.at[:n].set(ids),
+                      children=tree.children.at[0].set(n), depth=tree.depth.at[ids].set(1),
+                      value=tree.value.at[ids].set(values), rank=tree.rank.at[ids].set(ids - 1),
+                      visits=tree.visits.at[ids].set(visits).at[0].set(root_visits))
+  return dts.refresh_root_chunks(tree, config), config
+
+
+def test_root_uct_finds_the_argmax_over_all_children():
+  """Over 3 chunks of children, with summaries made at a smaller root visit count (stale, as
+  between refreshes): the pruned scan picks the one-pass argmax, ties to the earlier child."""
+  rng = np.random.default_rng(0)
+  pick = jax.jit(lambda t, c: dts.pick_child(t, jnp.int32(0), jax.random.key(0), c),
+                 static_argnums=1)
+  for trial in range(20):
+    n = int(rng.integers(600, 1500))
+    values = rng.normal(size=n).astype(np.float32) * (0.1 if trial % 2 else 2.0)
+    visits = rng.integers(1, 50, size=n)
+    if trial == 3:  # exact ties: the earlier child wins
+      values[:] = 1.0
+      visits[:] = 7
+    tree, config = _root_with_children('uct', values, visits, 5000)
+    tree = tree.replace(visits=tree.visits.at[0].set(5000 + 37 * trial))  # N grew since
+    n_root = 5000 + 37 * trial
+    score = values + 1.5 * np.sqrt(np.log(n_root) / visits)
+    got = int(pick(tree, config)) - 1
+    if trial == 3:
+      assert got == 0
+    else:  # the argmax, up to float32 rounding of near-ties (numpy computes in float64)
+      assert score[got] >= score.max() - 1e-5, (trial, got, int(np.argmax(score)))
+
+
+def test_root_softmax_draws_in_proportion_to_exp_value():
+  """The two-stage draw (a chunk by its total weight, then a child) against softmax(v)."""
+  rng = np.random.default_rng(1)
+  n = 1100
+  values = rng.normal(size=n).astype(np.float32)
+  values[[5, 600, 1099]] = 4.0  # heavy children in each of the three chunks
+  tree, config = _root_with_children('softmax', values, np.ones(n, int), 100)
+  keys = jax.random.split(jax.random.key(0), 40_000)
+  picks = jax.jit(jax.vmap(lambda k: dts.pick_child(tree, jnp.int32(0), k, config)))(keys)
+  freq = np.bincount(np.asarray(picks) - 1, minlength=n) / len(keys)
+  p = np.exp(values - values.max())
+  p /= p.sum()
+  heavy = [5, 600, 1099]
+  np.testing.assert_allclose(freq[heavy], p[heavy], atol=0.01)
+  chunks = lambda q: np.add.reduceat(q, [0, 512, 1024])
+  np.testing.assert_allclose(chunks(freq), chunks(p), atol=0.01)
