@@ -2,20 +2,19 @@
 
 import json
 
-import pytest
-
 from configs import benchmark as benchmark_config
 from experiments import benchmark
 
-pytestmark = pytest.mark.usefixtures('fast_compilation')
+# Not under the fast_compilation fixture: the benchmark trains an MLP whose compiled step jax
+# would reuse, unoptimised, in later tests that compare trainings bitwise.
 
 
 def test_benchmark_quick(tmp_path):
   config = benchmark_config.get_config('quick')
-  config.benchmark.methods = ('bon', 'svdd', 'dts')  # DTS with 1 and 8 rollouts in flight
+  config.benchmark.methods = ('bon', 'dts')  # DTS with 1 and 8 rollouts in flight
   benchmark.run(config, str(tmp_path))
   rows = json.load(open(tmp_path / 'benchmark.json'))
-  assert set(rows) == {'bon', 'svdd', 'dts_b1', 'dts_b8'}  # DTS once per dts_batches entry
+  assert set(rows) == {'bon', 'dts_b1', 'dts_b8'}  # DTS once per dts_batches entry
   for row in rows.values():
     assert row['nfe'] <= config.search.budget
     assert row['batch'] == max(1, round(row['nfe_evaluated'] / row['backbone_calls']))
