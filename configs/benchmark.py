@@ -54,7 +54,7 @@ def _mlp(quick):
     config.train.update(num_steps=100, batch_size=128, log_every=100)
     config.sampler.num_steps = 6
     config.search.update(num_particles=8, budget=8 * 2 * 6, block_size=2)
-    config.benchmark.update(repeats=1, dts_batches=(1, 8))
+    config.benchmark.update(repeats=1, dts_batches=(8,))
   return config
 
 
@@ -68,7 +68,7 @@ def _scaling(quick):
   if quick:
     config.sampler.num_steps = 10
     config.search.update(branch_every=3, num_particles=8)
-    config.benchmark.update(methods=('bon', 'dts'), dts_batches=(8,), repeats=1,
+    config.benchmark.update(methods=('dts',), dts_batches=(8,), repeats=1,
                             budgets=(200, 400), memory_budgets=(800,))
   return config
 

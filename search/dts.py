@@ -240,42 +240,27 @@ class Tree:
     limit = config.widen_c * self.visits[node].astype(jnp.float32) ** config.widen_alpha
     return ((self.children[node] + self.pending[node]) >= limit) & (self.children[node] > 0)
 
-  def fold_children(self, node, fn, carry, config: Config, until=None):
-    """Folds fn(carry, ids [K], valid [K]) over `node`'s children in the order they were added,
-    K at a time (the root's in ROOT_CHUNK chunks, others block by block), stopping early once
-    until(carry) holds. Costs O(children / K) steps."""
+  def fold_children(self, node, fn, carry, until=None):
+    """Folds fn(carry, ids [BLOCK], valid [BLOCK]) over the children of `node` (not the root,
+    whose selection reads its chunk summaries) block by block, in the order they were added,
+    stopping early once until(carry) holds. Costs O(children / BLOCK) steps."""
     count = self.children[node]
     until = until or (lambda c: jnp.bool_(False))
-    chunk = config.root_chunk
 
-    def root(carry):
-      def cond(s):
-        start, c = s
-        return (start < count) & ~until(c)
+    def cond(s):
+      block, _, c = s
+      return (block >= 0) & ~until(c)
 
-      def body(s):
-        start, c = s
-        valid = start + jnp.arange(chunk) < count
-        ids = jnp.where(valid, jax.lax.dynamic_slice(self.root_kids, (start,), (chunk,)), 0)
-        return start + chunk, fn(c, ids, valid)
-      return jax.lax.while_loop(cond, body, (jnp.int32(0), carry))[1]
-
-    def blocks(carry):
-      def cond(s):
-        block, _, c = s
-        return (block >= 0) & ~until(c)
-
-      def body(s):
-        block, seen, c = s
-        valid = seen + jnp.arange(BLOCK) < count
-        ids = jnp.where(valid, self.block_kids[block], 0)
-        return self.block_next[block], seen + BLOCK, fn(c, ids, valid)
-      # The first block inline (most nodes have at most BLOCK children), then the rest.
-      first = self.first_block[node]
-      state = body((jnp.maximum(first, 0), jnp.int32(0), carry))
-      state = (jnp.where(first >= 0, state[0], -1),) + state[1:]
-      return jax.lax.while_loop(cond, body, state)[2]
-    return jax.lax.cond(node == 0, root, blocks, carry)
+    def body(s):
+      block, seen, c = s
+      valid = seen + jnp.arange(BLOCK) < count
+      ids = jnp.where(valid, self.block_kids[block], 0)
+      return self.block_next[block], seen + BLOCK, fn(c, ids, valid)
+    # The first block inline (most nodes have at most BLOCK children), then the rest.
+    first = self.first_block[node]
+    state = body((jnp.maximum(first, 0), jnp.int32(0), carry))
+    state = (jnp.where(first >= 0, state[0], -1),) + state[1:]
+    return jax.lax.while_loop(cond, body, state)[2]
 
   def child_at(self, node, j):
     """The j-th child (0-based, in the order added) of `node`."""
@@ -293,12 +278,12 @@ class Tree:
 
     def top(m, ids, valid):
       return jnp.maximum(m, jnp.max(jnp.where(valid, self.value[ids] / lam, -jnp.inf)))
-    m = self.fold_children(node, top, jnp.float32(-jnp.inf), config)
+    m = self.fold_children(node, top, jnp.float32(-jnp.inf))
     m = jnp.where(jnp.isfinite(m), m, 0.0)
 
     def total(s, ids, valid):
       return s + jnp.sum(jnp.where(valid, jnp.exp(self.value[ids] / lam - m), 0.0))
-    s = self.fold_children(node, total, jnp.float32(0.0), config)
+    s = self.fold_children(node, total, jnp.float32(0.0))
     return lam * (jnp.log(s) + m - jnp.log(self.children[node].astype(jnp.float32)))
 
 
@@ -423,7 +408,7 @@ def _pick_below_root(tree: Tree, node, key, config: Config):
       i = jnp.argmax(score)
       better = score[i] > c[0]
       return jnp.where(better, score[i], c[0]), jnp.where(better, ids[i], c[1])
-    return tree.fold_children(node, best, (jnp.float32(-jnp.inf), jnp.int32(0)), config)[1]
+    return tree.fold_children(node, best, (jnp.float32(-jnp.inf), jnp.int32(0)))[1]
   # softmax(value / lambda) or uniform over the children, by one uniform and the inverse CDF.
   u = jax.random.uniform(key)
   if config.selection == 'uniform':
@@ -432,10 +417,10 @@ def _pick_below_root(tree: Tree, node, key, config: Config):
 
   def top(m, ids, valid):
     return jnp.maximum(m, jnp.max(jnp.where(valid, value(ids) / lam, -jnp.inf)))
-  m = tree.fold_children(node, top, jnp.float32(-jnp.inf), config)
+  m = tree.fold_children(node, top, jnp.float32(-jnp.inf))
   weights = lambda ids, valid: jnp.where(valid, jnp.exp(value(ids) / lam - m), 0.0)
   total = tree.fold_children(node, lambda s, ids, valid: s + jnp.sum(weights(ids, valid)),
-                             jnp.float32(0.0), config)
+                             jnp.float32(0.0))
   target = u * total
 
   def find(c, ids, valid):  # c = (cumulative weight before this chunk, found, child)
@@ -446,7 +431,7 @@ def _pick_below_root(tree: Tree, node, key, config: Config):
     i = jnp.where(jnp.any(hit), jnp.argmax(hit), last)  # rounding: the last child at worst
     return cdf[-1], jnp.any(hit), ids[i]
   return tree.fold_children(node, find, (jnp.float32(0.0), jnp.bool_(False), jnp.int32(0)),
-                            config, until=lambda c: c[1])[2]
+                            until=lambda c: c[1])[2]
 
 
 def select(tree: Tree, key, config: Config):

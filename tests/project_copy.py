@@ -22,7 +22,8 @@ def copy_with(tmp_path_factory, source: str, name: str) -> str:
 
 def main(project: str, workdir, *args):
   """main.py in the copy, every run on an 8-device mesh."""
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES='8')
+  # Both sides of every comparison run here, so XLA's optimisations (compile time) are off.
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES='8', JAX_DISABLE_MOST_OPTIMIZATIONS='1')
   return subprocess.run([sys.executable, 'main.py', f'--workdir={workdir}', *args], cwd=project,
                         env=env, capture_output=True, text=True, timeout=600)
 

@@ -19,7 +19,8 @@ from experiments import train
 FIGURES = (('fig_rbf_interpolants', ''), ('fig_rbf_interpolants', 'ablation'),
            ('fig_rbf_budget', ''), ('fig_dts_2d', ''), ('fig_dts_digits', ''),
            ('fig_dts_digits', 'even_odd'), ('fig_dts_star', ''), ('dts_scale', ''))
-SLOW_VARIANTS = {('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd')}
+SLOW_VARIANTS = {('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd'),
+                 ('dts_scale', '')}
 # These tests check plumbing, not speed: XLA's optimisation passes only cost compile time.
 pytestmark = pytest.mark.usefixtures('fast_compilation')
 

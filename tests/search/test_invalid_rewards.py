@@ -14,6 +14,9 @@ from rewards import analytic
 from tests import helpers
 from tests.search import common
 
+# Which rows a method selects or draws is plumbing: XLA's optimisations only cost compile time.
+pytestmark = pytest.mark.usefixtures('fast_compilation')
+
 LINEAR = analytic.linear((1.0, 0.5))
 WEIGHTED = ('bon', 'smc', 'dts')  # methods whose `samples` output is a weighted draw
 
