@@ -68,7 +68,13 @@ def euler_parts(interp, diffusion, sde, x, d: Denoised, t, t_next):
   g = diffusion(t, interp)
   score = predictions.score_from_eps(d.eps, t, interp)
   drift = d.velocity - 0.5 * g**2 * score
-  return x - drift * dt, g * jnp.sqrt(dt)
+  return x - drift * dt, euler_noise_scale(interp, diffusion, sde, t, t_next)
+
+
+def euler_noise_scale(interp, diffusion, sde, t, t_next):
+  """g(t) sqrt(t - t_next), the scale of an Euler-Maruyama step's noise (0 for the ODE)."""
+  dt = t - t_next
+  return diffusion(t, interp) * jnp.sqrt(dt) if sde else jnp.zeros_like(dt)
 
 
 def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
@@ -143,6 +149,11 @@ class Sampler:
     euler_parts); scale broadcasts against x."""
     t, t_next = self._times(x, k)
     return euler_parts(self.interpolant, self.diffusion, self.sde, x, d, t, t_next)
+
+  def noise_scale(self, k):
+    """The noise scale of step_parts at level k (a scalar or [B]), without an evaluation."""
+    return euler_noise_scale(self.interpolant, self.diffusion, self.sde, self.grid[k],
+                             self.grid[jnp.asarray(k) + 1])
 
   def _times(self, x, k):
     return (predictions.expand_time(self.grid[k], x),

@@ -48,7 +48,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from samplers import sharding
-from samplers.sampler import Denoised
 from search import base
 
 SELECTIONS = ('softmax', 'uniform', 'uct')
@@ -272,6 +271,11 @@ class Tree:
     return jnp.where(node == 0, self.root_kids[jnp.minimum(j, self.root_kids.shape[0] - 1)],
                      self.block_kids[block, jnp.minimum(left, BLOCK - 1)])
 
+  def selectable_value(self, ids):
+    """Values of nodes `ids` for selection: an invalid (-inf) value becomes _LOW, so a node
+    whose children are all invalid still selects among them uniformly."""
+    return jnp.where(jnp.isfinite(self.value[ids]), self.value[ids], _LOW)
+
   def log_mean_exp(self, node, config: Config):
     """lam * (logsumexp(children's values / lam) - log |children|): a node's soft value."""
     lam = config.common.temperature
@@ -292,7 +296,7 @@ def _chunk_stats(tree: Tree, ids, valid, config: Config):
   UCT score at the root's current visit count, the max 1 / sqrt(visits), and that count's
   c_uct sqrt(log N) (the score's exploration factor)."""
   lam = config.common.temperature
-  v = jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
+  v = tree.selectable_value(ids)
   logits = jnp.where(valid, v / lam, -jnp.inf)
   m = jnp.max(logits)
   visits = jnp.maximum(tree.visits[ids], 1)
@@ -348,7 +352,7 @@ def _root_softmax(tree: Tree, key, config: Config):
   c = _draw(jnp.where(live, jnp.exp(chunk_logits - jnp.max(chunk_logits)), 0.0), live,
             jax.random.uniform(key))
   ids, valid = _root_chunk_ids(tree, c, config)
-  v = jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
+  v = tree.selectable_value(ids)
   weights = jnp.where(valid, jnp.exp(v / lam - stats[c, 0]), 0.0)
   return ids[_draw(weights, valid, jax.random.uniform(jax.random.fold_in(key, 1)))]
 
@@ -374,7 +378,7 @@ def _root_uct(tree: Tree, config: Config):
     best, best_id, best_pos, done = s
     c = jnp.argmax(jnp.where(done, -jnp.inf, bound))
     ids, valid = _root_chunk_ids(tree, c, config)
-    v = jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
+    v = tree.selectable_value(ids)
     score = v + config.c_uct * jnp.sqrt(log_n / jnp.maximum(tree.visits[ids], 1))
     score = jnp.where(valid, score, -jnp.inf)
     i = jnp.argmax(score)
@@ -397,7 +401,7 @@ def pick_child(tree: Tree, node, key, config: Config):
 
 def _pick_below_root(tree: Tree, node, key, config: Config):
   lam = config.common.temperature
-  value = lambda ids: jnp.where(jnp.isfinite(tree.value[ids]), tree.value[ids], _LOW)
+  value = tree.selectable_value
   n = tree.children[node]
   if config.selection == 'uct':
     log_n = jnp.log(tree.visits[node].astype(jnp.float32))
@@ -598,9 +602,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   rows = sharding.rows if split else (lambda a: a)
   tree_key, draw_key = jax.random.split(key)
   sigma0 = sampler.interpolant.sigma(sampler.grid[0])
-  zeros = jnp.zeros((m,) + shape)
-  _, level_scale = sampler.step_parts(zeros, Denoised(zeros, zeros, zeros), jnp.arange(m))
-  level_scale = jnp.broadcast_to(level_scale, (m,) + (1,) * len(shape)).reshape(m)
+  level_scale = sampler.noise_scale(jnp.arange(m))  # [M]: g sqrt(dt) of the step leaving k
   per_row = lambda mask, a: mask.reshape(mask.shape + (1,) * (a.ndim - 1))
 
   def refill(s: Loop, b, fresh: dict):
