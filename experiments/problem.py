@@ -30,6 +30,9 @@ class Problem(NamedTuple):
 
 def build(config, guidance: bool = False) -> Problem:
   prompts = tuple(models.read_prompts(config)) if models.is_text_to_image(config.model) else ()
+  # Prompts are encoded before the backbone loads, so that a text encoder (FLUX's T5) and the
+  # backbone are never in memory together.
+  text = models.encode_prompts(config.model, prompts) if prompts else None
   backbone = models.get_backbone(config.model)
   reward = rewards.get_reward(config.reward, backbone.data_shape, backbone.decoder, prompts)
   sampler = sampler_lib.from_config(config.sampler, backbone)
@@ -38,7 +41,7 @@ def build(config, guidance: bool = False) -> Problem:
   cond = condition(config)
   batch, row_classes = 0, ()
   if prompts:
-    cond = text_conditions(config.model, reward, prompts)
+    cond = text_conditions(text, reward, prompts)
     batch = len(prompts)
     if int(config.search.get('num_runs', 1)) != 1:
       raise ValueError('search.num_runs must be 1 with prompts (each prompt is one search).')
@@ -85,11 +88,12 @@ def batched_conditions(config, reward, cond):
   return batched, tuple(int(r) for r in rows)
 
 
-def text_conditions(model_cfg, reward, prompts) -> dict:
-  """Per-prompt conditions [P, ...]: the backbone's text states, the prompt index, and the
-  reward's own text embedding when it compares images with the prompt."""
-  cond = {'text': models.encode_prompts(model_cfg, prompts),
-          'prompt_index': np.arange(len(prompts), dtype=np.int32)}
+def text_conditions(text, reward, prompts) -> dict:
+  """Per-prompt conditions [P, ...]: the backbone's text conditioning (`encode_prompts`: an
+  array of text states, or a dict of arrays), the prompt index, and the reward's own text
+  embedding when it compares images with the prompt."""
+  cond = dict(text) if isinstance(text, dict) else {'text': text}
+  cond['prompt_index'] = np.arange(len(prompts), dtype=np.int32)
   if reward.encode_text is not None:
     cond['reward_text'] = reward.encode_text(list(prompts))
   return cond

@@ -8,6 +8,8 @@ is the module's (samplers/registry.py, the project's one registration style). To
   unet a trained image U-Net restored likewise; model.guidance_weight sets its CFG weight.
   stable_diffusion  a diffusers Stable Diffusion folder or hub id (model.path), text-conditioned
        on prompts (config.prompt or config.prompt_file); see models/stable_diffusion.py.
+  flux  FLUX.1-schnell or -dev from a diffusers folder or hub id (PyTorch safetensors, read
+       without torch) in the project's Flax port; see models/flux.py.
 """
 
 from models import backbone

@@ -38,6 +38,9 @@ class Backbone:
   interpolant: Any = struct.field(pytree_node=False)
   data_shape: tuple = struct.field(pytree_node=False)
   decoder: Optional[Decoder] = None
+  # The scheduler's timestep shift k (samplers/schedules.py: shift_grid) that samplers apply to
+  # their time grid unless sampler.time_shift overrides it; 1: none.
+  time_shift: float = struct.field(pytree_node=False, default=1.0)
 
   def __call__(self, x, t, cond=None):
     return self.apply_fn(self.params, x, t, cond)
@@ -51,8 +54,9 @@ class BackboneKind:
   trainable: the module also provides make_module(cfg, data_shape), init_params(module, key,
     data_shape) and make_backbone(module, params, cfg, data_shape), so experiments/train.py
     can train it and `build` restores it from the train run in model.checkpoint.
-  read_prompts(config) -> [str], encode_prompts(model_cfg, prompts) -> [P, L, D]: a
-    text-to-image backbone's prompts and their text conditioning; None for the others.
+  read_prompts(config) -> [str], encode_prompts(model_cfg, prompts) -> [P, L, D] or a dict
+    of [P, ...] arrays (merged into `cond`): a text-to-image backbone's prompts and their text
+    conditioning; None for the others.
   mixture(model_cfg) -> params of the Gaussian mixture (models/gmm.py) that the backbone
     denoises exactly, where it is one: exact draws, and closed-form tilted targets with the
     rewards that declare one; None.

@@ -176,10 +176,14 @@ class Sampler:
 
 def make_sampler(backbone, interpolant, num_steps: int, sde: bool,
                  diffusion: str = 'square', diffusion_norm: float = 3.0,
-                 time_grid: str = 'uniform') -> Sampler:
-  """Validates the pieces on the host and builds the sampler (no compilation happens here)."""
+                 time_grid: str = 'uniform', time_shift: float = 0.0) -> Sampler:
+  """Validates the pieces on the host and builds the sampler (no compilation happens here).
+
+  The grid is shifted by time_shift (schedules.shift_grid), or, at 0, by the backbone's own
+  scheduler shift (1 for all but FLUX.1-dev-style schedulers)."""
   predictions.check_prediction(backbone.prediction)
-  grid = schedules.time_grid(time_grid, num_steps)
+  shift = float(time_shift) if time_shift else backbone.time_shift
+  grid = schedules.shift_grid(schedules.time_grid(time_grid, num_steps), shift)
   return Sampler(
       backbone=backbone,
       grid=jnp.asarray(grid),
@@ -191,11 +195,11 @@ def make_sampler(backbone, interpolant, num_steps: int, sde: bool,
 
 def from_config(cfg, backbone) -> Sampler:
   """A sampler from a `config.sampler` section: interpolant, sde, num_steps, diffusion,
-  diffusion_norm, time_grid."""
+  diffusion_norm, time_grid, time_shift."""
 
   num_steps = cfg.num_steps
   if not isinstance(num_steps, int) or num_steps <= 0:
     raise ValueError(f'sampler.num_steps must be a positive integer, got {num_steps!r}.')
   return make_sampler(backbone, interpolants.from_config(cfg), num_steps, bool(cfg.sde),
                       cfg.get('diffusion', 'square'), cfg.get('diffusion_norm', 3.0),
-                      cfg.get('time_grid', 'uniform'))
+                      cfg.get('time_grid', 'uniform'), cfg.get('time_shift', 0.0))

@@ -39,6 +39,20 @@ class Diffusion:
     return self.norm * jnp.sin(0.5 * jnp.pi * t)
 
 
+def shift_grid(grid: np.ndarray, shift: float) -> np.ndarray:
+  """A grid on a shifted clock, t -> k t / (1 + (k - 1) t) with k = shift > 0: the timestep
+  shift of flow schedulers (diffusers' FlowMatchEulerDiscreteScheduler: `shift`, or exp(mu)
+  with resolution-dependent shifting, the same map). k > 1 spends more steps near noise; k = 1
+  leaves the grid as it is."""
+  shift = float(shift)
+  if not (np.isfinite(shift) and shift > 0):
+    raise ValueError(f'the time shift must be a finite number > 0, got {shift}.')
+  if shift == 1.0:
+    return grid
+  g = np.asarray(grid, np.float64)
+  return (shift * g / (1.0 + (shift - 1.0) * g)).astype(np.float32)
+
+
 def time_grid(name: str, num_steps: int) -> np.ndarray:
   """Times t_0 = 1 > t_1 > ... > t_M = 0, float32 [num_steps + 1].
 
