@@ -109,12 +109,9 @@ def _vae(path: str, dtype_name: str):
   """(FlaxAutoencoderKL, decoder params, vae config dict). FLUX's VAE has no quant convs
   (use_quant_conv / use_post_quant_conv false); diffusers' Flax class always applies a
   post-quant conv, so it gets the identity, which is exact."""
-  hub.silence_flax_deprecation()
-  from diffusers import FlaxAutoencoderKL  # pylint: disable=g-import-not-at-top
   sub = os.path.join(path, 'vae')
   raw = _json(os.path.join(sub, 'config.json'), 'VAE')
-  vae = FlaxAutoencoderKL(**{k: (tuple(v) if isinstance(v, list) else v)
-                             for k, v in raw.items() if k in _VAE_FIELDS})
+  vae = vae_module(raw)
   shapes = jax.eval_shape(vae.init_weights, jax.random.key(0))
   skip = set()
   quant = raw.get('use_quant_conv', True), raw.get('use_post_quant_conv', True)
@@ -133,6 +130,14 @@ def _vae(path: str, dtype_name: str):
   return vae, jax.tree.map(jnp.asarray, decoder_params), raw
 
 
+def vae_module(raw: dict):
+  """diffusers' FlaxAutoencoderKL for a vae/config.json dict (its Flax fields only)."""
+  hub.silence_flax_deprecation()
+  from diffusers import FlaxAutoencoderKL  # pylint: disable=g-import-not-at-top
+  return FlaxAutoencoderKL(**{k: (tuple(v) if isinstance(v, list) else v)
+                              for k, v in raw.items() if k in _VAE_FIELDS})
+
+
 def vae_factor(vae_config: dict) -> int:
   """Pixels per latent along each side."""
   return 2 ** (len(vae_config['block_out_channels']) - 1)
@@ -142,8 +147,12 @@ def make_decoder(path: str, dtype_name: str, latent_hw: tuple) -> Decoder:
   """Tweedie latents [N, h, w, C] -> images [N, H, W, 3] in [0, 1]: undo the normalisation,
   then the VAE decoder."""
   vae, params, raw = _vae(path, dtype_name)
+  return decoder_from(vae, params, raw, DTYPES[dtype_name], latent_hw)
+
+
+def decoder_from(vae, params, raw: dict, dtype, latent_hw: tuple) -> Decoder:
+  """The Decoder of a VAE module and its decoder params (possibly abstract)."""
   scaling, shift = float(raw.get('scaling_factor', 1.0)), float(raw.get('shift_factor', 0.0))
-  dtype = DTYPES[dtype_name]
 
   def decode_fn(p, z):
     latents = (z / scaling + shift).astype(dtype)
@@ -357,10 +366,19 @@ def make_backbone(cfg) -> Backbone:
                      f'{clip_width}-dim pooled states.')
   h, w, _ = data_shape
   shift = scheduler_shift(path, (h // 2) * (w // 2))
-  interp = interpolants_lib.get_interpolant('linear')
   uncond = encode_prompts(cfg, [''])   # before the transformer: T5 is gone when it loads
   _, params = _transformer(path, dtype_name)
-  text_length = uncond['text'].shape[1]
+  decoder = make_decoder(path, dtype_name, (h, w))
+  uncond = {k: v[0] for k, v in uncond.items()}
+  return assemble(config, params, uncond, data_shape, shift, guidance, dtype, decoder)
+
+
+def assemble(config: ft.FluxConfig, params, uncond: dict, data_shape: tuple, time_shift: float,
+             guidance: float, dtype, decoder: Decoder) -> Backbone:
+  """The Backbone of a transformer config and params (real or abstract), the empty prompt's
+  conditioning {'text': [L, D_t5], 'pooled': [D_clip]}, latents of data_shape."""
+  h, w, _ = data_shape
+  text_length = uncond['text'].shape[0]
   ids = np.concatenate([np.zeros((text_length, 3)), ft.image_ids(h, w)])
   cos, sin = ft.rope_tables(ids, config.axes_dims_rope)
   module = ft.FluxTransformer(config, dtype=dtype, param_dtype=dtype)
@@ -377,12 +395,12 @@ def make_backbone(cfg) -> Backbone:
                        sigma, g, jnp.asarray(cos), jnp.asarray(sin))
     return ft.unpack(out, h, w).astype(x.dtype)   # d x / d sigma = eps - x0
 
-  decoder = make_decoder(path, dtype_name, (h, w))
-  return Backbone(params={'transformer': params, 'uncond_text': jnp.asarray(uncond['text'][0]),
-                          'uncond_pooled': jnp.asarray(uncond['pooled'][0])},
-                  apply_fn=apply_fn, prediction='velocity', interpolant=interp,
-                  data_shape=data_shape, decoder=decoder, time_shift=shift)
+  return Backbone(params={'transformer': params, 'uncond_text': uncond['text'],
+                          'uncond_pooled': uncond['pooled']},
+                  apply_fn=apply_fn, prediction='velocity',
+                  interpolant=interpolants_lib.get_interpolant('linear'),
+                  data_shape=tuple(data_shape), decoder=decoder, time_shift=time_shift)
 
 
-BACKBONE = BackboneKind(make_backbone, read_prompts=stable_diffusion.read_prompts, encode_prompts=encode_prompts,
-                        order=20)
+BACKBONE = BackboneKind(make_backbone, read_prompts=stable_diffusion.read_prompts,
+                        encode_prompts=encode_prompts, order=20)

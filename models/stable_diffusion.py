@@ -164,6 +164,29 @@ def make_backbone(cfg) -> Backbone:
     raise ValueError(f'the text encoder of {cfg.path!r} gives {uncond.shape[-1]}-dim states, '
                      f'the U-Net cross-attends to {text_dim}.')
   dtype = DTYPES[cfg.get('dtype', 'float32')]
+  decoder = decoder_from(vae, vae_params, dtype, data_shape)
+  return assemble(unet, unet_params, jnp.asarray(uncond), interp, prediction, data_shape, scale, dtype,
+                  decoder)
+
+
+def decoder_from(vae, vae_params, dtype, data_shape) -> Decoder:
+  """The Decoder of a Flax VAE and its params (real or abstract) for latents of data_shape."""
+  scaling = float(vae.config.scaling_factor)
+
+  def decode_fn(params, latents):
+    images = vae.apply({'params': params}, (latents / scaling).astype(dtype), method=vae.decode)
+    images = jnp.transpose(images.sample, (0, 2, 3, 1)).astype(jnp.float32)
+    return pixels.signed_to_unit(images)
+
+  factor = _vae_factor(vae)
+  image_shape = (data_shape[0] * factor, data_shape[1] * factor, int(vae.config.out_channels))
+  return Decoder(params=vae_params, apply_fn=decode_fn, output_shape=image_shape)
+
+
+def assemble(unet, unet_params, uncond, interp, prediction: str, data_shape: tuple,
+             scale: float, dtype, decoder: Decoder) -> Backbone:
+  """The Backbone of a Flax U-Net and its params (real or abstract), the empty prompt's text
+  states uncond [L, D], and classifier-free guidance scale `scale`."""
 
   def apply_fn(params, x, t, cond=None):
     text = params['uncond'] if cond is None else cond['text']
@@ -181,19 +204,9 @@ def make_backbone(cfg) -> Backbone:
       out = without + scale * (with_text - without)
     return jnp.transpose(out, (0, 2, 3, 1)).astype(x.dtype)
 
-  scaling = float(vae.config.scaling_factor)
-
-  def decode_fn(params, latents):
-    images = vae.apply({'params': params}, (latents / scaling).astype(dtype), method=vae.decode)
-    images = jnp.transpose(images.sample, (0, 2, 3, 1)).astype(jnp.float32)
-    return pixels.signed_to_unit(images)
-
-  factor = _vae_factor(vae)
-  image_shape = (data_shape[0] * factor, data_shape[1] * factor, int(vae.config.out_channels))
-  decoder = Decoder(params=vae_params, apply_fn=decode_fn, output_shape=image_shape)
-  return Backbone(params={'unet': unet_params, 'uncond': jnp.asarray(uncond)},
+  return Backbone(params={'unet': unet_params, 'uncond': uncond},
                   apply_fn=apply_fn, prediction=prediction, interpolant=interp,
-                  data_shape=data_shape, decoder=decoder)
+                  data_shape=tuple(data_shape), decoder=decoder)
 
 
 def read_prompts(cfg) -> list:

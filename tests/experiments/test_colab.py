@@ -76,3 +76,17 @@ def test_text_to_image_notebook_runs(sd_tiny, tmp_path, monkeypatch):
   assert "Mesh('particles': 1" in text   # the project's mesh over this machine's one device
   assert 'rbf: best reward' in text and 'dts_star: best reward' in text
   assert _image_count(nb) == 4   # two prompts x two methods
+
+
+@pytest.mark.slow
+def test_text_to_image_notebook_runs_flux(sd_tiny, tmp_path, monkeypatch):
+  flux_folder = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'models', 'data',
+                             'flux', 'schnell')
+  nb = _execute('text_to_image', tmp_path, monkeypatch, MODEL='flux', MODEL_PATH=flux_folder,
+                CLIP_MODEL=os.path.join(sd_tiny, 'clip'), DTYPE='float32', IMAGE_SIZE=16,
+                PROMPTS=['a red cat', 'a blue dog'], BUDGET=16, PARTICLES_PER_DEVICE=2,
+                RBF_STEPS=4, DTS_STEPS=4, BRANCH_EVERY=2)
+  text = _outputs(nb)
+  assert "Mesh('particles': 1, 'model': 1" in text
+  assert 'rbf: best reward' in text and 'dts_star: best reward' in text
+  assert _image_count(nb) == 4

@@ -45,6 +45,9 @@ def main():
   parser.add_argument('--fsdp', default='',
                       help='a folder of models.random_weights.write_all: text-to-image search '
                       'with the U-Net split over a model axis, against a particles-only mesh')
+  parser.add_argument('--fsdp_backbone', default='stable_diffusion',
+                      help='stable_diffusion (its tiny folder under --fsdp) or flux (the tiny '
+                      'FLUX.1-schnell folder of tests/models/data/flux)')
   args = parser.parse_args()
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -67,7 +70,7 @@ def main():
     write_collectives(args.out_dir)
     return
   if args.fsdp:
-    write_fsdp(args.out_dir, args.fsdp)
+    write_fsdp(args.out_dir, args.fsdp, args.fsdp_backbone)
     return
   methods = args.methods.split(',') if args.methods else search.METHODS
   sizes = (DEVICES,) if args.num_processes > 1 else tuple(int(v) for v in args.sizes.split(','))
@@ -131,16 +134,23 @@ def write_collectives(out_dir):
     json.dump(found, f)
 
 
-def write_fsdp(out_dir, sd_root):
+def write_fsdp(out_dir, sd_root, backbone='stable_diffusion'):
   """fsdp.npz: bon's samples on a (8,) particles mesh and on a (2 particles, 4 model) mesh, and
-  the fraction of U-Net parameters (by size) that the model axis splits."""
+  the fraction of U-Net (or FLUX transformer) parameters, by size, that the model axis
+  splits."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import flux  # pylint: disable=g-import-not-at-top
   from configs import sd  # pylint: disable=g-import-not-at-top
   from experiments import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
-  config = sd.get_config('tiny,bon')
-  config.model.path = os.path.join(sd_root, 'stable_diffusion')
+  if backbone == 'flux':
+    config, params_key = flux.get_config('tiny,bon'), 'transformer'
+    config.model.path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'models',
+                                     'data', 'flux', 'schnell')
+  else:
+    config, params_key = sd.get_config('tiny,bon'), 'unet'
+    config.model.path = os.path.join(sd_root, 'stable_diffusion')
   config.reward.model = os.path.join(sd_root, 'clip')
   config.search.update(budget=8 * config.sampler.num_steps, output='samples')
   out = {}
@@ -154,7 +164,7 @@ def write_fsdp(out_dir, sd_root):
     out[f'{name}/x0'], out[f'{name}/reward'] = data['x0'], data['reward']
     out[f'{name}/nfe'] = metrics['nfe']
     if name == 'fsdp':
-      params = mesh_lib.place_sampler(problem.sampler, mesh).backbone.params['unet']
+      params = mesh_lib.place_sampler(problem.sampler, mesh).backbone.params[params_key]
       sizes = [(p.size, 'model' in str(p.sharding.spec)) for p in jax.tree.leaves(params)]
       out['split_fraction'] = sum(n for n, split in sizes if split) / sum(n for n, _ in sizes)
   np.savez(os.path.join(out_dir, 'fsdp.npz'), **out)

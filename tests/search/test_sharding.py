@@ -207,6 +207,19 @@ def test_fsdp_splits_the_stable_diffusion_unet_over_a_model_axis(sd_tiny, tmp_pa
   assert int(out['fsdp/nfe']) == int(out['particles/nfe'])
 
 
+@pytest.mark.slow  # subprocess compilation, as above
+def test_fsdp_splits_the_flux_transformer_over_a_model_axis(sd_tiny, tmp_path):
+  """The same for the tiny FLUX.1-schnell transformer, with the same logical-axis rules."""
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS='1')
+  _wait(_worker(tmp_path, '--fsdp', sd_tiny, '--fsdp_backbone', 'flux', env=env))
+  out = np.load(tmp_path / 'fsdp.npz')
+  assert float(out['split_fraction']) > 0.9
+  assert out['fsdp/x0'].shape == out['particles/x0'].shape == (2, 8, 8, 16)
+  np.testing.assert_allclose(out['fsdp/x0'], out['particles/x0'], atol=5e-4)
+  np.testing.assert_allclose(out['fsdp/reward'], out['particles/reward'], atol=1e-5)
+  assert int(out['fsdp/nfe']) == int(out['particles/nfe'])
+
+
 def test_island_resampling_keeps_ancestors_in_their_block():
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

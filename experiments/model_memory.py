@@ -1,0 +1,288 @@
+"""Measured device memory of one search step on the full-size text-to-image models, compiled
+ahead of time on abstract shapes: no weight is read or materialised.
+
+The step is what every method does per row in flight, and what one RBF proposal costs: the
+backbone at one level on P particles, the Euler-Maruyama step, the VAE decoder on the Tweedie
+estimates and the CLIP ViT-L/14 score of the decoded images. It is jitted with the project's
+placement (experiments/mesh.py: particles split over `particles`, backbone weights FSDP over
+`model`, everything else replicated), lowered on jax.ShapeDtypeStructs, compiled, and
+`memory_analysis()` gives per-device bytes: arguments (weights, states, conditions), outputs
+and the compiler's temporaries (activations).
+
+  python -m experiments.model_memory results/memory [MODELS] [--cpu]
+
+It compiles for a TPU v5e (16 GiB of HBM per chip) without one: libtpu's compile-only devices
+(jax.experimental.topologies, topology v5e:2x4), so it needs `pip install "libtpu==0.0.42.*"`
+(the release jax 0.10.2 pairs with; not a project dependency) and no TPU. With --cpu it
+compiles for 8 simulated CPU devices instead; XLA's CPU compiler converts bfloat16 weights to
+float32 around every matmul, so its temporaries hold a float32 copy of the weights and say
+little about an accelerator.
+
+Models, bfloat16: FLUX.1-schnell (12B transformer, 16-channel VAE) at 1024x1024 with 256 T5
+tokens; Stable Diffusion 2.1-base (865M U-Net, both classifier-free-guidance passes in one
+batch) at 512x512. Meshes: 1 device (1, 1); 4 devices (particles, model) = (1, 4) and (2, 2);
+8 devices (2, 4). A program that does not fit the chip is reported with the compiler's own
+figure of what it needs.
+"""
+
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from experiments import mesh as mesh_lib
+from models import flux
+from models import flux_transformer as ft
+from models import hub
+from models import stable_diffusion
+from rewards import clip as clip_lib
+from samplers import interpolants
+from samplers import sampler as sampler_lib
+from samplers.interpolants import discrete
+
+BF16 = jnp.bfloat16
+GIB = 2.0 ** 30
+PARTICLES = (2, 8)
+MESHES = ((1, 1), (1, 4), (2, 4))   # (particles, model)
+TPU_TOPOLOGY = 'v5e:2x4'
+TPU_HBM_GIB = 16.0
+
+# Published configurations (the hub's config.json files), as the loaders would read them.
+FLUX_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+                block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn='silu',
+                down_block_types=('DownEncoderBlock2D',) * 4,
+                up_block_types=('UpDecoderBlock2D',) * 4, sample_size=1024,
+                scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+                use_post_quant_conv=False)
+SD_VAE = dict(FLUX_VAE, latent_channels=4, sample_size=768, scaling_factor=0.18215,
+              shift_factor=0.0, use_quant_conv=True, use_post_quant_conv=True)
+SD_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+               down_block_types=('CrossAttnDownBlock2D',) * 3 + ('DownBlock2D',),
+               up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',) * 3,
+               block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
+               cross_attention_dim=1024, use_linear_projection=True)
+
+
+MEASURED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results',
+                        'memory', 'model_memory.json')
+
+
+def check_fits(model: str, particles: int, devices: int, device_gib: float,
+               source: str = MEASURED) -> dict:
+  """Refuses (ValueError, with the measured figure) a run of `model` with `particles` in
+  flight on `devices` devices of device_gib each, by the committed measurements: the row with
+  the same device count and the fewest particles >= `particles` (else the most). Returns it."""
+  with open(source) as f:
+    rows = [r for r in json.load(f) if r['model'] == model and r['devices'] == devices]
+  if not rows:
+    raise ValueError(f'no measurement of {model} on {devices} devices in {source} (measured: '
+                     '1, 4 and 8); run python -m experiments.model_memory for this mesh.')
+  above = [r for r in rows if r['particles'] >= particles]
+  row = (min(above, key=lambda r: r['particles']) if above else
+         max(rows, key=lambda r: r['particles']))
+  where = (f"{model} with {row['particles']} particles in flight on {devices} device(s), mesh "
+           f"(particles, model) = {tuple(row['mesh'])}")
+  if 'error' in row:
+    raise ValueError(f"{where} does not fit a {row['platform']} chip ({TPU_HBM_GIB:.0f} GiB): "
+                     f"{row['error']} (results/memory/model_memory.md).")
+  if row['peak_gib'] > device_gib:
+    raise ValueError(f"{where} needs {row['peak_gib']:.1f} GiB per device (measured, "
+                     f"results/memory/model_memory.md), but these devices have "
+                     f"{device_gib:.1f} GiB each: use more devices or fewer particles.")
+  return row
+
+
+def abstract(tree, dtype=BF16):
+  """ShapeDtypeStructs of a tree of arrays or shapes, floats cast to dtype."""
+  def one(leaf):
+    kind = dtype if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf.dtype
+    return jax.ShapeDtypeStruct(leaf.shape, kind)
+  return jax.tree.map(one, tree)
+
+
+def clip_reward():
+  """(score fn(params, images, cond), abstract params) of CLIP ViT-L/14 (the clip_score
+  reward's default), from its published configuration."""
+  hub.silence_flax_deprecation()
+  from transformers import CLIPConfig  # pylint: disable=g-import-not-at-top
+  from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
+  config = CLIPConfig(
+      text_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                       num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77,
+                       projection_dim=768),
+      vision_config=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+                         num_hidden_layers=24, image_size=224, patch_size=14,
+                         projection_dim=768),
+      projection_dim=768)
+  model = FlaxCLIPModel(config, _do_init=False, dtype=BF16)
+  prep = {'size': 224, 'crop': 224, 'mean': clip_lib._CLIP_MEAN, 'std': clip_lib._CLIP_STD}  # pylint: disable=protected-access
+
+  def score(params, images, cond):
+    emb = clip_lib.image_embedding(model, params, images, prep)
+    return jnp.sum(emb * cond['reward_text'].astype(emb.dtype), axis=-1)
+
+  return score, abstract(model.params_shape_tree)
+
+
+def flux_schnell(image_size: int = 1024, text_length: int = 256):
+  """(Backbone with abstract params, abstract condition) of FLUX.1-schnell."""
+  config = ft.FluxConfig()   # the defaults are FLUX.1's
+  vae = flux.vae_module(FLUX_VAE)
+  vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
+  vae_params = {k: vae_params[k] for k in ('decoder', 'post_quant_conv')}
+  h = image_size // flux.vae_factor(FLUX_VAE)
+  decoder = flux.decoder_from(vae, vae_params, FLUX_VAE, BF16, (h, h))
+  cond = {'text': jax.ShapeDtypeStruct((text_length, 4096), jnp.float32),
+          'pooled': jax.ShapeDtypeStruct((768,), jnp.float32)}
+  backbone = flux.assemble(config, flux.transformer_shapes(config, BF16), cond, (h, h, 16),
+                           1.0, 0.0, BF16, decoder)
+  return backbone, cond
+
+
+def stable_diffusion_21(image_size: int = 512):
+  """(Backbone with abstract params, abstract condition) of Stable Diffusion 2.1-base."""
+  hub.silence_flax_deprecation()
+  from diffusers import FlaxUNet2DConditionModel  # pylint: disable=g-import-not-at-top
+  unet = FlaxUNet2DConditionModel(**SD_UNET, dtype=BF16)
+  unet_params = abstract(jax.eval_shape(unet.init_weights, jax.random.key(0)))
+  vae = flux.vae_module(SD_VAE)
+  vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
+  h = image_size // flux.vae_factor(SD_VAE)
+  decoder = stable_diffusion.decoder_from(vae, vae_params, BF16, (h, h, 4))
+  interp = interpolants.get_interpolant('discrete', beta_schedule='scaled_linear',
+                                        beta_start=0.00085, beta_end=0.012)
+  assert isinstance(interp, discrete.Discrete)
+  uncond = jax.ShapeDtypeStruct((77, 1024), jnp.float32)
+  backbone = stable_diffusion.assemble(unet, unet_params, uncond, interp, 'epsilon', (h, h, 4), 7.5,
+                                       BF16, decoder)
+  return backbone, {'text': uncond}
+
+
+MODELS = {'flux_schnell_1024': flux_schnell, 'sd21_base_512': stable_diffusion_21}
+
+
+def step_fn(reward_fn):
+  def step(sampler, reward_params, x, k, cond, key):
+    d = sampler.denoise(x, k, cond)
+    noise = jax.random.normal(key, x.shape, x.dtype)
+    x_next = sampler.step(x, d, k, noise)
+    rewards = reward_fn(reward_params, sampler.backbone.decoder(d.x0), cond)
+    return x_next, rewards
+  return step
+
+
+def measure(model: str, particles: int, mesh_shape: tuple, devices=None) -> dict:
+  """Per-device bytes of one step of `model` on `particles` rows over a (particles, model)
+  mesh of `devices` (default: the first prod(mesh_shape) of jax.devices())."""
+  backbone, cond = MODELS[model]()
+  reward_fn, reward_params = clip_reward()
+  cond = dict(cond, reward_text=jax.ShapeDtypeStruct((768,), jnp.float32))
+  sampler = sampler_lib.make_sampler(backbone, interpolants.get_interpolant('vp'), 10, True,
+                                     time_grid='adaptive')
+  n = int(np.prod(mesh_shape))
+  mesh = jax.make_mesh(mesh_shape, ('particles', 'model'), axis_types=(AxisType.Auto,) * 2,
+                       devices=(devices or jax.devices())[:n])
+  shard = lambda tree, specs: jax.tree.map(
+      lambda leaf, spec: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                              sharding=NamedSharding(mesh, spec)),
+      tree, specs, is_leaf=lambda v: isinstance(v, jax.ShapeDtypeStruct))
+  replicate = lambda tree: shard(tree, jax.tree.map(lambda _: P(), tree))
+  params = backbone.params
+  specs = mesh_lib.fsdp_specs(params, mesh_shape[1])
+  sampler = sampler.replace(
+      backbone=backbone.replace(params=shard(params, specs),
+                                decoder=backbone.decoder.replace(
+                                    params=replicate(backbone.decoder.params))),
+      grid=jax.ShapeDtypeStruct(sampler.grid.shape, sampler.grid.dtype,
+                                sharding=NamedSharding(mesh, P())))
+  x = jax.ShapeDtypeStruct((particles,) + tuple(backbone.data_shape), jnp.float32,
+                           sharding=NamedSharding(mesh, P('particles')))
+  k = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=NamedSharding(mesh, P()))
+  start = time.time()
+  compiled = jax.jit(step_fn(reward_fn)).lower(
+      sampler, replicate(reward_params), x, k, replicate(cond), key).compile()
+  stats = compiled.memory_analysis()
+  weights = sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize
+                for leaf in jax.tree.leaves(params)) / mesh_shape[1]
+  return dict(model=model, particles=particles, devices=n, mesh=list(mesh_shape),
+              arguments_gib=stats.argument_size_in_bytes / GIB,
+              outputs_gib=stats.output_size_in_bytes / GIB,
+              temporaries_gib=stats.temp_size_in_bytes / GIB,
+              peak_gib=(stats.argument_size_in_bytes + stats.output_size_in_bytes +
+                        stats.temp_size_in_bytes - stats.alias_size_in_bytes) / GIB,
+              backbone_weights_gib=weights / GIB, compile_s=time.time() - start)
+
+
+def table(rows) -> str:
+  lines = ['| model | particles | devices (particles × model) | backbone weights | arguments | '
+           'temporaries | peak per device |', '|---|---|---|---|---|---|---|']
+  for r in rows:
+    where = f"{r['devices']} ({r['mesh'][0]} × {r['mesh'][1]})"
+    if 'error' in r:
+      lines.append(f"| {r['model']} | {r['particles']} | {where} | "
+                   f"{r['backbone_weights_gib']:.2f} GiB | does not fit: {r['error']} | | |")
+      continue
+    lines.append(f"| {r['model']} | {r['particles']} | {where} | "
+                 f"{r['backbone_weights_gib']:.2f} GiB | {r['arguments_gib']:.2f} GiB | "
+                 f"{r['temporaries_gib']:.2f} GiB | **{r['peak_gib']:.2f} GiB** |")
+  return '\n'.join(lines) + '\n'
+
+
+def _short_error(e: Exception) -> str:
+  """The compiler's one-line reason (for a program that exceeds the chip's memory, the line
+  that says how much it needs)."""
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  for line in lines:
+    if 'exceed' in line.lower() or 'hbm' in line.lower():
+      return line[:300]
+  return (lines[0] if lines else type(e).__name__)[:300]
+
+
+def main(out_dir: str, models=tuple(MODELS), platform: str = 'tpu') -> list:
+  os.makedirs(out_dir, exist_ok=True)
+  if platform == 'tpu':
+    from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+    devices = list(topologies.get_topology_desc(TPU_TOPOLOGY, 'tpu').devices)
+  else:
+    devices = jax.devices()
+  rows = []
+  for model in models:
+    for particles in PARTICLES:
+      for mesh_shape in MESHES:
+        if int(np.prod(mesh_shape)) > len(devices):
+          continue
+        try:
+          row = measure(model, particles, mesh_shape, devices)
+        except Exception as e:  # pylint: disable=broad-except
+          backbone, _ = MODELS[model]()
+          weights = sum(int(np.prod(l.shape)) * l.dtype.itemsize
+                        for l in jax.tree.leaves(backbone.params)) / mesh_shape[1]
+          row = dict(model=model, particles=particles, devices=int(np.prod(mesh_shape)),
+                     mesh=list(mesh_shape), backbone_weights_gib=weights / GIB,
+                     error=_short_error(e))
+        row['platform'] = TPU_TOPOLOGY if platform == 'tpu' else 'cpu'
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+  with open(os.path.join(out_dir, 'model_memory.json'), 'w') as f:
+    json.dump(rows, f, indent=1)
+  with open(os.path.join(out_dir, 'model_memory.md'), 'w') as f:
+    f.write(table(rows))
+  print(table(rows))
+  return rows
+
+
+if __name__ == '__main__':
+  args = [a for a in sys.argv[1:] if a != '--cpu']
+  if '--cpu' in sys.argv:
+    jax.config.update('jax_num_cpu_devices', 8)
+  main(args[0] if args else 'results/memory',
+       tuple(args[1].split(',')) if len(args) > 1 else tuple(MODELS),
+       'cpu' if '--cpu' in sys.argv else 'tpu')
