@@ -134,7 +134,7 @@ def clip_reward():
 def flux_schnell(image_size: int = 1024, text_length: int = 256):
   """(Backbone with abstract params, abstract condition) of FLUX.1-schnell."""
   config = ft.FluxConfig()   # the defaults are FLUX.1's
-  vae = flux.vae_module(FLUX_VAE)
+  vae = flux.vae_module(FLUX_VAE, BF16)
   vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
   vae_params = {k: vae_params[k] for k in ('decoder', 'post_quant_conv')}
   h = image_size // flux.vae_factor(FLUX_VAE)
@@ -152,7 +152,7 @@ def stable_diffusion_21(image_size: int = 512):
   from diffusers import FlaxUNet2DConditionModel  # pylint: disable=g-import-not-at-top
   unet = FlaxUNet2DConditionModel(**SD_UNET, dtype=BF16)
   unet_params = abstract(jax.eval_shape(unet.init_weights, jax.random.key(0)))
-  vae = flux.vae_module(SD_VAE)
+  vae = flux.vae_module(SD_VAE, BF16)
   vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
   h = image_size // flux.vae_factor(SD_VAE)
   decoder = stable_diffusion.decoder_from(vae, vae_params, BF16, (h, h, 4))

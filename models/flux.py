@@ -111,7 +111,7 @@ def _vae(path: str, dtype_name: str):
   post-quant conv, so it gets the identity, which is exact."""
   sub = os.path.join(path, 'vae')
   raw = _json(os.path.join(sub, 'config.json'), 'VAE')
-  vae = vae_module(raw)
+  vae = vae_module(raw, DTYPES[dtype_name])
   shapes = jax.eval_shape(vae.init_weights, jax.random.key(0))
   skip = set()
   quant = raw.get('use_quant_conv', True), raw.get('use_post_quant_conv', True)
@@ -130,12 +130,13 @@ def _vae(path: str, dtype_name: str):
   return vae, jax.tree.map(jnp.asarray, decoder_params), raw
 
 
-def vae_module(raw: dict):
-  """diffusers' FlaxAutoencoderKL for a vae/config.json dict (its Flax fields only)."""
+def vae_module(raw: dict, dtype=jnp.float32):
+  """diffusers' FlaxAutoencoderKL for a vae/config.json dict (its Flax fields only),
+  computing in dtype."""
   hub.silence_flax_deprecation()
   from diffusers import FlaxAutoencoderKL  # pylint: disable=g-import-not-at-top
-  return FlaxAutoencoderKL(**{k: (tuple(v) if isinstance(v, list) else v)
-                              for k, v in raw.items() if k in _VAE_FIELDS})
+  return FlaxAutoencoderKL(dtype=dtype, **{k: (tuple(v) if isinstance(v, list) else v)
+                                           for k, v in raw.items() if k in _VAE_FIELDS})
 
 
 def vae_factor(vae_config: dict) -> int:

@@ -116,7 +116,7 @@ def assign(shapes, tensors: dict, what: str, dtype, renames=None, skip=()) -> di
       raise ValueError(f'the {what} checkpoint tensor {key!r} has shape '
                        f'{tuple(tensors[key].shape)}; the model\'s {"/".join(path)} needs '
                        f'{want}{" (transposed)" if path[-1] == "kernel" else ""}.')
-    filled[path] = value.astype(dtype)
+    filled[path] = value.astype(dtype, copy=False)
   missing = [p for p in targets if p not in filled and p not in skip]
   if missing:
     raise ValueError(f'the {what} checkpoint has no tensor for parameter '

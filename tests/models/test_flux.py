@@ -31,6 +31,9 @@ DATA = os.path.join(os.path.dirname(__file__), 'data', 'flux')
 VARIANTS = ('schnell', 'dev')
 TEXT_LENGTH = 16
 
+# Numerics, not speed: XLA's optimisation passes would only cost compile time on these shapes.
+pytestmark = pytest.mark.usefixtures('fast_compilation')
+
 
 @functools.lru_cache(maxsize=None)
 def _reference():
@@ -275,3 +278,42 @@ def test_bfloat16_by_default_and_prompts_encoded_once(monkeypatch):
   flux.encode_prompts(cfg, ['a new prompt', 'another'])
   flux.encode_prompts(cfg, ['another', 'a new prompt', ''])
   assert len(calls) == 1   # the second call is served from the cache
+
+
+def test_config_variants():
+  from configs import flux as flux_config  # pylint: disable=g-import-not-at-top
+  import search  # pylint: disable=g-import-not-at-top
+  paper = flux_config.get_config('rbf_paper')
+  assert paper.model.path == 'black-forest-labs/FLUX.1-schnell' and paper.model.guidance == 0
+  assert (paper.sampler.interpolant, paper.sampler.sde, paper.sampler.num_steps,
+          paper.sampler.diffusion, paper.sampler.diffusion_norm, paper.sampler.time_grid) == (
+              'vp', True, 10, 'square', 3.0, 'adaptive')
+  assert paper.search.method == 'rbf' and paper.search.budget == 500
+  assert flux_config.get_config('sample').experiment == 'sample'
+  assert flux_config.get_config('dev').model.guidance == 3.5
+  for method in search.METHODS:
+    assert flux_config.get_config(f'tiny,{method}').search.method == method
+  with pytest.raises(ValueError, match='Unknown config variant'):
+    flux_config.get_config('schnel')
+
+
+def test_linear_sde_sampling_runs_on_flux():
+  """Linear-ODE is the trajectory test above and VP-SDE the end-to-end search tests; the
+  third sampler of the RBF paper samples too, with the caller's seed deciding the draw."""
+  backbone = flux.make_backbone(_cfg())
+  smp = sampler_lib.make_sampler(backbone, interpolants.get_interpolant('linear'), 4, True)
+  cond = {k: jnp.asarray(v[0]) for k, v in flux.encode_prompts(_cfg(), ['a red cat']).items()}
+  fn = jax.jit(lambda s, key: s.sample(key, 2, cond))
+  a, b = fn(smp, jax.random.key(0)), fn(smp, jax.random.key(1))
+  assert a.x0.shape == (2, 8, 8, 16) and int(a.nfe) == 8
+  assert np.all(np.isfinite(np.asarray(a.x0)))
+  assert not np.allclose(np.asarray(a.x0), np.asarray(b.x0))
+
+
+def test_chunked_attention_is_attention():
+  rng = np.random.default_rng(3)
+  q, k, v = (jnp.asarray(rng.standard_normal((2, 21, 3, 8)), jnp.float32) for _ in range(3))
+  whole = ft.attention(q, k, v, chunk=64)
+  np.testing.assert_allclose(np.asarray(ft.attention(q, k, v, chunk=8)), np.asarray(whole),
+                             rtol=1e-5, atol=1e-6)
+  assert whole.shape == (2, 21, 24)
