@@ -13,6 +13,9 @@ Variants (comma-separated):
   python main.py --config=configs/flux.py:rbf_paper --workdir=runs/flux_rbf \
       --config.prompt='a red cube on top of a blue sphere'
 
+The mesh is (particles, model) = (1, all devices): the transformer's weights are split over
+every device; --config.mesh.shape="(2,-1)" also splits the particles in two.
+
 Real weights need an accelerator that holds them (FLUX.1 is 12B parameters, 24 GB in bfloat16;
 the README's memory table has the measured figures) and the hub or a local copy: model.path is
 a diffusers folder or hub id (PyTorch safetensors; torch is not needed).
@@ -49,7 +52,8 @@ def get_config(arg=None):
                                        temperature=0.01)
   config.search = common.search_config(method='rbf', budget=500, num_particles=4,
                                        branch_every=2, output='best')
-  config.mesh = common.mesh_config()
+  # The 12B transformer is split FSDP-style over every device (`model`); particles are not.
+  config.mesh = common.mesh_config(axes=('particles', 'model'), shape=(1, -1))
   common.apply_method_variant(config, tokens)
   if not any(t in common.METHODS for t in tokens) and 'sample' not in tokens:
     config.search.method = 'rbf'

@@ -46,7 +46,8 @@ def shift_grid(grid: np.ndarray, shift: float) -> np.ndarray:
   leaves the grid as it is."""
   shift = float(shift)
   if not (np.isfinite(shift) and shift > 0):
-    raise ValueError(f'the time shift must be a finite number > 0, got {shift}.')
+    raise ValueError(f'the time shift (sampler.time_shift, or the backbone scheduler\'s) must be a '
+                     f'finite number > 0, got {shift}.')
   if shift == 1.0:
     return grid
   g = np.asarray(grid, np.float64)

@@ -79,6 +79,20 @@ def test_time_grids():
     schedules.time_grid('karras', 10)
 
 
+def test_shifted_grids():
+  """k t / (1 + (k - 1) t): diffusers' exp(mu) / (exp(mu) + 1/t - 1) at k = exp(mu)."""
+  uniform = schedules.time_grid('uniform', 4)
+  assert schedules.shift_grid(uniform, 1.0) is uniform
+  mu = 0.7
+  shifted = schedules.shift_grid(uniform, np.exp(mu))
+  t = uniform[1:-1].astype(np.float64)
+  np.testing.assert_allclose(shifted[1:-1], np.exp(mu) / (np.exp(mu) + 1 / t - 1), rtol=1e-6)
+  assert shifted[0] == 1.0 and shifted[-1] == 0.0 and np.all(shifted[1:-1] > t)
+  for bad in (0.0, -1.0, np.inf, np.nan):
+    with pytest.raises(ValueError, match=r'must be a finite number > 0'):
+      schedules.shift_grid(uniform, bad)
+
+
 def test_diffusion_schedules():
   lin = helpers.interpolant('linear')
   t = jnp.array([0.25, 0.5])
