@@ -1,13 +1,15 @@
 """Measured device memory of one search step on the full-size text-to-image models, compiled
 ahead of time on abstract shapes: no weight is read or materialised.
 
-The step is what every method does per row in flight, and what one RBF proposal costs: the
-backbone at one level on P particles, the Euler-Maruyama step, the VAE decoder on the Tweedie
-estimates and the CLIP ViT-L/14 score of the decoded images. It is jitted with the project's
-placement (experiments/mesh.py: particles split over `particles`, backbone weights FSDP over
-`model`, everything else replicated), lowered on jax.ShapeDtypeStructs, compiled, and
-`memory_analysis()` gives per-device bytes: arguments (weights, states, conditions), outputs
-and the compiler's temporaries (activations).
+The program is the project's own RBF search (experiments/search.py's program for
+search/rbf.py: the RBF paper's 500 NFE, 10 VP-SDE steps, P chains, so P particles in flight):
+each step of its loop is the backbone at one level on the P proposals, the Euler-Maruyama
+step, the VAE decoder on the Tweedie estimates and the CLIP ViT-L/14 score of the decoded
+images. It is jitted with the project's placement (experiments/mesh.py: particles split over
+`particles`, backbone weights FSDP over `model`, everything else replicated), lowered on
+jax.ShapeDtypeStructs, compiled, and `memory_analysis()` gives per-device bytes: arguments
+(weights, states, conditions), outputs and the compiler's temporaries (activations, gathered
+weights).
 
   python -m experiments.model_memory results/memory [MODELS] [--cpu]
 
@@ -168,47 +170,53 @@ def stable_diffusion_21(image_size: int = 512):
 MODELS = {'flux_schnell_1024': flux_schnell, 'sd21_base_512': stable_diffusion_21}
 
 
-def step_fn(reward_fn):
-  def step(sampler, reward_params, x, k, cond, key):
-    d = sampler.denoise(x, k, cond)
-    noise = jax.random.normal(key, x.shape, x.dtype)
-    x_next = sampler.step(x, d, k, noise)
-    rewards = reward_fn(reward_params, sampler.backbone.decoder(d.x0), cond)
-    return x_next, rewards
-  return step
+def rbf_config(particles: int, budget: int = 500, num_steps: int = 10):
+  """The RBF paper's search (paper variant, one proposal at a time) with `particles` chains."""
+  from configs import common  # pylint: disable=g-import-not-at-top
+  import search  # pylint: disable=g-import-not-at-top
+  cfg = common.search_config(method='rbf', budget=budget, num_particles=particles,
+                             output='best')
+  return search.make_config(cfg, 0.01, num_steps)
 
 
 def measure(model: str, particles: int, mesh_shape: tuple, devices=None) -> dict:
-  """Per-device bytes of one step of `model` on `particles` rows over a (particles, model)
-  mesh of `devices` (default: the first prod(mesh_shape) of jax.devices())."""
+  """Per-device bytes of the RBF paper's search program (500 NFE, 10 steps of the VP-SDE,
+  `particles` chains) on `model`, over a (particles, model) mesh of `devices` (default: the
+  first prod(mesh_shape) of jax.devices()), placed as experiments/mesh.py places it."""
+  from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
+  from rewards import base as rewards_base  # pylint: disable=g-import-not-at-top
   backbone, cond = MODELS[model]()
-  reward_fn, reward_params = clip_reward()
+  score, clip_params = clip_reward()
+  decode = backbone.decoder.apply_fn
+  reward = rewards_base.Reward(
+      'clip_score', lambda p, x, c: score(p['reward'], decode(p['decoder'], x), c),
+      {'reward': clip_params, 'decoder': backbone.decoder.params})
   cond = dict(cond, reward_text=jax.ShapeDtypeStruct((768,), jnp.float32))
   sampler = sampler_lib.make_sampler(backbone, interpolants.get_interpolant('vp'), 10, True,
                                      time_grid='adaptive')
   n = int(np.prod(mesh_shape))
   mesh = jax.make_mesh(mesh_shape, ('particles', 'model'), axis_types=(AxisType.Auto,) * 2,
                        devices=(devices or jax.devices())[:n])
-  shard = lambda tree, specs: jax.tree.map(
-      lambda leaf, spec: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                              sharding=NamedSharding(mesh, spec)),
-      tree, specs, is_leaf=lambda v: isinstance(v, jax.ShapeDtypeStruct))
-  replicate = lambda tree: shard(tree, jax.tree.map(lambda _: P(), tree))
+
+  def placed(tree, specs=None):
+    specs = jax.tree.map(lambda _: P(), tree) if specs is None else specs
+    return jax.tree.map(
+        lambda leaf, spec: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                                sharding=NamedSharding(mesh, spec)),
+        tree, specs, is_leaf=lambda v: isinstance(v, jax.ShapeDtypeStruct))
+
   params = backbone.params
-  specs = mesh_lib.fsdp_specs(params, mesh_shape[1])
+  as_struct = lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.asarray(a).dtype)
   sampler = sampler.replace(
-      backbone=backbone.replace(params=shard(params, specs),
-                                decoder=backbone.decoder.replace(
-                                    params=replicate(backbone.decoder.params))),
-      grid=jax.ShapeDtypeStruct(sampler.grid.shape, sampler.grid.dtype,
-                                sharding=NamedSharding(mesh, P())))
-  x = jax.ShapeDtypeStruct((particles,) + tuple(backbone.data_shape), jnp.float32,
-                           sharding=NamedSharding(mesh, P('particles')))
-  k = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
-  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=NamedSharding(mesh, P()))
+      backbone=backbone.replace(params=placed(params, mesh_lib.fsdp_specs(params,
+                                                                          mesh_shape[1])),
+                                decoder=backbone.decoder.replace(params=None)),
+      grid=placed(as_struct(sampler.grid)))
+  key = placed(jax.ShapeDtypeStruct((), jax.random.key(0).dtype))
+  program = search_exp._program('rbf', rbf_config(particles), False)  # pylint: disable=protected-access
   start = time.time()
-  compiled = jax.jit(step_fn(reward_fn)).lower(
-      sampler, replicate(reward_params), x, k, replicate(cond), key).compile()
+  with jax.set_mesh(mesh):
+    compiled = jax.jit(program).lower(key, sampler, placed(reward), placed(cond)).compile()
   stats = compiled.memory_analysis()
   weights = sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize
                 for leaf in jax.tree.leaves(params)) / mesh_shape[1]
