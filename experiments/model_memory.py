@@ -79,18 +79,21 @@ MEASURED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def check_fits(model: str, particles: int, devices: int, device_gib: float,
                source: str = MEASURED) -> dict:
   """Refuses (ValueError, with the measured figure) a run of `model` with `particles` in
-  flight on `devices` devices of device_gib each, by the committed measurements: the row with
-  the same device count and the fewest particles >= `particles` (else the most). Returns it."""
+  flight on `devices` devices of device_gib each, by the committed measurements: those on the
+  largest measured device count <= `devices` (fewer devices hold more each, so this errs on the
+  safe side), the row with the fewest particles >= `particles` (else the most). Returns it."""
   with open(source) as f:
-    rows = [r for r in json.load(f) if r['model'] == model and r['devices'] == devices]
-  if not rows:
-    raise ValueError(f'no measurement of {model} on {devices} devices in {source} (measured: '
-                     '1, 4 and 8); run python -m experiments.model_memory for this mesh.')
+    rows = [r for r in json.load(f) if r['model'] == model]
+  counts = sorted({r['devices'] for r in rows if r['devices'] <= devices})
+  if not counts:
+    raise ValueError(f'no measurement of {model} on {devices} device(s) or fewer in {source}; '
+                     'run python -m experiments.model_memory for this mesh.')
+  rows = [r for r in rows if r['devices'] == counts[-1]]
   above = [r for r in rows if r['particles'] >= particles]
   row = (min(above, key=lambda r: r['particles']) if above else
          max(rows, key=lambda r: r['particles']))
-  where = (f"{model} with {row['particles']} particles in flight on {devices} device(s), mesh "
-           f"(particles, model) = {tuple(row['mesh'])}")
+  where = (f"{model} with {row['particles']} particles in flight on {row['devices']} "
+           f"device(s), mesh (particles, model) = {tuple(row['mesh'])}")
   if 'error' in row:
     raise ValueError(f"{where} does not fit a {row['platform']} chip ({TPU_HBM_GIB:.0f} GiB): "
                      f"{row['error']} (results/memory/model_memory.md).")
