@@ -20,6 +20,11 @@ def _classifier(workdir: str):
           jax.jit(classifier_lib.log_probs_fn(module, params)))
 
 
+@functools.lru_cache(maxsize=4)
+def _cell_shape(workdir: str) -> tuple:
+  return classifier_lib.load(workdir)[2]
+
+
 def evaluate(images, classifier_dir: str, target=None, heldout_dir: str = '') -> dict:
   """Metrics of images [N, 8, 8, 1] against held-out digits of the target: a class, a tuple of
   classes (the even/odd task: a sample is right if its class is in the set), or None (all)."""
@@ -55,3 +60,21 @@ def evaluate_per_class(images, row_classes, classifier_dir: str, heldout_dir: st
     m['diversity'] = metrics_lib.mean_pairwise_distance(group)
     per_class.append(m)
   return {k: float(np.mean([m[k] for m in per_class])) for k in per_class[0]}
+
+
+def evaluate_grid(images, reward_cfg) -> dict:
+  """Metrics of digit-grid images [N, H, W, 1] (models/digit_grid.py) under the prompt of a
+  digit_count or digit_left_of reward: `success` by the searched classifier's argmax cell
+  labels, `heldout_success` by the held-out classifier's (reward.heldout_checkpoint) when set."""
+  from rewards import digit_grid  # pylint: disable=g-import-not-at-top
+  images = np.asarray(images)
+  out = {}
+  for key, workdir in (('success', reward_cfg.get('checkpoint', '')),
+                       ('heldout_success', reward_cfg.get('heldout_checkpoint', ''))):
+    if not workdir:
+      continue
+    _, log_probs = _classifier(workdir)
+    grid = digit_grid.grid_of(images.shape[1:], _cell_shape(workdir))
+    lp = np.asarray(digit_grid.cell_log_probs(log_probs, images, grid))
+    out[key] = float(np.mean(digit_grid.success(np.argmax(lp, -1), reward_cfg)))
+  return out

@@ -108,10 +108,13 @@ def save_rgb_grid(path: str, images, columns: int = 8) -> None:
 
 @_writer_only
 def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: str = '',
-                 logx: bool = False, logy: bool = False, title: str = '') -> None:
-  """A sweep's summary rows as one subplot per `panel` value: `metric` (mean, error bars one
-  standard deviation over seeds) against axis `x`, one line per `series` value; grouped bars
-  where x is categorical."""
+                 logx: bool = False, logy: bool = False, title: str = '',
+                 overlays=None) -> None:
+  """A sweep's summary rows as one subplot per `panel` value: `metric` (mean, error bars the
+  95% confidence interval of the mean over seeds) against axis `x`, one line per `series`
+  value; grouped bars where x is categorical. overlays {label: value}: a number is drawn as a
+  dotted horizontal line (a sampling floor, a base rate), ((x, y), ...) as a dashed black curve
+  (a paper's points)."""
   panels = list(dict.fromkeys(e.get(panel) for e in summary)) if panel else [None]
   fig, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels) if panel else 6.4, 3.8),
                         dpi=110, squeeze=False)
@@ -121,7 +124,7 @@ def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: st
     xs = list(dict.fromkeys(e[x] for e in rows))
     numeric = all(isinstance(v, (int, float)) for v in xs)
     for i, name in enumerate(names):
-      pts = [(e[x], e[metric], e[metric + '_std']) for e in rows
+      pts = [(e[x], e[metric], e.get(metric + '_ci95') or 0.0) for e in rows
              if e[series] == name and e.get(metric) is not None]
       if not pts:
         continue
@@ -134,6 +137,12 @@ def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: st
         pos = [xs.index(p[0]) + (i - (len(names) - 1) / 2) * width for p in pts]
         ax.bar(pos, [p[1] for p in pts], width, yerr=[p[2] for p in pts], capsize=2,
                label=str(name))
+    for j, (label, value) in enumerate((overlays or {}).items()):
+      if isinstance(value, (int, float)):
+        ax.axhline(float(value), color='0.3', ls=':', lw=1, label=label)
+      elif numeric:
+        px, py = zip(*value)
+        ax.plot(px, py, ls='--', color='k', marker='xs^v'[j % 4], ms=4, lw=0.8, label=label)
     if numeric and logx:
       ax.set_xscale('log')
     if logy:
@@ -141,7 +150,7 @@ def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: st
     if not numeric:
       ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, fontsize=7)
     ax.set_xlabel('NFE' if x == 'budget' else x)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(f'{metric} (95% CI)')
     ax.set_title(f'{panel} = {pv}' if panel else textwrap.fill(title, 70), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

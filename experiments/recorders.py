@@ -47,6 +47,7 @@ class Recorder:
     metrics.update(self.search_references(run, flat_x0, metrics, title_prefix))
     if problem.batch:
       metrics.update(num_searches=problem.batch, nfe_all_searches=int(np.sum(result.nfe)),
+                     nfe_per_search=float(np.mean(result.nfe)),
                      diversity=metrics_lib.mean_pairwise_distance(flat_x0))
       traces['row_class'] = np.repeat(np.asarray(problem.row_classes), x0.shape[1])
     metrics.update(self.search_images(run, flat_x0, metrics, traces.get('row_class')))
@@ -157,6 +158,10 @@ def image_metrics(config, x0, towards_reward: bool, row_classes=None) -> dict:
   import rewards  # pylint: disable=g-import-not-at-top
   from experiments import image_metrics as image_metrics_lib  # pylint: disable=g-import-not-at-top
   from experiments import problem as problem_lib  # pylint: disable=g-import-not-at-top
+  if config.model.name == 'digit_grid':
+    if config.reward.name not in ('digit_count', 'digit_left_of'):
+      return {}
+    return image_metrics_lib.evaluate_grid(x0, config.reward)
   if config.get('data', {}).get('name') != 'digits':
     return {}
   classifier_dir = config.reward.get('checkpoint', '')

@@ -10,8 +10,9 @@ written atomically: an interrupted sweep resumes where it stopped and never reco
 finished point. A record whose config hash differs from the point's stops the sweep with an
 error instead of being mixed into the aggregate.
 
-DIR gets points.csv (one row per point), summary.csv and summary.md (mean and standard
-deviation over seeds), one PNG per metric in sweep.plot.metrics, sweep.json (the command, the
+DIR gets points.csv (one row per point), summary.csv and summary.md (the mean over seeds, the
+sample standard deviation `_std` and the half-width `_ci95` of the 95% confidence interval of the
+mean, Student's t with n - 1 degrees of freedom; the table shows mean ± that half-width), one PNG per metric in sweep.plot.metrics, sweep.json (the command, the
 summed wall time of the points, the machine), and metrics.json (the summary, flattened).
 """
 
@@ -30,6 +31,7 @@ from typing import NamedTuple
 import jax
 import ml_collections
 import numpy as np
+import scipy.stats
 import tqdm
 
 import search as search_lib
@@ -182,9 +184,11 @@ def aggregate(config, workdir: str, points, records) -> dict:
     for m in metric_names:
       vals = np.asarray([r[m] for r in members if r[m] is not None], np.float64)
       entry[m] = float(vals.mean()) if vals.size else None
-      entry[m + '_std'] = float(vals.std()) if vals.size else None
+      entry[m + '_std'] = float(vals.std(ddof=1)) if vals.size > 1 else None
+      entry[m + '_ci95'] = ci95_half_width(vals)
     summary.append(entry)
-  columns = group_axes + ['num_seeds'] + [c for m in metric_names for c in (m, m + '_std')]
+  columns = group_axes + ['num_seeds'] + [c for m in metric_names
+                                          for c in (m, m + '_std', m + '_ci95')]
   _write_csv(os.path.join(workdir, 'summary.csv'), columns, summary)
 
   sweep = config.sweep
@@ -194,7 +198,8 @@ def aggregate(config, workdir: str, points, records) -> dict:
            f'Command: `{command_line()}`', '',
            f'Wall time (sum over the {len(records)} points, compilation included): '
            f'{elapsed:.0f} s on {machine()}.', '',
-           markdown_summary(summary, group_axes, shown)]
+           markdown_summary(summary, group_axes, shown), '',
+           ci_note(summary)]
   for a, b, metric in [tuple(x) for x in sweep.get('reach', ())]:
     lines += ['', reach_line(summary, group_axes, a, b, metric)]
   files.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
@@ -203,7 +208,8 @@ def aggregate(config, workdir: str, points, records) -> dict:
       plots.sweep_figure(os.path.join(workdir, f'{metric}.png'), summary, metric,
                          x=sweep.plot.x, series=sweep.plot.series, panel=sweep.plot.panel,
                          logx=sweep.plot.logx, logy=sweep.plot.get('logy', False),
-                         title=sweep.get('title', ''))
+                         title=sweep.get('title', ''),
+                         overlays=_as_dict(sweep.plot.get('overlays', {})).get(metric, {}))
   files.write_json(os.path.join(workdir, 'sweep.json'), {
       'command': command_line(), 'elapsed_s': elapsed, 'num_points': len(records),
       'machine': machine(), 'jax': jax.__version__, 'devices': jax.device_count()})
@@ -225,14 +231,36 @@ def _write_csv(path: str, columns, rows) -> None:
   files.write_text(os.path.dirname(path), os.path.basename(path), text.getvalue())
 
 
+def ci95_half_width(values):
+  """t_{0.975, n-1} s / sqrt(n): the half-width of the 95% confidence interval of the mean of
+  n >= 2 values (None for fewer)."""
+  values = np.asarray(values, np.float64)
+  if values.size < 2:
+    return None
+  return float(scipy.stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1)
+               / np.sqrt(values.size))
+
+
+def ci_note(summary) -> str:
+  seeds = sorted({e['num_seeds'] for e in summary})
+  if max(seeds) < 2:
+    return 'One seed per point: no interval.'
+  return (f'Mean ± half-width of the 95% confidence interval of the mean over '
+          f'{"/".join(map(str, seeds))} seeds (Student\'s t; figures draw the same intervals).')
+
+
+def _as_dict(node):
+  return node.to_dict() if hasattr(node, 'to_dict') else dict(node)
+
+
 def markdown_summary(summary, group_axes, metrics) -> str:
   head = group_axes + metrics
   lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
   for e in summary:
     cells = [str(e[a]) for a in group_axes]
     for m in metrics:
-      v, s = e.get(m), e.get(m + '_std')
-      cells.append('' if v is None else (f'{v:.4g} ± {s:.2g}' if e['num_seeds'] > 1
+      v, s = e.get(m), e.get(m + '_ci95')
+      cells.append('' if v is None else (f'{v:.4g} ± {s:.2g}' if s is not None
                                          else f'{v:.4g}'))
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)

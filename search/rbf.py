@@ -15,6 +15,12 @@ Released code (`rbf_variant = released`): first a best-of-K0 search over initial
 (2 NFEs each: level 0, one step, level 1; K0 = 25), quota (budget / N - 2 K0) // (2 M), and the
 chains stop advancing two levels early, returning the Tweedie estimate of the last level they
 evaluated. Each switch can also be set on its own.
+
+`rbf_spend_budget` (the released code's, and unset the variant's): the last level draws every
+NFE the chain has left, the remainder of the budget included, and takes its best proposal, so
+each chain spends exactly budget / N. Without it (the paper's algorithm) the quota still rolled
+over at the last level is discarded, and a reward that improves easily leaves most of the budget
+unspent: compare such runs at the NFEs they spent (`nfe`), not at their budget.
 """
 
 import dataclasses
@@ -37,6 +43,7 @@ METHOD = base.Method(
         rbf_init_candidates=base.Derived(int),  # initial best-of-K0 noise search
         rbf_stop_early=base.Derived(int),       # stop advancing this many levels early
         rbf_quota_divisor=base.Derived(int),    # quota = (budget / N - init) // divisor
+        rbf_spend_budget=base.Derived(bool),    # the last level spends all that is left
     ),
     particle_field='num_chains', order=5)
 
@@ -49,6 +56,8 @@ class Config:
   parallel: int
   init_candidates: int  # K0 (0: no initial noise search)
   stop_early: int       # levels before M - 1 at which chains stop
+  last_extra: int = 0   # >= 0: the last level spends its quota, rollover and this remainder
+                        # in full and takes its best proposal; -1: off (the paper)
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
@@ -84,7 +93,10 @@ class Config:
       smallest = n * (init_cost + divisor)
       raise base.too_small(method.name, common.budget, smallest,
                            f'{n} chains with one proposal per level')
-    return cls(common, n, quota, parallel, init, stop)
+    spend = cfg.get('rbf_spend_budget')
+    spend = released if spend is None else bool(spend)
+    extra = common.budget // n - init_cost - quota * (final - start) if spend else -1
+    return cls(common, n, quota, parallel, init, stop, extra)
 
 
 def _initial_states(key, sampler, reward, config, cond, first, count):
@@ -186,8 +198,11 @@ def _run_chains(key, sampler, reward, config, cond, first, n) -> Outcome:
   final = m - 1 - config.stop_early
   chains = first + jnp.arange(n)
 
+  spend = config.last_extra >= 0
+
   def advance(c: Chains, k):
-    quota = config.quota + c.rollover
+    last = spend & (k == final - 1)   # this level draws all the chain has left
+    quota = config.quota + c.rollover + jnp.where(last, max(config.last_extra, 0), 0)
     chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(loop_key, k),
                                                          chains)
     xp_rep, dp_rep = base.repeat_rows((c.x, c.d), p)
@@ -203,7 +218,7 @@ def _run_chains(key, sampler, reward, config, cond, first, n) -> Outcome:
       rs, _ = base.score(reward, ds.x0, cond)
       rs = rs.reshape(n, p)
       slot = s.active[:, None] & (js[None, :] < quota[:, None])
-      improving = slot & (rs > c.r_star[:, None])
+      improving = slot & (rs > c.r_star[:, None]) & ~last
       found = jnp.any(improving, axis=1)
       first_found = jnp.argmax(improving, axis=1)
       masked = jnp.where(slot, rs, -jnp.inf)
@@ -237,7 +252,7 @@ def _run_chains(key, sampler, reward, config, cond, first, n) -> Outcome:
                  rollover=jnp.where(s.found_any, quota - s.charged, 0), nfe=nfe,
                  nfe_evaluated=s.nfe_evaluated, num_invalid=s.num_invalid,
                  num_scored=s.num_scored)
-    return out, (nfe, jnp.max(r_star))
+    return out, (nfe, jnp.max(jnp.where(last, jnp.maximum(r_star, r), r_star)))
 
   first_best = jnp.max(r)
   init = Chains(x=x, d=d, r=r, r_star=r, rollover=jnp.zeros(n, jnp.int32),

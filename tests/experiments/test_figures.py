@@ -18,9 +18,12 @@ from experiments import train
 
 FIGURES = (('fig_rbf_interpolants', ''), ('fig_rbf_interpolants', 'ablation'),
            ('fig_rbf_budget', ''), ('fig_dts_2d', ''), ('fig_dts_digits', ''),
-           ('fig_dts_digits', 'even_odd'), ('fig_dts_star', ''), ('dts_scale', ''))
+           ('fig_dts_digits', 'even_odd'), ('fig_dts_star', ''), ('dts_scale', ''),
+           ('fig_search_matters', ''), ('fig_search_matters', 'interpolants'),
+           ('fig_search_matters', 'tune,left_of'))
 SLOW_VARIANTS = {('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd'),
-                 ('dts_scale', '')}
+                 ('dts_scale', ''), ('fig_search_matters', 'interpolants'),
+                 ('fig_search_matters', 'tune,left_of')}
 # These tests check plumbing, not speed: XLA's optimisation passes only cost compile time.
 pytestmark = pytest.mark.usefixtures('fast_compilation')
 
@@ -73,11 +76,16 @@ def _check_sweep_outputs(config, workdir):
   for entry in _read_csv(os.path.join(workdir, 'summary.csv')):
     members = [r for r in rows if all(r[a] == entry[a] for a in axes)]
     assert int(entry['num_seeds']) == len(members)
-    np.testing.assert_allclose(float(entry['reward_mean']),
-                               np.mean([float(r['reward_mean']) for r in members]), rtol=1e-6)
+    values = [float(r['reward_mean']) for r in members]
+    np.testing.assert_allclose(float(entry['reward_mean']), np.mean(values), rtol=1e-6)
+    if len(values) > 1:  # Student's t half-width of the 95% interval of the mean
+      t = {2: 12.706, 3: 4.303, 5: 2.776}[len(values)]
+      np.testing.assert_allclose(float(entry['reward_mean_ci95']),
+                                 t * np.std(values, ddof=1) / np.sqrt(len(values)), rtol=1e-3)
   with open(os.path.join(workdir, 'summary.md')) as f:
     summary = f.read()
   assert 'Command: `' in summary and 'Wall time' in summary
+  assert ('95% confidence interval' in summary) == (len(config.sweep.seed) > 1)
   for metric in config.sweep.table_metrics:
     assert metric in summary, metric
   for metric in config.sweep.plot.metrics:
@@ -98,6 +106,9 @@ def test_figure_quick_variant_runs_end_to_end(name, variant, digits_tiny, toy2d_
   if name == 'fig_dts_2d':  # every task has an exact tilted target to measure against
     assert {r['task'] for r in rows} == {'ring', 'checkerboard', 'gmm'}
     assert all(0 <= float(r['mmd']) < 2 for r in rows)
+  elif name == 'fig_search_matters':
+    assert all(0 <= float(r['heldout_success']) <= 1 for r in rows)
+    assert all(float(r['nfe_per_search']) <= float(r['nfe']) for r in rows)
   elif config.reward.get('heldout_checkpoint'):
     assert all(0 <= float(r['heldout_accuracy']) <= 1 for r in rows)
   if config.reward.get('target_classes'):

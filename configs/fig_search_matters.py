@@ -1,0 +1,122 @@
+"""The RBF paper's claims on a task where search matters: counting and composition on 2 x 2
+grids of digits (configs/digit_grid.py), one search of a given NFE budget per output image,
+scored in the loop by the digit classifier and judged by a held-out one (`heldout_success`: the
+fraction of outputs whose prompt is true by the held-out classifier's labels).
+
+Base rates (plain samples, `configs/digit_grid.py:count,sample` and `:left_of,sample`) are in
+docs/results.md. Variants:
+  tune         the tuning sweep: each method's knobs at 500 NFE on separate seeds (100-102);
+               the other variants use the winners (TUNED, below)
+  interpolants methods x samplers at 500 NFE, 10 steps: Linear-ODE, Linear-SDE, VP-SDE (the
+               paper's adaptive grid, last evaluated level t = 0.44) and VP-SDE on the uniform
+               grid (`vp_sde_sharp`, last evaluated level t = 0.1: sharp for this undistilled
+               model)
+  budget       (the default) held-out success against NFE, 50 to 1000, both VP-SDE protocols
+  left_of      the compositional prompt instead of the counting one
+  quick        tiny, for tests
+5 seeds (0-4) of 32 searches each.
+  python main.py --config=configs/fig_search_matters.py:tune --workdir=results/search_matters_tune
+  python main.py --config=configs/fig_search_matters.py:interpolants \
+      --workdir=results/search_matters_interpolants
+  python main.py --config=configs/fig_search_matters.py --workdir=results/search_matters_budget
+"""
+
+from configs import common
+from configs import digit_grid
+
+SAMPLERS = dict(common.SAMPLERS, vp_sde_sharp=dict(interpolant='vp', sde=True,
+                                                   time_grid='uniform'))
+
+# Each method's settings, from the `tune` sweep (results/search_matters_tune/summary.md).
+TUNED = {
+    'bon': {'search': {'method': 'bon'}},
+    'sop': {'search': {'method': 'sop'}},
+    'smc': {'search': {'method': 'smc', 'ess_threshold': 0.5}},
+    'code': {'search': {'method': 'code', 'num_particles': 1, 'block_size': 3}},
+    'svdd': {'search': {'method': 'svdd', 'num_particles': 1}},
+    'rbf': {'search': {'method': 'rbf', 'rbf_variant': 'paper', 'rbf_spend_budget': True}},
+    'rbf_paper': {'search': {'method': 'rbf', 'rbf_variant': 'paper',
+                             'rbf_spend_budget': False}},
+    'dts_star': {'search': {'method': 'dts_star', 'c_uct': 1.0}},
+}
+
+# The tuning grid: method presets, each the method and the knob values it tries.
+TUNE = {
+    'smc_ess025': {'search': {'method': 'smc', 'ess_threshold': 0.25}},
+    'smc_ess05': {'search': {'method': 'smc', 'ess_threshold': 0.5}},
+    'smc_ess1': {'search': {'method': 'smc', 'ess_threshold': 1.0}},
+    'svdd_n1': {'search': {'method': 'svdd', 'num_particles': 1}},
+    'svdd_n5': {'search': {'method': 'svdd', 'num_particles': 5}},
+    'code_b3': {'search': {'method': 'code', 'num_particles': 1, 'block_size': 3}},
+    'code_b5': {'search': {'method': 'code', 'num_particles': 1, 'block_size': 5}},
+    'rbf_paper': TUNED['rbf_paper'],
+    'rbf_paper_spend': TUNED['rbf'],
+    'rbf_released': {'search': {'method': 'rbf', 'rbf_variant': 'released'}},
+    'dts_star_c1': {'search': {'method': 'dts_star', 'c_uct': 1.0}},
+    'dts_star_c3': {'search': {'method': 'dts_star', 'c_uct': 3.0}},
+}
+
+# The paper's counting accuracy against NFE (BoN on the Linear-ODE, RBF on the VP-SDE).
+PAPER_BUDGET = {'paper_BoN': ((50, 0.40), (100, 0.51), (300, 0.57), (500, 0.58), (1000, 0.59)),
+                'paper_RBF': ((50, 0.41), (100, 0.59), (300, 0.72), (500, 0.80), (1000, 0.88))}
+
+
+def get_config(arg=None):
+  tokens = common.parse_variant(arg, ('tune', 'interpolants', 'budget', 'left_of', 'quick'))
+  prompt = 'left_of' if 'left_of' in tokens else 'count'
+  config = digit_grid.get_config(prompt)
+  config.experiment = 'sweep'
+  config.search.update(budget=500, num_particles=1, num_runs=32, output='best')
+  seeds = (0, 1, 2, 3, 4)
+  metrics = ('heldout_success', 'success', 'reward_mean', 'nfe_per_search')
+  base_rate = BASE_RATES[prompt]
+  if 'tune' in tokens:
+    sweep = dict(
+        title=f'Tuning at 500 NFE on separate seeds (digit grid, {prompt}, VP-SDE)',
+        method=tuple(TUNE), seed=(100, 101, 102),
+        presets=dict(task={}, sampler={}, method=TUNE),
+        plot=dict(metrics=('heldout_success',), x='method', series='method', panel='',
+                  logx=False))
+  elif 'interpolants' in tokens:
+    samplers = ('linear_ode', 'linear_sde', 'vp_sde', 'vp_sde_sharp')
+    methods = ('bon', 'smc', 'code', 'svdd', 'rbf', 'rbf_paper')
+    sweep = dict(
+        title=f'Samplers x methods at 500 NFE, 10 steps (digit grid, {prompt})',
+        sampler=samplers, method=methods, seed=seeds,
+        presets=dict(task={}, sampler={s: {'sampler': SAMPLERS[s]} for s in samplers},
+                     method={m: TUNED[m] for m in methods}),
+        plot=dict(metrics=('heldout_success', 'reward_mean'), x='method', series='sampler',
+                  panel='', logx=False,
+                  overlays={'heldout_success': {'base rate': base_rate}}))
+  else:
+    ode, vp, sharp = (SAMPLERS[s] for s in ('linear_ode', 'vp_sde', 'vp_sde_sharp'))
+    methods = {'bon': dict(TUNED['bon'], sampler=ode)}
+    for m in ('smc', 'svdd', 'rbf', 'dts_star'):
+      methods[m] = dict(TUNED[m], sampler=vp)
+      methods[m + '_sharp'] = dict(TUNED[m], sampler=sharp)
+    sweep = dict(
+        title=f'Held-out success against NFE (digit grid, {prompt}; VP-SDE adaptive and sharp)',
+        method=tuple(methods), budget=(50, 100, 300, 500, 1000), seed=seeds,
+        presets=dict(task={}, sampler={}, method=methods),
+        plot=dict(metrics=('heldout_success', 'reward_mean'), x='budget', series='method',
+                  panel='', logx=True,
+                  overlays={'heldout_success': dict(PAPER_BUDGET, **{'base rate': base_rate})}))
+  config.sweep = common.sweep_config(table_metrics=metrics, **sweep)
+  if 'quick' in tokens:
+    quick = digit_grid.get_config(f'{prompt},quick')
+    config.model.grid, config.reward.count = quick.model.grid, quick.reward.count
+    config.sampler.num_steps = 4
+    config.search.update(budget=24, num_runs=2, block_size=2, branch_every=2)
+    config.sweep.seed = (0, 1)
+    keep = ('smc_ess05', 'rbf_paper_spend') if 'tune' in tokens else ('bon', 'rbf')
+    config.sweep.method = tuple(m for m in config.sweep.method if m in keep)
+    if config.sweep.get('budget'):
+      config.sweep.budget = (24,)
+    if config.sweep.get('sampler'):
+      config.sweep.sampler = ('linear_ode', 'vp_sde_sharp')
+  return config
+
+
+# Plain samples' held-out success (configs/digit_grid.py:PROMPT,sample, 4,096 samples, VP-SDE
+# adaptive grid, 10 steps): the floor a search starts from.
+BASE_RATES = {'count': 0.025, 'left_of': 0.0}
