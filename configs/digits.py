@@ -3,6 +3,8 @@
 Variants (comma-separated):
   flow        train a class-conditional U-Net by flow matching (velocity, linear interpolant)
   eps         train it as an eps-prediction diffusion model (VP interpolant)
+  reflow      the 2-rectified flow (experiments/reflow.py): the flow's own Linear-ODE couplings,
+              trained from the flow's weights; a few-step backbone, as FLUX.1-schnell is one
   classifier  train the digit classifier (the reward and the image metrics)
   sample      sample the trained backbone (flow by default; with `eps`, the eps one)
   METHOD      search towards reward.target_class (bon, sop, smc, svdd, code, rbf, dts, dts_star)
@@ -20,7 +22,7 @@ import ml_collections
 
 from configs import common
 
-STAGES = ('flow', 'eps', 'classifier', 'sample', 'compare', 'quick')
+STAGES = ('flow', 'eps', 'reflow', 'classifier', 'sample', 'compare', 'quick')
 
 
 def get_config(arg=None):
@@ -46,11 +48,18 @@ def get_config(arg=None):
       guidance_weight=0.0,                 # CFG weight w at sampling time (0: as trained)
       checkpoint=f'runs/digits/{kind}',
   ))
+  if 'reflow' in tokens:
+    # Unconditional couplings: the label is always the "no class" token.
+    config.data = ml_collections.ConfigDict(dict(
+        name='reflow', teacher='runs/digits/flow', num_pairs=16384, teacher_steps=50))
+    config.model.update(checkpoint='runs/digits/reflow', label_dropout=0.0)
   # loop='python': on XLA:CPU this U-Net's gradient runs ~10x slower inside a lax.scan body
   # (measured 330 ms vs 28 ms per step); one jitted step per call gives the same parameters.
   config.train = ml_collections.ConfigDict(dict(
       num_steps=4000, batch_size=64, learning_rate=2e-3, schedule='cosine', log_every=500,
       loop='python'))
+  if 'reflow' in tokens:
+    config.train.update(num_steps=3000, learning_rate=5e-4, init_from='runs/digits/flow')
   config.classifier = ml_collections.ConfigDict(dict(
       num_classes=10, features=128, num_steps=3000, batch_size=128, learning_rate=2e-3,
       augment_noise=0.1))
@@ -79,6 +88,8 @@ def apply_quick(config) -> None:
   """Tiny sizes for tests (the paper-figure configs build on this config and shrink with it)."""
   config.model.update(channels=(8, 16, 16), embed_dim=16)
   config.train.update(num_steps=40, batch_size=16, log_every=20)
+  if config.data.name == 'reflow':
+    config.data.update(num_pairs=64, teacher_steps=4)
   config.classifier.update(num_steps=60, batch_size=32, features=32)
   config.sampler.update(num_steps=6, num_samples=16)
   config.search.update(budget=6 * 16, num_particles=4, block_size=2, branch_every=2)

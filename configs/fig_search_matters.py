@@ -13,8 +13,11 @@ docs/results.md. Variants:
                model)
   budget       (the default) held-out success against NFE, 50 to 1000, both VP-SDE protocols
   left_of      the compositional prompt instead of the counting one
+  reflow       on the 2-rectified few-step backbone (configs/digits.py:reflow), whose Tweedie
+               estimates are sharp from high noise as FLUX.1-schnell's are; with interpolants
+               or budget (there the VP-SDE protocols coincide, so no `_sharp` series)
   quick        tiny, for tests
-5 seeds (0-4) of 32 searches each.
+5 seeds (0-4) of 24 searches each (the tuning sweep: 3 of 32).
   python main.py --config=configs/fig_search_matters.py:tune --workdir=results/search_matters_tune
   python main.py --config=configs/fig_search_matters.py:interpolants \
       --workdir=results/search_matters_interpolants
@@ -31,13 +34,13 @@ SAMPLERS = dict(common.SAMPLERS, vp_sde_sharp=dict(interpolant='vp', sde=True,
 TUNED = {
     'bon': {'search': {'method': 'bon'}},
     'sop': {'search': {'method': 'sop'}},
-    'smc': {'search': {'method': 'smc', 'ess_threshold': 0.5}},
+    'smc': {'search': {'method': 'smc', 'ess_threshold': 0.25}},
     'code': {'search': {'method': 'code', 'num_particles': 1, 'block_size': 3}},
-    'svdd': {'search': {'method': 'svdd', 'num_particles': 1}},
+    'svdd': {'search': {'method': 'svdd', 'num_particles': 5}},
     'rbf': {'search': {'method': 'rbf', 'rbf_variant': 'paper', 'rbf_spend_budget': True}},
     'rbf_paper': {'search': {'method': 'rbf', 'rbf_variant': 'paper',
                              'rbf_spend_budget': False}},
-    'dts_star': {'search': {'method': 'dts_star', 'c_uct': 1.0}},
+    'dts_star': {'search': {'method': 'dts_star', 'c_uct': 3.0}},
 }
 
 # The tuning grid: method presets, each the method and the knob values it tries.
@@ -62,15 +65,18 @@ PAPER_BUDGET = {'paper_BoN': ((50, 0.40), (100, 0.51), (300, 0.57), (500, 0.58),
 
 
 def get_config(arg=None):
-  tokens = common.parse_variant(arg, ('tune', 'interpolants', 'budget', 'left_of', 'quick'))
+  tokens = common.parse_variant(arg, ('tune', 'interpolants', 'budget', 'left_of', 'reflow',
+                                      'quick'))
   prompt = 'left_of' if 'left_of' in tokens else 'count'
-  config = digit_grid.get_config(prompt)
+  config = digit_grid.get_config(prompt + (',reflow' if 'reflow' in tokens else ''))
+  backbone = ', 2-rectified backbone' if 'reflow' in tokens else ''
   config.experiment = 'sweep'
-  config.search.update(budget=500, num_particles=1, num_runs=32, output='best')
+  config.search.update(budget=500, num_particles=1, num_runs=24, output='best')
   seeds = (0, 1, 2, 3, 4)
   metrics = ('heldout_success', 'success', 'reward_mean', 'nfe_per_search')
   base_rate = BASE_RATES[prompt]
   if 'tune' in tokens:
+    config.search.num_runs = 32
     sweep = dict(
         title=f'Tuning at 500 NFE on separate seeds (digit grid, {prompt}, VP-SDE)',
         method=tuple(TUNE), seed=(100, 101, 102),
@@ -78,10 +84,12 @@ def get_config(arg=None):
         plot=dict(metrics=('heldout_success',), x='method', series='method', panel='',
                   logx=False))
   elif 'interpolants' in tokens:
-    samplers = ('linear_ode', 'linear_sde', 'vp_sde', 'vp_sde_sharp')
+    samplers = ('linear_ode', 'linear_sde', 'vp_sde')
+    if 'reflow' not in tokens:
+      samplers += ('vp_sde_sharp',)
     methods = ('bon', 'smc', 'code', 'svdd', 'rbf', 'rbf_paper')
     sweep = dict(
-        title=f'Samplers x methods at 500 NFE, 10 steps (digit grid, {prompt})',
+        title=f'Samplers x methods at 500 NFE, 10 steps (digit grid, {prompt}{backbone})',
         sampler=samplers, method=methods, seed=seeds,
         presets=dict(task={}, sampler={s: {'sampler': SAMPLERS[s]} for s in samplers},
                      method={m: TUNED[m] for m in methods}),
@@ -93,9 +101,11 @@ def get_config(arg=None):
     methods = {'bon': dict(TUNED['bon'], sampler=ode)}
     for m in ('smc', 'svdd', 'rbf', 'dts_star'):
       methods[m] = dict(TUNED[m], sampler=vp)
+    for m in () if 'reflow' in tokens else ('svdd', 'rbf'):
       methods[m + '_sharp'] = dict(TUNED[m], sampler=sharp)
     sweep = dict(
-        title=f'Held-out success against NFE (digit grid, {prompt}; VP-SDE adaptive and sharp)',
+        title=f'Held-out success against NFE (digit grid, {prompt}{backbone}; VP-SDE '
+              + ('adaptive)' if backbone else 'adaptive and sharp)'),
         method=tuple(methods), budget=(50, 100, 300, 500, 1000), seed=seeds,
         presets=dict(task={}, sampler={}, method=methods),
         plot=dict(metrics=('heldout_success', 'reward_mean'), x='budget', series='method',

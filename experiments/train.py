@@ -7,6 +7,10 @@ saves an orbax checkpoint, and a rerun of the same workdir resumes from the newe
 minibatch and noise of step i depend only on (seed, i), so a resumed run equals an
 uninterrupted one. Class-conditional models see their label replaced by the "no class" token
 with probability model.label_dropout (classifier-free guidance).
+
+data.name = 'reflow' trains on a teacher flow's (x0, eps) couplings instead (experiments/
+reflow.py): the loss uses each pair's own eps, and train.init_from (a train workdir, usually the
+teacher) gives the starting parameters.
 """
 
 import copy
@@ -33,9 +37,10 @@ T_MIN = 1e-3  # smallest training time: keeps sigma_t > 0 for every native inter
 
 
 def loss_fn(params, module, interp, prediction, x0, labels, key, label_dropout=0.0):
+  """x0: data [B, ...], or a coupling (x0, eps) of reflow pairs."""
   k_t, k_eps, k_drop = jax.random.split(key, 3)
+  x0, eps = x0 if isinstance(x0, tuple) else (x0, jax.random.normal(k_eps, x0.shape))
   t = jax.random.uniform(k_t, x0.shape[:1], minval=T_MIN, maxval=1.0)
-  eps = jax.random.normal(k_eps, x0.shape)
   t_x = predictions.expand_time(t, x0)
   x_t = interp.alpha(t_x) * x0 + interp.sigma(t_x) * eps
   target = predictions.from_x0_eps(x0, eps, t_x, interp, prediction)
@@ -58,9 +63,10 @@ def make_train_chunk(module, interp, prediction, optimizer, batch_size, num_step
   def one_step(carry, step):
     params, opt_state, data, labels, key = carry
     k_idx, k_loss = jax.random.split(jax.random.fold_in(key, step))
-    idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
+    idx = jax.random.randint(k_idx, (batch_size,), 0, jax.tree.leaves(data)[0].shape[0])
     batch_labels = None if labels is None else labels[idx]
-    loss, grads = jax.value_and_grad(loss_fn)(params, module, interp, prediction, data[idx],
+    batch = jax.tree.map(lambda a: a[idx], data)
+    loss, grads = jax.value_and_grad(loss_fn)(params, module, interp, prediction, batch,
                                               batch_labels, k_loss, label_dropout)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state, data, labels, key), loss
@@ -87,8 +93,14 @@ def make_train_chunk(module, interp, prediction, optimizer, batch_size, num_step
   return jax.jit(chunk)
 
 
-def training_data(config):
-  """(data [N, ...], labels [N] or None) on the host."""
+def training_data(config, workdir: str = ''):
+  """(data [N, ...] or reflow pairs (x0, eps), labels [N] or None) on the host."""
+  if config.data.name == 'reflow':
+    from experiments import reflow  # pylint: disable=g-import-not-at-top
+    if config.model.prediction != 'velocity' or config.model.interpolant != 'linear':
+      raise ValueError('reflow trains a flow: model.prediction must be velocity and '
+                       'model.interpolant linear.')
+    return reflow.pairs(config.data, config.seed, workdir), None
   if config.data.name == 'digits':
     images, labels = digits.load('train')
     return images, labels if int(config.model.get('num_classes', 0)) else None
@@ -113,8 +125,8 @@ def run(config, workdir: str) -> dict:
     if int(tcfg[field]) <= 0:
       raise ValueError(f'train.{field} must be positive, got {tcfg[field]}.')
   validation.check_positive_float32('train.learning_rate', tcfg.learning_rate)
-  data, labels = training_data(config)
-  shape = tuple(data.shape[1:])
+  data, labels = training_data(config, workdir)
+  shape = tuple(jax.tree.leaves(data)[0].shape[1:])
   lib = trained.get_module_lib(config.model.name)
   module = lib.make_module(config.model, shape)
   interp = interpolants.from_config(config.model)
@@ -126,9 +138,15 @@ def run(config, workdir: str) -> dict:
   with saved.unlocked():
     saved.model.data_shape = shape  # what a sampler needs to rebuild the module
   files.claim_workdir(workdir, saved)   # refuses a workdir that holds another run
+  if config.data.name == 'reflow':
+    from experiments import reflow  # pylint: disable=g-import-not-at-top
+    reflow.save_pairs(workdir, data)
 
   key = jax.random.key(config.seed)
   params = lib.init_params(module, jax.random.fold_in(key, 0), shape)
+  if tcfg.get('init_from'):
+    params, _ = checkpoint.restore_latest_params(
+        os.path.join(tcfg.init_from, 'checkpoints'), params)
   opt_state = optimizer.init(params)
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   mngr = checkpoint.manager(ckpt_dir)
@@ -151,7 +169,7 @@ def run(config, workdir: str) -> dict:
     with open(metrics_path) as f:
       return json.load(f)
 
-  data_dev = jnp.asarray(data)
+  data_dev = jax.tree.map(jnp.asarray, data)
   labels_dev = None if labels is None else jnp.asarray(labels)
   loss_key = jax.random.fold_in(key, 1)
   chunks = {}

@@ -142,3 +142,26 @@ def test_sampling_and_searching_digits(workdirs, tmp_path):
   config.reward.name = 'compressibility'  # the host-callback reward inside a jitted search
   m = search_exp.run(config, str(tmp_path / 'svdd'))
   assert 0 < m['nfe'] <= config.search.budget and 'frechet' in m
+
+
+def test_reflow_trains_on_the_teachers_own_couplings(digits_tiny, tmp_path):
+  """configs/digits.py:reflow: the pairs are the teacher's Linear-ODE map of their noise, cached
+  in the workdir (a rerun trains on the same ones), and training starts from the teacher."""
+  from experiments import reflow  # pylint: disable=g-import-not-at-top
+  from experiments import train  # pylint: disable=g-import-not-at-top
+  config = digits_config.get_config('reflow,quick')
+  config.data.teacher = config.train.init_from = digits_tiny['flow']
+  config.model.update(checkpoint=str(tmp_path))
+  metrics = train.run(config, str(tmp_path))
+  assert np.isfinite(metrics['final_loss'])
+  with np.load(tmp_path / 'reflow_pairs.npz') as f:
+    x0, eps = f['x0'], f['eps']
+  assert x0.shape == eps.shape == (64, 8, 8, 1)
+  again = reflow.generate(digits_tiny['flow'], 64, 4, config.seed)
+  np.testing.assert_allclose(x0, again[0], atol=1e-5)
+  np.testing.assert_array_equal(eps, again[1])
+  teacher = trained.load(digits_tiny['flow'])
+  student = trained.load(str(tmp_path))
+  assert student.prediction == 'velocity' and student.data_shape == teacher.data_shape
+  with pytest.raises(ValueError, match='reflow needs a flow teacher'):
+    reflow.generate(digits_tiny['eps'], 8, 2, 0)
