@@ -4,9 +4,10 @@ Images are a rows x cols grid of 8x8 digits (models/digit_grid.py), each cell an
 draw of the trained digits backbone, so a prompt about the whole image is rarely true of a plain
 sample. Prompts (rewards/digit_grid.py), scored in the loop by the digit classifier and judged
 afterwards by a held-out one (`heldout_success`):
-  count    "exactly 2 sevens" in a 2 x 2 grid (digit_count)
+  count    "exactly 3 sevens" in a 2 x 2 grid (digit_count)
+  count2   "exactly 2 sevens" in a 2 x 2 grid (the prompt the methods are tuned on)
   left_of  "a 3 immediately left of a 7" in a 2 x 2 grid (digit_left_of)
-Variants (comma-separated): count | left_of; sample (plain samples: the base rate), step (the
+Variants (comma-separated): count | count2 | left_of; sample (plain samples: the base rate), step (the
 0/1 reward instead of the log-probability of success), METHOD, reflow (the 2-rectified few-step
 backbone in runs/digits/reflow), quick (tiny sizes for tests). Needs runs/digits/{flow,
 classifier, classifier_heldout} (configs/fig_rbf_interpolants.py lists the commands).
@@ -19,7 +20,8 @@ from configs import common
 from configs import digits
 
 PROMPTS = {
-    'count': dict(name='digit_count', count_class=7, count=2),
+    'count': dict(name='digit_count', count_class=7, count=3),
+    'count2': dict(name='digit_count', count_class=7, count=2),
     'left_of': dict(name='digit_left_of', left_class=3, right_class=7),
 }
 
