@@ -21,7 +21,8 @@ FIGURES = (('fig_rbf_interpolants', ''), ('fig_rbf_interpolants', 'ablation'),
            ('fig_dts_digits', 'even_odd'), ('fig_dts_star', ''), ('dts_scale', ''),
            ('fig_search_matters', ''), ('fig_search_matters', 'interpolants'),
            ('fig_search_matters', 'tune'))
-SLOW_VARIANTS = {('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd'),
+# fig_rbf_budget's quick grid (bon, rbf on digits) is fig_search_matters' default quick grid's.
+SLOW_VARIANTS = {('fig_rbf_budget', ''), ('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd'),
                  ('dts_scale', ''), ('fig_search_matters', 'interpolants'),
                  ('fig_search_matters', 'tune')}
 # These tests check plumbing, not speed: XLA's optimisation passes only cost compile time.

@@ -43,11 +43,12 @@ def test_grid_backbone_is_the_cell_backbone_on_every_cell(digits_tiny):
   assert grid.data_shape == (16, 16, 1) and grid.prediction == cell.prediction
   x = jax.random.normal(jax.random.key(0), (3, 16, 16, 1))
   t = jnp.asarray([0.2, 0.5, 0.9])
-  out = grid(x, t)
-  for i, (r, c) in itertools.product(range(3), itertools.product(range(2), range(2))):
-    patch = x[i:i + 1, 8 * r:8 * r + 8, 8 * c:8 * c + 8]
-    np.testing.assert_allclose(out[i, 8 * r:8 * r + 8, 8 * c:8 * c + 8],
-                               cell(patch, t[i:i + 1])[0], atol=1e-5)
+  out = np.asarray(grid(x, t))
+  cells = [(i, r, c) for i in range(3) for r in range(2) for c in range(2)]
+  patches = jnp.stack([x[i, 8 * r:8 * r + 8, 8 * c:8 * c + 8] for i, r, c in cells])
+  want = np.asarray(cell(patches, jnp.asarray([t[i] for i, _, _ in cells])))
+  for (i, r, c), w in zip(cells, want):
+    np.testing.assert_allclose(out[i, 8 * r:8 * r + 8, 8 * c:8 * c + 8], w, atol=1e-5)
 
 
 def _enumerate(p, event):
@@ -126,3 +127,24 @@ def test_bad_shapes_and_grids(digits_tiny):
   config.model.grid = (2, 0)
   with pytest.raises(ValueError, match=r'model.grid must be \(rows, cols\) with both >= 1'):
     models.get_backbone(config.model)
+
+
+def test_base_rates_judge_every_prompt_on_the_same_samples(digits_tiny, tmp_path):
+  # pylint: disable=g-import-not-at-top
+  import json
+  from experiments import grid_base_rates
+  config = _config(digits_tiny, 'count,sample')
+  run = tmp_path / 'flow_vp_sde'
+  run.mkdir()
+  (run / 'config.json').write_text(json.dumps(config.to_dict()))
+  x0 = np.asarray(jax.random.uniform(jax.random.key(2), (32, 8, 16, 1), minval=-1, maxval=1))
+  np.savez(run / 'samples.npz', x0=x0, reward=np.zeros(32))
+  grid_base_rates.main(str(tmp_path))
+  rows = json.loads((tmp_path / 'base_rates.json').read_text())
+  assert [r['run'] for r in rows] == ['flow_vp_sde']
+  for prompt, fields in grid_config.PROMPTS.items():
+    reward = config.reward.copy_and_resolve_references()
+    reward.update(fields)
+    want = image_metrics.evaluate_grid(x0, reward)
+    assert rows[0][f'{prompt}/heldout_success'] == want['heldout_success']
+  assert 'count held-out' in (tmp_path / 'base_rates.md').read_text()

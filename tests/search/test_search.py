@@ -58,7 +58,7 @@ def test_rbf_parallel_chooses_what_sequential_chooses(variant):
   assert int(parallel.nfe_evaluated) >= int(parallel.nfe)
 
 
-@pytest.mark.parametrize('variant', ('paper', 'released'))
+@pytest.mark.parametrize('variant', ('paper', pytest.param('released', marks=pytest.mark.slow)))
 def test_rbf_spend_budget_spends_every_chains_share(variant):
   """With rbf_spend_budget each chain spends exactly budget // N; without it (the paper) a
   reward that improves easily leaves most of the budget unspent."""
