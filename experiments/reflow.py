@@ -44,21 +44,22 @@ def generate(teacher_workdir: str, num_pairs: int, num_steps: int, seed: int):
   backbone = check_teacher(teacher_workdir)
   sampler = sampler_lib.make_sampler(backbone, backbone.interpolant, num_steps, sde=False)
 
-  @jax.jit
-  def integrate(smp, eps):
-    def body(x, k):
-      return smp.step(x, smp.denoise(x, k), k, jnp.zeros_like(x)), None
-    x, _ = jax.lax.scan(body, eps, jnp.arange(smp.num_steps))
-    return x
+  num_batches = -(-num_pairs // BATCH)
 
-  key = jax.random.key(seed)
-  xs, noises = [], []
-  for start in range(0, num_pairs, BATCH):
-    eps = jax.random.normal(jax.random.fold_in(key, start), (BATCH,) + backbone.data_shape)
-    xs.append(np.asarray(integrate(sampler, eps)))
-    noises.append(np.asarray(eps))
-  return (np.concatenate(xs)[:num_pairs].astype(np.float32),
-          np.concatenate(noises)[:num_pairs].astype(np.float32))
+  @jax.jit
+  def integrate_all(smp, key):
+    """Every batch's noise and ODE endpoint, one lax.map over the batches."""
+    def one_batch(b):
+      eps = jax.random.normal(jax.random.fold_in(key, b * BATCH), (BATCH,) + smp.data_shape)
+      x, _ = jax.lax.scan(lambda x, k: (smp.step(x, smp.denoise(x, k), k, jnp.zeros_like(x)),
+                                        None), eps, jnp.arange(smp.num_steps))
+      return x, eps
+    return jax.lax.map(one_batch, jnp.arange(num_batches))
+
+  x0, eps = integrate_all(sampler, jax.random.key(seed))
+  shape = (num_batches * BATCH,) + backbone.data_shape
+  return (np.asarray(x0).reshape(shape)[:num_pairs].astype(np.float32),
+          np.asarray(eps).reshape(shape)[:num_pairs].astype(np.float32))
 
 
 def _path(workdir: str) -> str:

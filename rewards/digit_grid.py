@@ -63,13 +63,13 @@ def left_of_probability(pa, pb, same: bool):
   return 1.0 - jnp.prod(no_match_in_row, axis=-1)
 
 
-def success(labels, cfg) -> np.ndarray:
-  """Whether each image's cell labels [N, rows, cols] make the prompt true: [N] bool."""
-  labels = np.asarray(labels)
+def success(labels, cfg, xp=np):
+  """Whether each image's cell labels [N, rows, cols] make the prompt true: [N] bool. xp: numpy
+  on the host, jax.numpy inside the reward."""
   if cfg.name == 'digit_count':
-    return np.sum(labels == int(cfg.count_class), axis=(1, 2)) == int(cfg.count)
+    return xp.sum(labels == int(cfg.count_class), axis=(1, 2)) == int(cfg.count)
   a, b = int(cfg.left_class), int(cfg.right_class)
-  return np.any((labels[:, :, :-1] == a) & (labels[:, :, 1:] == b), axis=(1, 2))
+  return xp.any((labels[:, :, :-1] == a) & (labels[:, :, 1:] == b), axis=(1, 2))
 
 
 def _probability(cfg, lp):
@@ -80,14 +80,6 @@ def _probability(cfg, lp):
                              int(cfg.count))
   a, b = int(cfg.left_class), int(cfg.right_class)
   return left_of_probability(p[..., a], p[..., b], a == b)
-
-
-def _step_success(cfg, lp):
-  labels = jnp.argmax(lp, -1)
-  if cfg.name == 'digit_count':
-    return jnp.sum(labels == int(cfg.count_class), axis=(1, 2)) == int(cfg.count)
-  a, b = int(cfg.left_class), int(cfg.right_class)
-  return jnp.any((labels[:, :, :-1] == a) & (labels[:, :, 1:] == b), axis=(1, 2))
 
 
 def _check(cfg, module, grid) -> None:
@@ -124,7 +116,7 @@ def build(cfg, shape, prompts=()) -> base.Reward:
     del cond
     lp = log_probs(p, x0)
     if step:
-      return _step_success(spec, lp).astype(jnp.float32)
+      return success(jnp.argmax(lp, -1), spec, jnp).astype(jnp.float32)
     return jnp.log(jnp.maximum(_probability(spec, lp), jnp.finfo(jnp.float32).tiny))
   return base.Reward(name, fn, params)
 
