@@ -123,10 +123,12 @@ def sweep_config(**overrides) -> ml_collections.ConfigDict:
       # search.method/search.budget/seed unless they name a preset; task/sampler values are
       # preset names.
       task=(), sampler=(), method=(), budget=(), seed=(0,),
+      skip=(),    # ('axis=value,axis=value', ...): leave out the points with all those values
       presets=dict(task={}, sampler={}, method={}),
       table_metrics=('reward_mean', 'nfe'),
       plot=dict(metrics=(), x='budget', series='method', panel='', logx=True, logy=False),
-      reach=(),   # ((a, b, metric), ...): the NFE where a's metric reaches b's at b's top budget
+      reach=(),   # ((a, b, metric[, 'lower']), ...): the NFE where a's metric reaches b's at b's
+                # top budget ('lower': lower is better)
   ))
   cfg.update(overrides)
   return cfg

@@ -13,6 +13,10 @@ docs/results.md. Variants:
                grid (`vp_sde_sharp`, last evaluated level t = 0.1: sharp for this undistilled
                model)
   budget       (the default) held-out success against NFE, 50 to 1000, both VP-SDE protocols
+  dts_star     the DTS paper's DTS* claim on this task: best reward (and held-out success)
+               against NFE, 10^3 to 10^4 per search, DTS* (tuned c_uct) against best-of-N on
+               the same sampler (the sharp VP-SDE), 8 searches per seed, and the NFE at
+               which DTS* reaches best-of-N's value at 10^4
   left_of      the compositional prompt instead of the counting one
   reflow       on the 2-rectified few-step backbone (configs/digits.py:reflow), whose Tweedie
                estimates are sharp from high noise as FLUX.1-schnell's are; with interpolants
@@ -23,6 +27,8 @@ docs/results.md. Variants:
   python main.py --config=configs/fig_search_matters.py:interpolants \
       --workdir=results/search_matters_interpolants
   python main.py --config=configs/fig_search_matters.py --workdir=results/search_matters_budget
+  python main.py --config=configs/fig_search_matters.py:dts_star \
+      --workdir=results/search_matters_dts_star
 """
 
 from configs import common
@@ -66,8 +72,8 @@ PAPER_BUDGET = {'paper_BoN': ((50, 0.40), (100, 0.51), (300, 0.57), (500, 0.58),
 
 
 def get_config(arg=None):
-  tokens = common.parse_variant(arg, ('tune', 'interpolants', 'budget', 'left_of', 'reflow',
-                                      'quick'))
+  tokens = common.parse_variant(arg, ('tune', 'interpolants', 'budget', 'dts_star', 'left_of',
+                                      'reflow', 'quick'))
   prompt = 'left_of' if 'left_of' in tokens else 'count'
   if 'tune' in tokens:
     prompt = 'count2'   # tuned on another prompt than the figures' (and on other seeds)
@@ -101,6 +107,16 @@ def get_config(arg=None):
         plot=dict(metrics=('heldout_success', 'reward_mean'), x='method', series='sampler',
                   panel='', logx=False,
                   overlays={'heldout_success': {'base rate': base_rate}}))
+  elif 'dts_star' in tokens:
+    config.search.num_runs = 8
+    methods = {m: dict(TUNED[m], sampler=SAMPLERS['vp_sde_sharp']) for m in ('bon', 'dts_star')}
+    sweep = dict(
+        title=f'DTS* against best-of-N (digit grid, {prompt}{backbone}, sharp VP-SDE)',
+        method=tuple(methods), budget=(1_000, 3_000, 10_000), seed=seeds,
+        presets=dict(task={}, sampler={}, method=methods),
+        plot=dict(metrics=('reward_mean', 'heldout_success'), x='budget', series='method',
+                  panel='', logx=True, overlays={'heldout_success': {'base rate': base_rate}}),
+        reach=(('dts_star', 'bon', 'reward_mean'), ('dts_star', 'bon', 'heldout_success')))
   else:
     ode, vp, sharp = (SAMPLERS[s] for s in ('linear_ode', 'vp_sde', 'vp_sde_sharp'))
     methods = {'bon': dict(TUNED['bon'], sampler=ode)}
@@ -123,7 +139,8 @@ def get_config(arg=None):
     config.sampler.num_steps = 4
     config.search.update(budget=24, num_runs=2, block_size=2, branch_every=2)
     config.sweep.seed = (0, 1)
-    keep = ('smc_ess05', 'rbf_paper_spend') if 'tune' in tokens else ('bon', 'rbf')
+    keep = (('smc_ess05', 'rbf_paper_spend') if 'tune' in tokens else
+            ('bon', 'dts_star') if 'dts_star' in tokens else ('bon', 'rbf'))
     config.sweep.method = tuple(m for m in config.sweep.method if m in keep)
     if config.sweep.get('budget'):
       config.sweep.budget = (24,)

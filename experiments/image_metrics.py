@@ -1,6 +1,8 @@
 """Image metrics through the digit classifier: Frechet distance on its penultimate features to
 held-out digits, classifier accuracy, and diversity as mean pairwise feature distance; and,
-through a second classifier that no search saw, the held-out accuracy and log-probability."""
+through a second classifier that no search saw, the held-out accuracy and log-probability and
+the Frechet distance on its features (`frechet_heldout`), beside its floor
+(`frechet_heldout_floor`: as many real training digits of the target, scored the same way)."""
 
 import functools
 
@@ -46,7 +48,22 @@ def evaluate(images, classifier_dir: str, target=None, heldout_dir: str = '') ->
     lp = np.asarray(heldout_log_probs(np.asarray(images)))
     out['heldout_accuracy'] = float(np.mean(np.isin(np.argmax(lp, -1), classes)))
     out['heldout_log_prob'] = float(np.mean(scipy.special.logsumexp(lp[:, classes], axis=-1)))
+    if len(feats) > 1:
+      out.update(_heldout_frechet(images, held_x, classes, heldout_dir))
   return out
+
+
+def _heldout_frechet(images, held_x, classes, heldout_dir: str) -> dict:
+  """Frechet distance on the held-out classifier's features of images [N, ...] to the held-out
+  digits of `classes`, and the same for N real training digits of those classes (the floor a
+  perfect sampler reaches at this N; fewer if the class has fewer)."""
+  features, _ = _classifier(heldout_dir)
+  ref = np.asarray(features(held_x))
+  train_x, train_y = digits.load('train')
+  real = train_x[np.isin(train_y, classes)]
+  real = real[np.random.default_rng(0).permutation(len(real))[:len(images)]]
+  frechet = lambda x: metrics_lib.frechet_distance(np.asarray(features(np.asarray(x))), ref)
+  return {'frechet_heldout': frechet(images), 'frechet_heldout_floor': frechet(real)}
 
 
 def evaluate_per_class(images, row_classes, classifier_dir: str, heldout_dir: str = '') -> dict:

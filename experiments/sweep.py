@@ -1,7 +1,8 @@
 """`sweep`: a grid of `search` runs from one config, resumable, aggregated to tables and figures.
 
 The grid is the product of config.sweep's axes, in this order: task, sampler, method, budget,
-seed (an empty axis is not swept). A value of `method`, `budget` or `seed` sets search.method,
+seed (an empty axis is not swept), less the points that match a sweep.skip rule
+('sampler=linear_sde,method=sop': every point with all of those values). A value of `method`, `budget` or `seed` sets search.method,
 search.budget or seed; a value that names a preset (sweep.presets.AXIS.VALUE, a nested dict of
 config overrides) applies that preset instead, so a `sampler` or `task` value can change any
 field. Each point runs as a `search` experiment in DIR/points/NAME/ (its contract files), then
@@ -70,8 +71,11 @@ def grid(config) -> list:
     if section in base:
       del base[section]
   base.experiment = 'search'
+  skips = [_skip_tokens(rule, dict(axes)) for rule in sweep.get('skip', ())]
   points = []
   for combo in itertools.product(*[[(axis, v) for v in values] for axis, values in axes]):
+    if any(rule <= {f'{axis}={value}' for axis, value in combo} for rule in skips):
+      continue
     cfg = copy.deepcopy(base)
     for axis, value in combo:
       _apply(cfg, axis, value, sweep.presets.get(axis, {}))
@@ -84,6 +88,17 @@ def grid(config) -> list:
     digest = hashlib.sha256(cfg.to_json(sort_keys=True).encode()).hexdigest()
     points.append(Point(name, tuple(combo), cfg, digest))
   return points
+
+
+def _skip_tokens(rule: str, axes: dict) -> set:
+  """A sweep.skip rule 'axis=value,axis=value' as a set of tokens, each checked against the grid
+  (a rule that matches nothing is a typo, not a no-op)."""
+  tokens = {t.strip() for t in str(rule).split(',') if t.strip()}
+  for token in tokens:
+    axis, _, value = token.partition('=')
+    if axis not in axes or value not in map(str, axes[axis]):
+      raise ValueError(f'sweep.skip rule {rule!r}: {token!r} is not an axis value of this grid.')
+  return tokens
 
 
 def _apply(cfg, axis, value, presets) -> None:
@@ -200,8 +215,8 @@ def aggregate(config, workdir: str, points, records) -> dict:
            f'{elapsed:.0f} s on {machine()}.', '',
            markdown_summary(summary, group_axes, shown), '',
            ci_note(summary)]
-  for a, b, metric in [tuple(x) for x in sweep.get('reach', ())]:
-    lines += ['', reach_line(summary, group_axes, a, b, metric)]
+  for a, b, metric, *lower in [tuple(x) for x in sweep.get('reach', ())]:
+    lines += ['', reach_line(summary, group_axes, a, b, metric, lower == ['lower'])]
   files.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
   for metric in sweep.plot.metrics:
     if metric in metric_names:
@@ -266,9 +281,9 @@ def markdown_summary(summary, group_axes, metrics) -> str:
   return '\n'.join(lines)
 
 
-def reach_line(summary, group_axes, a: str, b: str, metric: str) -> str:
+def reach_line(summary, group_axes, a: str, b: str, metric: str, lower: bool = False) -> str:
   """Where method a's mean `metric` first reaches method b's value at b's largest budget
-  (interpolated linearly in log budget), per task and sampler."""
+  (interpolated linearly in log budget), per task and sampler; `lower`: lower is better."""
   out = []
   others = [x for x in group_axes if x not in ('method', 'budget')]
   for key in sorted({tuple(e[x] for x in others) for e in summary}):
@@ -279,7 +294,8 @@ def reach_line(summary, group_axes, a: str, b: str, metric: str) -> str:
     if not curve_a or not curve_b:
       continue
     top_budget, target = curve_b[-1]
-    at = reach_budget(curve_a, target)
+    sign = -1.0 if lower else 1.0
+    at = reach_budget([(n, sign * v) for n, v in curve_a], sign * target)
     where = (f'at about {at:.0f} NFE ({top_budget / at:.1f}x less compute)' if at is not None
              else 'not within the grid')
     out.append(f'{label}: {a} reaches {b}\'s {metric} at {top_budget} NFE ({target:.4g}) {where}.')

@@ -11,6 +11,7 @@ from experiments import benchmark
 # would reuse, unoptimised, in later tests that compare trainings bitwise.
 
 
+@pytest.mark.slow  # 18 s; the methods it times are each tested by default
 def test_benchmark_quick(tmp_path):
   config = benchmark_config.get_config('quick')
   config.benchmark.methods = ('bon', 'dts')  # DTS with 8 rollouts in flight

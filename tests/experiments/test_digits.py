@@ -109,7 +109,22 @@ def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
   np.testing.assert_allclose(shifts[1], 8 * 1.0**2, rtol=1e-6)  # |mu shift|^2, same cov
 
 
-@pytest.mark.parametrize('method', search.METHODS)
+def test_heldout_frechet_sits_at_its_floor_for_real_digits_and_far_above_for_noise(workdirs):
+  from experiments import image_metrics  # pylint: disable=g-import-not-at-top
+  x_train, y_train = digits.load('train')
+  real = x_train[y_train == 3][:40]
+  noise = np.random.default_rng(0).uniform(-1, 1, real.shape).astype(np.float32)
+  m_real, m_noise = (image_metrics.evaluate(x, workdirs['classifier'], 3,
+                                            workdirs['classifier_heldout']) for x in (real, noise))
+  # The floor is N real training digits of the class: real digits score it, noise does not.
+  assert m_real['frechet_heldout_floor'] == m_noise['frechet_heldout_floor'] > 0
+  assert m_real['frechet_heldout'] < 2 * m_real['frechet_heldout_floor']
+  assert m_noise['frechet_heldout'] > 5 * m_noise['frechet_heldout_floor']
+
+
+@pytest.mark.parametrize('method', [
+    pytest.param(m, marks=pytest.mark.slow) if m in ('dts', 'dts_star') else m  # 27 s together
+    for m in search.METHODS])
 def test_host_callback_reward_selects_what_the_jax_reward_selects(method):
   w = np.array([1.0, 0.5], np.float32)
   jax_reward = analytic.linear(tuple(w))
@@ -144,6 +159,7 @@ def test_sampling_and_searching_digits(workdirs, tmp_path):
   assert 0 < m['nfe'] <= config.search.budget and 'frechet' in m
 
 
+@pytest.mark.slow  # 37 s: trains a teacher, its pairs and a student
 def test_reflow_trains_on_the_teachers_own_couplings(digits_tiny, tmp_path):
   """configs/digits.py:reflow: the pairs are the teacher's Linear-ODE map of their noise, cached
   in the workdir (a rerun trains on the same ones), and training starts from the teacher."""

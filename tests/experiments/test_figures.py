@@ -20,11 +20,12 @@ FIGURES = (('fig_rbf_interpolants', ''), ('fig_rbf_interpolants', 'ablation'),
            ('fig_rbf_budget', ''), ('fig_dts_2d', ''), ('fig_dts_digits', ''),
            ('fig_dts_digits', 'even_odd'), ('fig_dts_star', ''), ('dts_scale', ''),
            ('fig_search_matters', ''), ('fig_search_matters', 'interpolants'),
-           ('fig_search_matters', 'tune'))
+           ('fig_search_matters', 'tune'), ('fig_search_matters', 'dts_star'))
 # fig_rbf_budget's quick grid (bon, rbf on digits) is fig_search_matters' default quick grid's.
 SLOW_VARIANTS = {('fig_rbf_budget', ''), ('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd'),
                  ('dts_scale', ''), ('fig_search_matters', 'interpolants'),
-                 ('fig_search_matters', 'tune')}
+                 ('fig_search_matters', 'tune'), ('fig_dts_star', '')}
+# fig_dts_star's quick grid (bon, dts_star) is fig_search_matters:dts_star's on digits cells.
 # These tests check plumbing, not speed: XLA's optimisation passes only cost compile time.
 pytestmark = pytest.mark.usefixtures('fast_compilation')
 
@@ -115,8 +116,9 @@ def test_figure_quick_variant_runs_end_to_end(name, variant, digits_tiny, toy2d_
   if config.reward.get('target_classes'):
     assert all(float(r['num_searches']) == len(config.reward.target_classes or (0,))
                * config.search.num_runs for r in rows)
-  if config.sweep.reach:
-    assert 'dts_star reaches bon\'s best_reward' in summary
+  for a, b, metric, *_ in config.sweep.reach:
+    if {a, b} <= set(config.sweep.method):
+      assert f"{a} reaches {b}'s {metric}" in summary
 
 
 def _small_sweep():
@@ -211,4 +213,15 @@ def test_sweep_grid_errors_name_the_problem():
   config = _small_sweep()
   config.sweep.update(task=(), method=(), budget=(), seed=())
   with pytest.raises(ValueError, match='sweep has no axis'):
+    sweep.grid(config)
+
+
+def test_sweep_skip_leaves_out_matching_points_and_rejects_typos():
+  config = _small_sweep()
+  full = [p.name for p in sweep.grid(config)]
+  config.sweep.skip = ('method=smc,seed=0',)
+  kept = [p.name for p in sweep.grid(config)]
+  assert [n for n in full if not ('method=smc' in n and 'seed=0' in n)] == kept != full
+  config.sweep.skip = ('method=smk',)
+  with pytest.raises(ValueError, match="sweep.skip rule 'method=smk'"):
     sweep.grid(config)

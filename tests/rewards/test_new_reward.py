@@ -27,6 +27,7 @@ def _metrics(path):
     return {k: v for k, v in json.load(f).items() if k not in ('wall_s', 'compile_s')}
 
 
+@pytest.mark.slow  # 33 s of subprocess compilation; the registry itself is tested by default
 def test_a_copied_reward_runs_everywhere(project, tmp_path):
   # main.py's compare on the 8-device mesh, against the same comparison on the linear reward:
   # the table and each method's metrics are the same, the closed-form target's energy

@@ -19,6 +19,7 @@ def project(tmp_path_factory):
 _main = project_copy.main
 
 
+@pytest.mark.slow  # 25 s of subprocess compilation; the registry itself is tested by default
 def test_a_copied_method_runs_everywhere(project, tmp_path):
   # main.py, as a config variant token (the variants list the discovered methods).
   proc = _main(project, tmp_path / 'search', f'--config=configs/gmm2d.py:quick,{NAME}')
