@@ -72,7 +72,8 @@ def get_config(arg=None):
       title=title, presets=dict(task=tasks, sampler={}, method=methods),
       table_metrics=('mmd', 'mmd_exact_draws', 'energy_distance', 'reward_mean', 'nfe'),
       plot=dict(metrics=('mmd', 'energy_distance'), x='budget', series='method', panel='task',
-                logx=True, logy=True),
+                logx=True, logy=True,
+                overlays={'mmd': {'floor (fresh exact draws)': 'mmd_exact_draws'}}),
       reach=(('dts', 'smc', 'mmd', 'lower'), ('dts_uniform', 'smc', 'mmd', 'lower')), **sweep)
   if 'quick' in tokens:
     config.sampler.num_steps = 10

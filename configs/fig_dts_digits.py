@@ -70,7 +70,8 @@ def get_config(arg=None):
        'nfe'),
       plot=dict(metrics=('frechet', 'reward_mean', 'diversity') if v1 else
                 ('frechet_heldout', 'frechet', 'diversity'), x='budget', series='method',
-                panel='', logx=True),
+                panel='', logx=True, overlays={} if v1 else {
+                    'frechet_heldout': {'floor (real digits)': 'frechet_heldout_floor'}}),
       reach=() if v1 else (('dts', 'smc', 'frechet_heldout', 'lower'),
                            ('dts', 'bon', 'frechet_heldout', 'lower')), **sweep)
   if 'quick' in tokens:

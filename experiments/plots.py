@@ -113,8 +113,9 @@ def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: st
   """A sweep's summary rows as one subplot per `panel` value: `metric` (mean, error bars the
   95% confidence interval of the mean over seeds) against axis `x`, one line per `series`
   value; grouped bars where x is categorical. overlays {label: value}: a number is drawn as a
-  dotted horizontal line (a sampling floor, a base rate), ((x, y), ...) as a dashed black curve
-  (a paper's points)."""
+  dotted horizontal line (a sampling floor, a base rate), a string names another metric whose
+  mean over the panel's rows is drawn so (a floor measured per task), ((x, y), ...) as a
+  dashed black curve (a paper's points)."""
   panels = list(dict.fromkeys(e.get(panel) for e in summary)) if panel else [None]
   fig, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels) if panel else 6.4, 3.8),
                         dpi=110, squeeze=False)
@@ -138,7 +139,11 @@ def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: st
         ax.bar(pos, [p[1] for p in pts], width, yerr=[p[2] for p in pts], capsize=2,
                label=str(name))
     for j, (label, value) in enumerate((overlays or {}).items()):
-      if isinstance(value, (int, float)):
+      if isinstance(value, str):
+        vals = [e[value] for e in rows if e.get(value) is not None]
+        if vals:
+          ax.axhline(float(np.mean(vals)), color='0.3', ls=':', lw=1, label=label)
+      elif isinstance(value, (int, float)):
         ax.axhline(float(value), color='0.3', ls=':', lw=1, label=label)
       elif numeric:
         px, py = zip(*value)
