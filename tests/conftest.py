@@ -14,12 +14,19 @@ if ROOT not in sys.path:
 @pytest.fixture(scope='module')
 def fast_compilation():
   """For modules that check plumbing, not speed (pytestmark = usefixtures('fast_compilation')):
-  XLA's optimisation passes then cost no compile time."""
+  XLA's optimisation passes then cost no compile time.
+
+  jit's cache does not key on this flag, so the caches are cleared on the way out: otherwise a
+  later module would reuse an unoptimised executable (a train step, say), whose results differ
+  in the last bit from the optimised one a fresh process compiles, and a bitwise comparison
+  with a subprocess's run (tests/models/test_checkpoints.py) fails depending on test order.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   previous = jax.config.read('jax_disable_most_optimizations')
   jax.config.update('jax_disable_most_optimizations', True)
   yield
   jax.config.update('jax_disable_most_optimizations', previous)
+  jax.clear_caches()
 
 
 @pytest.fixture(scope='session')

@@ -7,8 +7,6 @@ import pytest
 from configs import benchmark as benchmark_config
 from experiments import benchmark
 
-# Not under the fast_compilation fixture: the benchmark trains an MLP whose compiled step jax
-# would reuse, unoptimised, in later tests that compare trainings bitwise.
 
 
 @pytest.mark.slow  # 18 s; the methods it times are each tested by default
