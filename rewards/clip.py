@@ -1,6 +1,9 @@
 """CLIP-based image rewards in Flax (transformers' FlaxCLIPModel), differentiable and jittable.
 
   clip_score  r(x) = cos(CLIP image embedding of x, CLIP text embedding of the prompt)
+  pickscore   r(x) = exp(logit_scale) * that cosine, with PickScore's CLIP-H weights
+              (Kirstain et al. 2023; yuvalkirstain/PickScore_v1 in transformers' format): what
+              transformers' CLIPModel returns as logits_per_image
   aesthetic   r(x) = a LAION-style aesthetic head on the L2-normalised CLIP image embedding
 
 Images are [N, H, W, C] with values in [0, 1]. Preprocessing follows CLIP's image processor in
@@ -111,9 +114,22 @@ def clip_score(path: str):
 
   def fn(params, images, cond):
     if not isinstance(cond, dict) or 'reward_text' not in cond:
-      raise ValueError('the clip_score reward needs a prompt: cond["reward_text"].')
+      raise ValueError('this CLIP reward needs a prompt: cond["reward_text"].')
     emb = image_embedding(model, params, images, prep)
     return jnp.sum(emb * cond['reward_text'].astype(emb.dtype), axis=-1)
+
+  return fn, params
+
+
+def pickscore(path: str):
+  """(fn(params, images, cond), params): exp(logit_scale) times the cosine to
+  cond['reward_text'] [D] (the model's own logit scale, as PickScore scores)."""
+  cosine, params = clip_score(path)
+  if 'logit_scale' not in params:
+    raise ValueError(f'{path!r} has no logit_scale parameter: not a CLIPModel checkpoint.')
+
+  def fn(params, images, cond):
+    return jnp.exp(params['logit_scale']) * cosine(params, images, cond)
 
   return fn, params
 
@@ -182,6 +198,13 @@ def build_clip_score(cfg, shape, prompts=()) -> base.Reward:
   return base.Reward(cfg.name, fn, params, encode_text=lambda texts: text_embedding(path, texts))
 
 
+def build_pickscore(cfg, shape, prompts=()) -> base.Reward:
+  del prompts
+  path = base.required(cfg, 'model', cfg.name)
+  fn, params = pickscore(path)
+  return base.Reward(cfg.name, fn, params, encode_text=lambda texts: text_embedding(path, texts))
+
+
 def build_aesthetic(cfg, shape, prompts=()) -> base.Reward:
   del prompts
   fn, params = aesthetic(base.required(cfg, 'model', cfg.name),
@@ -194,4 +217,5 @@ _FIELDS = dict(model='', head='')
 REWARDS = (
     base.RewardKind(build_clip_score, _FIELDS, images=True, order=30, name='clip_score'),
     base.RewardKind(build_aesthetic, _FIELDS, images=True, order=31, name='aesthetic'),
+    base.RewardKind(build_pickscore, _FIELDS, images=True, order=32, name='pickscore'),
 )

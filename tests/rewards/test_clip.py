@@ -74,6 +74,27 @@ def test_clip_score_is_the_cosine_of_transformers_embeddings(sd_tiny):
   assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).max()) > 0
 
 
+def test_pickscore_is_transformers_logits_per_image(sd_tiny):
+  """PickScore = CLIPModel's logits_per_image: exp(logit_scale) x the image-text cosine, from
+  transformers' own forward pass on the same pixels (float32)."""
+  folder = os.path.join(sd_tiny, 'clip')
+  reward = rewards.get_reward(_reward_cfg(sd_tiny, name='pickscore'), (16, 16, 3))
+  images = jnp.asarray(_smooth_images(16), jnp.float32)
+  prompts = ['a red cat', 'a blue dog']
+  text = reward.encode_text(prompts)
+  model, params, tokenizer, prep = clip.load(folder)
+  ids = tokenizer(prompts, padding='max_length', max_length=tokenizer.model_max_length,
+                  return_tensors='np').input_ids
+  logits = np.asarray(jax.jit(lambda p, i, x: model(input_ids=i, pixel_values=x, params=p)
+                              .logits_per_image)(params, ids, clip.preprocess(images, prep)))
+  for j in range(2):   # the reward maps pixels in [-1, 1] to [0, 1] first
+    score = _call(reward, images * 2.0 - 1.0, {'reward_text': jnp.asarray(text[j])})
+    np.testing.assert_allclose(np.asarray(score), logits[:, j], rtol=1e-4, atol=1e-4)
+  assert float(np.exp(params['logit_scale'])) != 1.0   # the scale is really applied
+  with pytest.raises(ValueError, match='needs a prompt'):
+    _call(reward, images, None)
+
+
 def test_aesthetic_head_on_the_normalised_embedding(sd_tiny):
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   cfg = _reward_cfg(sd_tiny, name='aesthetic')
