@@ -191,18 +191,20 @@ def aesthetic(path: str, head_path: str):
   return fn, {'clip': clip_params, 'head': [(jnp.asarray(w), jnp.asarray(b)) for w, b in layers]}
 
 
-def build_clip_score(cfg, shape, prompts=()) -> base.Reward:
-  del prompts
-  path = base.required(cfg, 'model', cfg.name)
-  fn, params = clip_score(path)
-  return base.Reward(cfg.name, fn, params, encode_text=lambda texts: text_embedding(path, texts))
+def _text_reward_builder(make):
+  """build(cfg, shape, prompts) for a reward make(path) -> (fn, params) scored against the
+  prompt's CLIP text embedding."""
+  def build(cfg, shape, prompts=()) -> base.Reward:
+    del shape, prompts
+    path = base.required(cfg, 'model', cfg.name)
+    fn, params = make(path)
+    return base.Reward(cfg.name, fn, params,
+                       encode_text=lambda texts: text_embedding(path, texts))
+  return build
 
 
-def build_pickscore(cfg, shape, prompts=()) -> base.Reward:
-  del prompts
-  path = base.required(cfg, 'model', cfg.name)
-  fn, params = pickscore(path)
-  return base.Reward(cfg.name, fn, params, encode_text=lambda texts: text_embedding(path, texts))
+build_clip_score = _text_reward_builder(clip_score)
+build_pickscore = _text_reward_builder(pickscore)
 
 
 def build_aesthetic(cfg, shape, prompts=()) -> base.Reward:
