@@ -39,7 +39,7 @@ def _with(config, field, value):
     ('model.name', 'dit', 'valid: gmm, mlp, unet'),
     ('model.weights', (0.5, 0.6, 0.2), 'sum to 1'),
     ('model.stds', (0.5, 0.5), r'model.stds must have shape \[3\]'),
-    ('reward.name', 'pickscore', 'Unknown reward'),
+    ('reward.name', 'clipscore', 'Unknown reward'),
 ])
 def test_sample_config_errors(tmp_path, field, value, message):
   with pytest.raises(ValueError, match=message):
@@ -168,7 +168,7 @@ def test_a_sweep_point_with_a_non_finite_preset_is_refused(tmp_path):
 @pytest.mark.parametrize('field,value,message', [
     ('benchmark.methods', ('bon', 'beam'), 'Unknown search.method'),
     ('search.budget', 7, 'too small for'),
-    ('reward.name', 'pickscore', 'Unknown reward'),
+    ('reward.name', 'clipscore', 'Unknown reward'),
 ])
 def test_benchmark_errors_come_before_its_backbone_is_trained(tmp_path, field, value, message):
   from configs import benchmark as benchmark_config  # pylint: disable=g-import-not-at-top

@@ -31,6 +31,6 @@ def test_mode_weighting_prefers_the_heaviest_mode():
 
 def test_bad_rewards():
   with pytest.raises(ValueError, match='valid: linear, gaussian, quadratic, mode_weighting'):
-    _reward(name='pickscore')
+    _reward(name='clipscore')  # a typo of clip_score
   with pytest.raises(ValueError, match='reward.weights has 3 entries but the data has dimension 2'):
     _reward(name='linear', weights=(1.0, 2.0, 3.0))
