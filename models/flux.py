@@ -23,7 +23,6 @@ import functools
 import json
 import math
 import os
-import types
 
 import jax
 import jax.numpy as jnp
@@ -204,34 +203,8 @@ def _patch_t5() -> None:
 def _text_encoder(path: str, sub: str, what: str, cls_name: str, dtype):
   """A transformers Flax text model (no weights initialised) and its params converted from
   the folder's PyTorch safetensors; every parameter must be filled."""
-  hub.silence_flax_deprecation()
-  import transformers  # pylint: disable=g-import-not-at-top
-  from transformers.modeling_flax_pytorch_utils import convert_pytorch_state_dict_to_flax  # pylint: disable=g-import-not-at-top
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(path, sub)
-  cls = getattr(transformers, cls_name)
-  with hub.reading(f'FLUX {what}', directory):
-    config = cls.config_class.from_pretrained(directory)
-  model = cls(config, _do_init=False, dtype=dtype)
-  tensors = torch_weights.read_tensors(directory, f'FLUX {what}')
-  with hub.reading(f'FLUX {what}', directory):
-    # The converter reads only the model's parameter shapes and prefix: give it those, so that
-    # no random weights are ever initialised (T5-XXL's would be 9 GB).
-    shapes = types.SimpleNamespace(params=model.params_shape_tree,
-                                   base_model_prefix=model.base_model_prefix)
-    params = convert_pytorch_state_dict_to_flax(dict(tensors), shapes)
-  want = traverse_util.flatten_dict(model.params_shape_tree)
-  got = traverse_util.flatten_dict(params)
-  missing = [k for k in want if k not in got]
-  if missing:
-    raise ValueError(f'the FLUX {what} checkpoint at {directory!r} has no tensor for '
-                     f'{"/".join(missing[0])}.')
-  bad = [k for k in want if tuple(got[k].shape) != tuple(want[k].shape)]
-  if bad:
-    raise ValueError(f'the FLUX {what} tensor for {"/".join(bad[0])} has shape '
-                     f'{tuple(got[bad[0]].shape)}, the model needs {tuple(want[bad[0]].shape)}.')
-  params = traverse_util.unflatten_dict({k: jnp.asarray(got[k], dtype) for k in want})
-  return model, params
+  return torch_weights.flax_transformers_model(os.path.join(path, sub), cls_name, f'FLUX {what}',
+                                               dtype)
 
 
 def _pooled(hidden, ids, eos_token_id: int):

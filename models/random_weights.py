@@ -37,13 +37,19 @@ def _random_like(shapes, seed: int):
   return jax.tree.map_with_path(fill, shapes)
 
 
-def write_tokenizer(path: str, max_length: int = TEXT_LENGTH) -> int:
-  """A byte-level CLIP tokenizer with no merges (every byte a token); returns its vocab size."""
+def write_tokenizer(path: str, max_length: int = TEXT_LENGTH, specials_last: bool = False) -> int:
+  """A byte-level CLIP tokenizer with no merges (every byte a token); returns its vocab size.
+
+  specials_last: the start and end tokens take the last two ids, as in CLIP's real vocabulary,
+  where the end token's id is the largest (the Flax CLIP and OpenCLIP pool the text at the
+  largest id, PyTorch's CLIPTextModel at the first end token: they agree only then)."""
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
   from transformers.models.clip.tokenization_clip import bytes_to_unicode  # pylint: disable=g-import-not-at-top
   os.makedirs(path, exist_ok=True)
   chars = list(bytes_to_unicode().values())
-  vocab = ['<|startoftext|>', '<|endoftext|>'] + chars + [c + '</w>' for c in chars]
+  specials = ['<|startoftext|>', '<|endoftext|>']
+  vocab = chars + [c + '</w>' for c in chars]
+  vocab = vocab + specials if specials_last else specials + vocab
   with open(os.path.join(path, 'vocab.json'), 'w') as f:
     json.dump({token: i for i, token in enumerate(vocab)}, f)
   with open(os.path.join(path, 'merges.txt'), 'w') as f:

@@ -123,3 +123,43 @@ def assign(shapes, tensors: dict, what: str, dtype, renames=None, skip=()) -> di
                      f'{"/".join(missing[0])}' + (f' (and {len(missing) - 1} more)'
                                                   if len(missing) > 1 else '') + '.')
   return _unflatten(filled)
+
+
+def flax_transformers_model(directory: str, cls_name: str, what: str, dtype):
+  """(model, params) of a transformers Flax class `cls_name` (FlaxCLIPModel, ...) whose weights
+  are the folder's PyTorch safetensors. No random weights are initialised."""
+  hub.silence_flax_deprecation()
+  import transformers  # pylint: disable=g-import-not-at-top
+  cls = getattr(transformers, cls_name)
+  with hub.reading(what, directory):
+    config = cls.config_class.from_pretrained(directory)
+  model = cls(config, _do_init=False, dtype=dtype)
+  return model, transformers_flax_params(model, read_tensors(directory, what), what, directory,
+                                         dtype)
+
+
+def transformers_flax_params(model, tensors: dict, what: str, where: str, dtype):
+  """The params of an uninitialised transformers Flax `model` from a PyTorch state dict
+  {key: numpy array}, by transformers' own converter; every parameter must be filled, at its
+  shape (a one-line ValueError naming the first that is not)."""
+  import types  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from transformers.modeling_flax_pytorch_utils import convert_pytorch_state_dict_to_flax  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  with hub.reading(what, where):
+    # The converter reads only the model's parameter shapes and prefix: give it those, so that
+    # no random weights are ever initialised (T5-XXL's would be 9 GB).
+    shapes = types.SimpleNamespace(params=model.params_shape_tree,
+                                   base_model_prefix=model.base_model_prefix)
+    params = convert_pytorch_state_dict_to_flax(dict(tensors), shapes)
+  want = traverse_util.flatten_dict(model.params_shape_tree)
+  got = traverse_util.flatten_dict(params)
+  missing = [k for k in want if k not in got]
+  if missing:
+    raise ValueError(f'the {what} checkpoint at {where!r} has no tensor for '
+                     f'{"/".join(missing[0])}.')
+  bad = [k for k in want if tuple(got[k].shape) != tuple(want[k].shape)]
+  if bad:
+    raise ValueError(f'the {what} tensor for {"/".join(bad[0])} has shape '
+                     f'{tuple(got[bad[0]].shape)}, the model needs {tuple(want[bad[0]].shape)}.')
+  return traverse_util.unflatten_dict({k: jnp.asarray(got[k], dtype) for k in want})

@@ -4,11 +4,16 @@
   pickscore   r(x) = exp(logit_scale) * that cosine, with PickScore's CLIP-H weights
               (Kirstain et al. 2023; yuvalkirstain/PickScore_v1 in transformers' format): what
               transformers' CLIPModel returns as logits_per_image
+  hpsv2       r(x) = the cosine, with HPSv2's or HPSv2.1's OpenCLIP ViT-H-14 (Wu et al. 2023) and
+              HPSv2's own preprocessing: the longer side resized to 224, the shorter padded
+              with black, centred (its ResizeMaxSize); no logit scale, as HPSv2 scores
   aesthetic   r(x) = a LAION-style aesthetic head on the L2-normalised CLIP image embedding
 
-Images are [N, H, W, C] with values in [0, 1]. Preprocessing follows CLIP's image processor in
-JAX: resize the shorter side (bicubic, antialiased), centre-crop, normalise by the model's
-mean and std (from preprocessor_config.json when the folder has one). The prompt's text
+A model is a transformers CLIP folder (Flax msgpack or PyTorch safetensors weights) or an
+OpenCLIP folder (rewards/open_clip.py), local or a hub id. Images are [N, H, W, C] with values
+in [0, 1]. Preprocessing follows each model's processor in JAX: CLIP's resizes the shorter side
+(bicubic, antialiased) and centre-crops, HPSv2's resizes the longer side and pads; both
+normalise by the model's mean and std (from preprocessor_config.json or open_clip_config.json). The prompt's text
 embedding is computed once on the host and travels in the condition as cond['reward_text'].
 
 The aesthetic head is read from a .safetensors or .npz file with PyTorch Linear keys
@@ -24,31 +29,44 @@ import json
 import os
 import re
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from models import hub
+from models import torch_weights
 from rewards import base
+from rewards import open_clip
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _HUB_FILES = ['*.json', '*.txt', '*.msgpack']
+# A folder without Flax weights: transformers' PyTorch safetensors, or an OpenCLIP folder's.
+_HUB_TORCH_FILES = ['*.json', '*.txt', 'model.safetensors', open_clip.WEIGHTS]
 
 
 @functools.lru_cache(maxsize=4)
 def load(path: str):
-  """(model, params, tokenizer, preprocessing dict) of a transformers CLIP folder or hub id.
-
-  The weights are read without a random initialisation first (_do_init=False)."""
+  """(model, params, tokenizer, preprocessing dict) of a CLIP folder or hub id: transformers'
+  format (flax_model.msgpack, or PyTorch model.safetensors converted by transformers' own
+  converter) or OpenCLIP's (open_clip_config.json). No random initialisation happens first."""
   folder = hub.resolve(path, what='CLIP model', allow_patterns=_HUB_FILES)
+  if not os.path.isfile(os.path.join(folder, 'flax_model.msgpack')) and not os.path.isdir(path):
+    folder = hub.resolve(path, what='CLIP model', allow_patterns=_HUB_TORCH_FILES)
+  if open_clip.is_folder(folder):
+    return open_clip.load(folder)
   if not os.path.isfile(os.path.join(folder, 'config.json')):
     raise ValueError(f'{path!r} is not a transformers CLIP folder: it has no config.json.')
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
   from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
   hub.silence_flax_deprecation()
-  with hub.reading('Flax CLIP model', folder):
-    model, params = FlaxCLIPModel.from_pretrained(folder, _do_init=False)
+  if os.path.isfile(os.path.join(folder, 'flax_model.msgpack')):
+    with hub.reading('Flax CLIP model', folder):
+      model, params = FlaxCLIPModel.from_pretrained(folder, _do_init=False)
+  else:
+    model, params = torch_weights.flax_transformers_model(folder, 'FlaxCLIPModel', 'CLIP model',
+                                                          jnp.float32)
   with hub.reading('CLIP tokenizer', folder):
     tokenizer = CLIPTokenizer.from_pretrained(folder)
   vocab = model.config.text_config.vocab_size
@@ -69,19 +87,37 @@ def _preprocessing(folder: str, image_size: int) -> dict:
   crop = crop.get('height', image_size) if isinstance(crop, dict) else crop
   return {'size': int(size), 'crop': int(crop),
           'mean': tuple(config.get('image_mean', _CLIP_MEAN)),
-          'std': tuple(config.get('image_std', _CLIP_STD))}
+          'std': tuple(config.get('image_std', _CLIP_STD)), 'mode': 'crop'}
 
 
 def preprocess(images, prep: dict):
-  """[N, H, W, C] in [0, 1] -> CLIP pixel values [N, 3, crop, crop] (NCHW, normalised)."""
+  """[N, H, W, C] in [0, 1] -> pixel values [N, 3, crop, crop] (NCHW, normalised).
+
+  prep['mode']: 'crop' (CLIP's processor: the shorter side to `size`, centre crop), 'pad'
+  (HPSv2's: the longer side to `crop`, the other padded with black on both sides, the odd
+  pixel at the end) or 'squash' (both sides to `crop`)."""
   if images.shape[-1] == 1:
     images = jnp.repeat(images, 3, axis=-1)
   n, h, w, _ = images.shape
-  scale = prep['size'] / min(h, w)
-  nh, nw = max(prep['crop'], round(h * scale)), max(prep['crop'], round(w * scale))
-  images = jax.image.resize(images.astype(jnp.float32), (n, nh, nw, 3), 'bicubic')
-  top, left = (nh - prep['crop']) // 2, (nw - prep['crop']) // 2
-  images = images[:, top:top + prep['crop'], left:left + prep['crop']]
+  crop, mode = prep['crop'], prep.get('mode', 'crop')
+  images = images.astype(jnp.float32)
+  if mode == 'pad':
+    scale = crop / max(h, w)
+    nh, nw = min(crop, round(h * scale)), min(crop, round(w * scale))
+    if (nh, nw) != (h, w):
+      images = jax.image.resize(images, (n, nh, nw, 3), 'bicubic')
+    top, left = (crop - nh) // 2, (crop - nw) // 2
+    images = jnp.pad(images, ((0, 0), (top, crop - nh - top), (left, crop - nw - left), (0, 0)))
+  elif mode == 'squash':
+    images = jax.image.resize(images, (n, crop, crop, 3), 'bicubic')
+  else:
+    # CLIPImageProcessor: the shorter side becomes `size`, the longer int(size * long / short)
+    size = prep['size']
+    nh, nw = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    nh, nw = max(crop, nh), max(crop, nw)
+    images = jax.image.resize(images, (n, nh, nw, 3), 'bicubic')
+    top, left = (nh - crop) // 2, (nw - crop) // 2
+    images = images[:, top:top + crop, left:left + crop]
   images = (images - jnp.asarray(prep['mean'])) / jnp.asarray(prep['std'])
   return jnp.transpose(images, (0, 3, 1, 2))
 
@@ -108,9 +144,12 @@ def _text_features_fn(model):
   return jax.jit(lambda p, ids: _normalise(model.get_text_features(ids, params=p)))
 
 
-def clip_score(path: str):
-  """(fn(params, images, cond), params): cosine similarity to cond['reward_text'] [D]."""
+def clip_score(path: str, mode: str = ''):
+  """(fn(params, images, cond), params): cosine similarity to cond['reward_text'] [D];
+  mode: a preprocessing mode in place of the model's own (see preprocess)."""
   model, params, _, prep = load(path)
+  if mode:
+    prep = dict(prep, mode=mode)
 
   def fn(params, images, cond):
     if not isinstance(cond, dict) or 'reward_text' not in cond:
@@ -119,6 +158,16 @@ def clip_score(path: str):
     return jnp.sum(emb * cond['reward_text'].astype(emb.dtype), axis=-1)
 
   return fn, params
+
+
+def hpsv2(path: str):
+  """(fn, params): HPSv2's score, the cosine on HPSv2's padded 224 x 224 input."""
+  model, _, _, _ = load(path)
+  if model.config.vision_config.hidden_size != 1280:
+    logging.warning('reward hpsv2: %r is not a ViT-H-14 (width %d): it is scored as HPSv2 '
+                    'scores, but HPSv2 and HPSv2.1 are ViT-H-14s.', path,
+                    model.config.vision_config.hidden_size)
+  return clip_score(path, mode='pad')
 
 
 def pickscore(path: str):
@@ -205,6 +254,7 @@ def _text_reward_builder(make):
 
 build_clip_score = _text_reward_builder(clip_score)
 build_pickscore = _text_reward_builder(pickscore)
+build_hpsv2 = _text_reward_builder(hpsv2)
 
 
 def build_aesthetic(cfg, shape, prompts=()) -> base.Reward:
@@ -214,10 +264,11 @@ def build_aesthetic(cfg, shape, prompts=()) -> base.Reward:
   return base.Reward(cfg.name, fn, params)
 
 
-# model: a transformers CLIP folder or hub id; head: the aesthetic head's file.
+# model: a CLIP folder or hub id (transformers' or OpenCLIP's); head: the aesthetic head's file.
 _FIELDS = dict(model='', head='')
 REWARDS = (
     base.RewardKind(build_clip_score, _FIELDS, images=True, order=30, name='clip_score'),
     base.RewardKind(build_aesthetic, _FIELDS, images=True, order=31, name='aesthetic'),
     base.RewardKind(build_pickscore, _FIELDS, images=True, order=32, name='pickscore'),
+    base.RewardKind(build_hpsv2, _FIELDS, images=True, order=33, name='hpsv2'),
 )

@@ -3,11 +3,18 @@
 `host_reward(np_fn)` wraps any batched host function np_fn(images [N, ...] numpy) -> [N]
 (a PyTorch model, a server request, an image codec) with `jax.pure_callback`: the search stays
 one jitted program, and each call hands the whole batch of proposals to the host at once.
-Under vmap (batched prompts) the callback runs once per prompt. Such a reward has no gradient,
-so it cannot drive DPS guidance.
+Under vmap (batched prompts) an image callback still runs once, on every prompt's proposals.
+Such a reward has no gradient, so it cannot drive DPS guidance.
+
+An exception inside a callback reaches the caller as XLA's runtime error, with the original
+lost in its text; `remembered` keeps the first one, and experiments/runtime.py raises it in
+its place, so a host reward's own error (a dead reward service, a bad score) is what the user
+sees.
 """
 
+import functools
 import io
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +22,30 @@ import numpy as np
 from PIL import Image
 
 from models import pixels
+
+
+_failure = []
+_failure_lock = threading.Lock()
+
+
+def remembered(fn):
+  """fn, with the first exception it raises kept for take_failure()."""
+  @functools.wraps(fn)
+  def wrapper(*args):
+    try:
+      return fn(*args)
+    except Exception as e:
+      with _failure_lock:
+        if not _failure:
+          _failure.append(e)
+      raise
+  return wrapper
+
+
+def take_failure():
+  """The first exception a host callback raised since the last call, or None."""
+  with _failure_lock:
+    return _failure.pop() if _failure else None
 
 
 def checked_scores(scores, n: int) -> np.ndarray:
@@ -30,8 +61,8 @@ def host_reward(np_fn):
   def fn(x0, cond=None):
     del cond
     out = jax.ShapeDtypeStruct(x0.shape[:1], jnp.float32)
-    return jax.pure_callback(lambda x: checked_scores(np_fn(np.asarray(x)), len(x)), out, x0,
-                             vmap_method='sequential')
+    return jax.pure_callback(remembered(lambda x: checked_scores(np_fn(np.asarray(x)), len(x))),
+                             out, x0, vmap_method='sequential')
   return fn
 
 
@@ -73,18 +104,26 @@ def probe_image_reward(np_fn, prompts, image_shape, n: int = 2):
 
 def host_image_reward(np_fn, prompts):
   """fn(params, images [N, H, W, C] in [0, 1], cond) calling np_fn(uint8 images, prompts) on
-  the host; the prompt is prompts[cond['prompt_index']] (the first one without a condition)."""
+  the host; the prompt is prompts[cond['prompt_index']] (the first one without a condition).
+
+  Under vmap (a batch of prompts) the host is called once with every prompt's images: the
+  callback sees images [..., N, H, W, C] and indices [...] (vmap_method='expand_dims')."""
   def fn(params, images, cond=None):
     del params
     index = jnp.asarray(0 if not isinstance(cond, dict) else cond.get('prompt_index', 0),
                         jnp.int32)
 
+    @remembered
     def call(x, i):
-      images = pixels.unit_to_uint8(x)
+      lead, n = x.shape[:-4], x.shape[-4]
+      i = np.broadcast_to(np.asarray(i).reshape(i.shape + (1,) * (len(lead) - i.ndim)), lead)
+      images = pixels.unit_to_uint8(np.asarray(x).reshape((-1,) + x.shape[-3:]))
       if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
-      return checked_scores(np_fn(images, [prompts[int(i)]] * len(images)), len(images))
+      row_prompts = [prompts[int(k)] for k in np.repeat(i.reshape(-1), n)]
+      scores = checked_scores(np_fn(images, row_prompts), len(images))
+      return scores.reshape(lead + (n,))
 
     out = jax.ShapeDtypeStruct(images.shape[:1], jnp.float32)
-    return jax.pure_callback(call, out, images, index, vmap_method='sequential')
+    return jax.pure_callback(call, out, images, index, vmap_method='expand_dims')
   return fn

@@ -23,4 +23,4 @@ def build(cfg, shape, prompts=()) -> base.Reward:
                      probe=host.probe_image_reward(np_fn, prompts, shape))
 
 
-REWARD = base.RewardKind(build, fields=dict(function=''), images=True, order=32)
+REWARD = base.RewardKind(build, fields=dict(function=''), images=True, order=34)

@@ -1,5 +1,6 @@
 """CLIP score and aesthetic rewards on tiny random CLIP weights in the transformers format."""
 
+import json
 import os
 import shutil
 
@@ -145,3 +146,76 @@ def test_mismatched_components_are_refused(sd_tiny, tmp_path):
   with pytest.raises(ValueError, match='module:function'):
     rewards.get_reward(_reward_cfg(sd_tiny, name='host_image', function='no_such_module:f'),
                        (16, 16, 3))
+
+
+# -- parity with the reference PyTorch code (tests/rewards/clip_reference.py wrote the data) --
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'clip')
+REF_PROMPTS = ['a red cat', 'two blue dogs on a sofa']
+
+
+@pytest.mark.parametrize('name,folder,key', [('pickscore', 'pickscore', 'pick_logits'),
+                                             ('hpsv2', 'hpsv2', 'hps_scores')])
+def test_pickscore_and_hpsv2_match_their_pytorch_references(name, folder, key):
+  """PickScore: transformers' PyTorch CLIPModel (model.safetensors) and CLIPProcessor; HPSv2:
+  OpenCLIP's CLIP converted from a torch.save'd pickle, with HPSv2's pad-to-square
+  preprocessing. Float32, on non-square uint8 images [3, 20, 28, 3] and two prompts (one
+  truncated)."""
+  ref = np.load(os.path.join(DATA, 'reference.npz'))
+  path = os.path.join(DATA, folder)
+  cfg = ml_collections.ConfigDict(dict(name=name, model=path, head='', function='',
+                                       temperature=1.0))
+  reward = rewards.get_reward(cfg, (20, 28, 3))
+  text = reward.encode_text(REF_PROMPTS)
+  images = jnp.asarray(ref['images'], jnp.float32) / 127.5 - 1.0   # pixel-backbone convention
+  scores = np.stack([np.asarray(_call(reward, images, {'reward_text': jnp.asarray(t)}))
+                     for t in text], axis=1)
+  expected = ref[key]
+  scale = np.abs(expected).max()
+  assert np.abs(scores - expected).max() / scale < 5e-3   # measured 2.0e-3 and 1.3e-3
+  # The model alone, on the reference's own pixel values: measured 3.5e-7 and 5.3e-7.
+  model, params, _, prep = clip.load(path)
+  pixels = ref[key.split('_')[0] + '_pixels']
+  emb = np.asarray(clip._normalise(_image_features(model, params, jnp.asarray(pixels))))  # pylint: disable=protected-access
+  model_only = emb @ text.T * (np.exp(params['logit_scale']) if name == 'pickscore' else 1.0)
+  assert np.abs(model_only - expected).max() / scale < 1e-5
+  # The preprocessing alone (PIL's bicubic on uint8 against JAX's on floats): measured 0.015.
+  ours = np.asarray(clip.preprocess(images * 0.5 + 0.5, dict(prep, mode='pad')
+                                    if name == 'hpsv2' else prep))
+  assert np.abs(ours - pixels).max() < 0.03 and np.abs(ours - pixels).mean() < 0.006
+
+
+def test_open_clip_folders_are_read_strictly(tmp_path):
+  from safetensors.numpy import load_file, save_file  # pylint: disable=g-import-not-at-top
+  from rewards import open_clip  # pylint: disable=g-import-not-at-top
+  src = os.path.join(DATA, 'hpsv2')
+
+  def variant(name, edit_config=None, edit_tensors=None):
+    folder = tmp_path / name
+    shutil.copytree(src, folder)
+    if edit_config:
+      config = json.loads((folder / open_clip.CONFIG).read_text())
+      edit_config(config)
+      (folder / open_clip.CONFIG).write_text(json.dumps(config))
+    if edit_tensors:
+      tensors = load_file(str(folder / open_clip.WEIGHTS))
+      edit_tensors(tensors)
+      save_file(tensors, str(folder / open_clip.WEIGHTS))
+    return str(folder)
+
+  layer_scale = variant('ls', lambda c: c['model_cfg']['vision_cfg'].update(ls_init_value=0.1))
+  with pytest.raises(ValueError, match='vision_cfg.ls_init_value = 0.1 is not supported'):
+    open_clip.load(layer_scale)
+  extra = variant('extra', edit_tensors=lambda t: t.update(
+      {'visual.attn_pool.query': np.zeros((2, 2), np.float32)}))
+  with pytest.raises(ValueError, match="'visual.attn_pool.query' has no place"):
+    open_clip.load(extra)
+  missing = variant('missing', edit_tensors=lambda t: t.pop('ln_final.weight'))
+  with pytest.raises(ValueError, match='no tensor for text_model/final_layer_norm/scale'):
+    open_clip.load(missing)
+  narrow = variant('narrow', lambda c: c['model_cfg'].update(embed_dim=8))
+  with pytest.raises(ValueError, match='text_projection.weight was expected to be of shape'):
+    open_clip.load(narrow)
+  no_weights = variant('no_weights')
+  os.remove(os.path.join(no_weights, open_clip.WEIGHTS))
+  with pytest.raises(FileNotFoundError, match='convert_open_clip'):
+    open_clip.load(no_weights)

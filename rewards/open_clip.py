@@ -1,0 +1,178 @@
+"""OpenCLIP checkpoints (HPSv2, LAION's CLIP-H) as transformers' FlaxCLIPModel, without torch.
+
+An OpenCLIP folder holds
+  open_clip_config.json        {"model_cfg": OpenCLIP's model config, "preprocess_cfg": {...}}
+  open_clip_model.safetensors  the state dict under OpenCLIP's own keys
+  vocab.json, merges.txt       the BPE tokenizer in transformers' CLIPTokenizer format
+which is the layout of LAION's hub repositories plus the tokenizer files. HPSv2 and HPSv2.1
+are published only as PyTorch pickles; `python -m rewards.convert_open_clip` turns one into
+such a folder in an environment with torch and open_clip (docs/rewards.md). This module only
+reads safetensors.
+
+OpenCLIP's keys are renamed to transformers' PyTorch CLIP keys (the fused attention
+projection split into q, k, v; `proj` and `text_projection` transposed), and transformers'
+own converter makes the Flax tree. Every tensor must land in exactly one parameter; an
+architecture feature the Flax CLIP does not have (layer scale, attentional pooling, a
+timm or HF tower, ...) is refused by name. Text pooling: OpenCLIP takes the state at the
+largest token id, the Flax CLIP too; both are the end-of-text token of a CLIP vocabulary,
+whose special tokens come last.
+"""
+
+import json
+import os
+import re
+
+import numpy as np
+
+from models import hub
+from models import torch_weights
+
+CONFIG = 'open_clip_config.json'
+WEIGHTS = 'open_clip_model.safetensors'
+_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_STD = (0.26862954, 0.26130258, 0.27577711)
+# Model-config fields the Flax CLIP cannot express, with the value that it can.
+_VISION_DEFAULTS = dict(ls_init_value=None, attentional_pool=False,
+                        global_average_pool=False, no_ln_pre=False, final_ln_after_pool=False,
+                        pool_type='tok', timm_model_name=None,
+                        act_kwargs=None, norm_kwargs=None, pos_embed_type='learnable')
+_TEXT_DEFAULTS = dict(ls_init_value=None, hf_model_name=None, proj_bias=False,
+                      pool_type='argmax', embed_cls=False, no_causal_mask=False,
+                      proj_type='linear', act_kwargs=None, norm_kwargs=None)
+
+
+def is_folder(folder: str) -> bool:
+  return os.path.isfile(os.path.join(folder, CONFIG))
+
+
+def read_config(folder: str) -> dict:
+  path = os.path.join(folder, CONFIG)
+  with hub.reading('OpenCLIP config', path):
+    with open(path) as f:
+      config = json.load(f)
+  if 'model_cfg' not in config:
+    raise ValueError(f'{path} has no "model_cfg": not an OpenCLIP config.')
+  return config
+
+
+def clip_config(model_cfg: dict, tokenizer):
+  """transformers' CLIPConfig of an OpenCLIP model config (a ValueError for what it lacks)."""
+  from transformers import CLIPConfig  # pylint: disable=g-import-not-at-top
+  vision, text = dict(model_cfg.get('vision_cfg', {})), dict(model_cfg.get('text_cfg', {}))
+  if model_cfg.get('custom_text') and text.get('hf_model_name'):
+    raise ValueError('OpenCLIP models with a transformers text tower are not supported.')
+  for where, cfg, defaults in (('vision_cfg', vision, _VISION_DEFAULTS),
+                               ('text_cfg', text, _TEXT_DEFAULTS)):
+    for field, ok in defaults.items():
+      value = cfg.get(field)
+      if value is None or value == ok or (ok is None and value in ({}, [])):
+        continue
+      raise ValueError(f'OpenCLIP {where}.{field} = {value!r} is not supported by the Flax '
+                       'CLIP (rewards/open_clip.py).')
+  if isinstance(vision.get('layers', 12), (list, tuple)):
+    raise ValueError('OpenCLIP ResNet image towers are not supported; only ViTs.')
+  act = 'quick_gelu' if model_cfg.get('quick_gelu') else 'gelu'
+  width, head_width = int(vision.get('width', 768)), int(vision.get('head_width', 64))
+  image_size = vision.get('image_size', 224)
+  image_size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
+  text_width = int(text.get('width', 512))
+  return CLIPConfig(
+      projection_dim=int(model_cfg['embed_dim']),
+      text_config=dict(
+          vocab_size=int(text.get('vocab_size', 49408)), hidden_size=text_width,
+          intermediate_size=int(text_width * text.get('mlp_ratio', 4.0)),
+          num_attention_heads=int(text.get('heads', 8)),
+          num_hidden_layers=int(text.get('layers', 12)),
+          max_position_embeddings=int(text.get('context_length', 77)), hidden_act=act,
+          layer_norm_eps=1e-5, projection_dim=int(model_cfg['embed_dim']),
+          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+          pad_token_id=tokenizer.pad_token_id),
+      vision_config=dict(
+          hidden_size=width, intermediate_size=int(width * vision.get('mlp_ratio', 4.0)),
+          num_attention_heads=width // head_width, num_hidden_layers=int(vision.get('layers', 12)),
+          image_size=int(image_size), patch_size=int(vision.get('patch_size', 16)),
+          hidden_act=act, layer_norm_eps=1e-5, projection_dim=int(model_cfg['embed_dim'])))
+
+
+_BLOCK = {'ln_1': 'layer_norm1', 'ln_2': 'layer_norm2', 'attn.out_proj': 'self_attn.out_proj',
+          'mlp.c_fc': 'mlp.fc1', 'mlp.c_proj': 'mlp.fc2'}
+_TOP = {'token_embedding.weight': 'text_model.embeddings.token_embedding.weight',
+        'positional_embedding': 'text_model.embeddings.position_embedding.weight',
+        'ln_final.weight': 'text_model.final_layer_norm.weight',
+        'ln_final.bias': 'text_model.final_layer_norm.bias',
+        'logit_scale': 'logit_scale',
+        'visual.class_embedding': 'vision_model.embeddings.class_embedding',
+        'visual.positional_embedding': 'vision_model.embeddings.position_embedding.weight',
+        'visual.conv1.weight': 'vision_model.embeddings.patch_embedding.weight',
+        'visual.ln_pre.weight': 'vision_model.pre_layrnorm.weight',
+        'visual.ln_pre.bias': 'vision_model.pre_layrnorm.bias',
+        'visual.ln_post.weight': 'vision_model.post_layernorm.weight',
+        'visual.ln_post.bias': 'vision_model.post_layernorm.bias'}
+_IGNORED = ('attn_mask', 'logit_bias_unused')
+
+
+def torch_clip_state(tensors: dict) -> dict:
+  """OpenCLIP's state dict -> transformers' PyTorch CLIPModel state dict (numpy, float32)."""
+  out = {}
+  for key, value in tensors.items():
+    value = np.asarray(value, np.float32)
+    key = key[len('module.'):] if key.startswith('module.') else key
+    key = key[len('text.'):] if key.startswith('text.') else key   # CustomTextCLIP's prefix
+    if key in _IGNORED:
+      continue
+    if key in _TOP:
+      out[_TOP[key]] = value
+      continue
+    if key == 'text_projection':
+      out['text_projection.weight'] = value.T
+      continue
+    if key == 'visual.proj':
+      out['visual_projection.weight'] = value.T
+      continue
+    m = re.fullmatch(r'(visual\.)?transformer\.resblocks\.(\d+)\.(.+)\.(weight|bias)', key)
+    if m is None:
+      m_in = re.fullmatch(r'(visual\.)?transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)',
+                          key)
+      if m_in is None:
+        raise ValueError(f'the OpenCLIP tensor {key!r} has no place in the Flax CLIP.')
+      tower = 'vision_model' if m_in.group(1) else 'text_model'
+      prefix = f'{tower}.encoder.layers.{m_in.group(2)}.self_attn'
+      for name, part in zip(('q_proj', 'k_proj', 'v_proj'), np.split(value, 3, axis=0)):
+        out[f'{prefix}.{name}.{m_in.group(3)}'] = part
+      continue
+    tower = 'vision_model' if m.group(1) else 'text_model'
+    if m.group(3) not in _BLOCK:
+      raise ValueError(f'the OpenCLIP tensor {key!r} has no place in the Flax CLIP.')
+    out[f'{tower}.encoder.layers.{m.group(2)}.{_BLOCK[m.group(3)]}.{m.group(4)}'] = value
+  return out
+
+
+def load(folder: str):
+  """(model, params, tokenizer, preprocessing) of an OpenCLIP folder, as rewards/clip.py's
+  load returns them for a transformers folder."""
+  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
+  from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
+  hub.silence_flax_deprecation()
+  config = read_config(folder)
+  weights = os.path.join(folder, WEIGHTS)
+  if not os.path.isfile(weights):
+    raise FileNotFoundError(f'the OpenCLIP folder {folder!r} has no {WEIGHTS}; convert a PyTorch '
+                            'checkpoint with python -m rewards.convert_open_clip.')
+  if not os.path.isfile(os.path.join(folder, 'vocab.json')):
+    raise ValueError(f'the OpenCLIP folder {folder!r} has no tokenizer (vocab.json, merges.txt); '
+                     'python -m rewards.convert_open_clip writes them.')
+  with hub.reading('CLIP tokenizer', folder):
+    tokenizer = CLIPTokenizer.from_pretrained(folder)
+  clip_cfg = clip_config(config['model_cfg'], tokenizer)
+  model = FlaxCLIPModel(clip_cfg, _do_init=False)
+  with hub.reading('OpenCLIP weights', weights):
+    tensors = load_file(weights)
+  params = torch_weights.transformers_flax_params(model, torch_clip_state(tensors),
+                                                 'OpenCLIP weights', weights, np.float32)
+  prep_cfg = config.get('preprocess_cfg', {})
+  size = clip_cfg.vision_config.image_size
+  prep = {'size': size, 'crop': size, 'mean': tuple(prep_cfg.get('mean', _MEAN)),
+          'std': tuple(prep_cfg.get('std', _STD)),
+          'mode': {'longest': 'pad', 'squash': 'squash'}.get(prep_cfg.get('resize_mode'), 'crop')}
+  return model, params, tokenizer, prep
