@@ -40,6 +40,8 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
       temperature=1.0,            # lambda in p(x0) exp(r(x0) / lambda)
       heldout_checkpoint='',      # a second classifier that judges digit samples (held-out
                                   # accuracy and log-probability) but is never searched against
+      heldout=(),                 # rewards scored on the outputs after the search, never in
+                                  # it: ('NAME' or 'NAME,FIELD=VALUE,...', ...) (rewards/heldout.py)
       **rewards.fields(),
   ))
   cfg.update(overrides)

@@ -12,6 +12,7 @@ import numpy as np
 import models
 import rewards
 import search as search_lib
+from rewards import heldout as heldout_lib
 from experiments import recorders
 from samplers import sampler as sampler_lib
 
@@ -26,6 +27,7 @@ class Problem(NamedTuple):
   batch: int = 0          # B independent searches (prompts, or target classes x runs); 0: one
   row_classes: tuple = () # the target class of each of the B searches, when classes are batched
   recorder: Any = None    # what happens after the program returns (experiments/recorders.py)
+  heldout: tuple = ()     # ((label, Reward, cond), ...): reward.heldout, scored after the search
 
 
 def build(config, guidance: bool = False) -> Problem:
@@ -56,12 +58,45 @@ def build(config, guidance: bool = False) -> Problem:
     scale = scale / temperature
     check_differentiable(reward, backbone.data_shape, one_cond)
     sampler = sampler.replace(guidance=reward, guidance_scale=scale)
-  check_reward_shape(reward, backbone.data_shape, cond=one_cond)
-  if reward.probe is not None:  # a host callback: its real output shape, before compiling
-    reward.probe()
+  heldout = []
+  for label, judge in heldout_lib.build(config.reward, backbone.data_shape, backbone.decoder,
+                                            prompts):
+    judge_cond = cond
+    if prompts and judge.encode_text is not None:
+      judge_cond = dict(cond, reward_text=judge.encode_text(list(prompts)))
+    heldout.append((label, judge, judge_cond))
+  for judge, judge_cond in [(reward, cond)] + [(j, c) for _, j, c in heldout]:
+    one = jax.tree.map(lambda c: c[0], judge_cond) if batch else judge_cond
+    check_reward_shape(judge, backbone.data_shape, cond=one)
+    if judge.probe is not None:  # a host callback: its real output shape, before compiling
+      judge.probe()
   problem = Problem(backbone, sampler, reward, tilted_target(config), cond, prompts, batch,
-                    row_classes)
+                    row_classes, heldout=tuple(heldout))
   return problem._replace(recorder=recorders.for_problem(problem))
+
+
+def score_heldout(problem: Problem, x0) -> dict:
+  """{label: scores} of each held-out reward on the search's outputs x0 ([B, N, ...] for a
+  batched problem, scored with each search's own condition; else [N, ...]), on the host's
+  default device, outside the search program."""
+  out = {}
+  for label, judge, cond in problem.heldout:
+    score = lambda rw, x, c: rw(x, c)
+    if problem.batch:
+      score = jax.vmap(score, in_axes=(None, 0, 0))
+    out[label] = np.asarray(jax.jit(score)(judge, np.asarray(x0), cond))
+  return out
+
+
+def heldout_metrics(scores: dict) -> dict:
+  """heldout_{label}_mean / _max over the valid (finite) scores."""
+  out = {}
+  for label, r in scores.items():
+    valid = r[np.isfinite(r)]
+    if valid.size:
+      out[f'heldout_{label}_mean'] = float(np.mean(valid))
+      out[f'heldout_{label}_max'] = float(np.max(valid))
+  return out
 
 
 def batched_conditions(config, reward, cond):

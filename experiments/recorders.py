@@ -31,6 +31,7 @@ class Run(NamedTuple):
   config: Any
   problem: Any
   workdir: str
+  extra: Any = None   # {name: [N]} more per-sample arrays for samples.npz (held-out rewards)
 
 
 class Recorder:
@@ -51,7 +52,8 @@ class Recorder:
                      diversity=metrics_lib.mean_pairwise_distance(flat_x0))
       traces['row_class'] = np.repeat(np.asarray(problem.row_classes), x0.shape[1])
     metrics.update(self.search_images(run, flat_x0, metrics, traces.get('row_class')))
-    files.write_samples(run.workdir, x0=flat_x0, reward=r.reshape(-1), **traces)
+    files.write_samples(run.workdir, x0=flat_x0, reward=r.reshape(-1), **traces,
+                        **(run.extra or {}))
     files.write_metrics(run.workdir, metrics)
     return metrics, x0
 
@@ -186,7 +188,7 @@ class TextToImage(Recorder):
     metrics.update(num_prompts=len(run.problem.prompts),
                    nfe_all_prompts=int(np.sum(result.nfe)))
     write_prompt_outputs(run, x0, r, trace_nfe=np.asarray(result.trace_nfe),
-                         trace_best=np.asarray(result.trace_best))
+                         trace_best=np.asarray(result.trace_best), **(run.extra or {}))
     files.write_metrics(run.workdir, metrics)
     return metrics, x0
 

@@ -55,7 +55,10 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
   result = mesh_lib.to_host(result)
   metrics = search_metrics(config, result, wall_s, compile_s)
-  return problem.recorder.record_search(recorders.Run(config, problem, workdir), result,
+  heldout = problem_lib.score_heldout(problem, result.x0)
+  metrics.update(problem_lib.heldout_metrics(heldout))
+  extra = {f'heldout_{label}': scores.reshape(-1) for label, scores in heldout.items()}
+  return problem.recorder.record_search(recorders.Run(config, problem, workdir, extra), result,
                                         metrics, title_prefix)
 
 

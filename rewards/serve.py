@@ -113,6 +113,8 @@ class Server:
     if max_batch < 1:
       raise ValueError(f'max_batch must be >= 1, got {max_batch}.')
     self.score, self.max_batch, self.max_wait_s = score, int(max_batch), float(max_wait_s)
+    if isinstance(address, str) and os.path.exists(address):
+      _remove_stale_socket(address)
     self.listener = connection.Listener(address, authkey=authkey())
     self.address = self.listener.address
     self.requests = queue.Queue()
@@ -203,6 +205,21 @@ class Server:
     for request in group:
       request.reply(scores[start:start + len(request.x)])
       start += len(request.x)
+
+
+def _remove_stale_socket(path: str) -> None:
+  """A Unix socket file left by a service that died: removed when nothing listens on it."""
+  probe = socket.socket(socket.AF_UNIX)
+  try:
+    probe.connect(path)
+  except ConnectionRefusedError:
+    os.remove(path)
+    return
+  except OSError:
+    return   # not a socket: Listener's own error names it
+  finally:
+    probe.close()
+  raise OSError(f'another reward service is listening on {path}.')
 
 
 def _shutdown(conn) -> None:

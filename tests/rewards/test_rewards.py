@@ -34,3 +34,21 @@ def test_bad_rewards():
     _reward(name='clipscore')  # a typo of clip_score
   with pytest.raises(ValueError, match='reward.weights has 3 entries but the data has dimension 2'):
     _reward(name='linear', weights=(1.0, 2.0, 3.0))
+
+
+def test_heldout_entries_are_parsed_and_refused_by_name():
+  from configs import common as config_common  # pylint: disable=g-import-not-at-top
+  from rewards import heldout  # pylint: disable=g-import-not-at-top
+  cfg = config_common.reward_config(name='pickscore', model='a', timeout=5.0)
+  one = heldout.config_of('clip_score,model=b,timeout=7', cfg)
+  assert (one.name, one.model, one.timeout, one.heldout) == ('clip_score', 'b', 7.0, ())
+  assert heldout.entries('hpsv2;clip_score ;') == ('hpsv2', 'clip_score')
+  with pytest.raises(ValueError, match="Unknown reward.name 'hps'"):
+    heldout.config_of('hps', cfg)
+  with pytest.raises(ValueError, match="'modle=b' is not FIELD=VALUE"):
+    heldout.config_of('clip_score,modle=b', cfg)
+  with pytest.raises(ValueError, match='timeout takes a float'):
+    heldout.config_of('clip_score,timeout=soon', cfg)
+  cfg.heldout = ('linear', 'linear,bias=1.0')
+  with pytest.raises(ValueError, match="lists 'linear' twice"):
+    heldout.build(cfg, (2,))
