@@ -1,5 +1,7 @@
 """Config sections shared by the config files (ml_collections ConfigDicts)."""
 
+import json
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -134,3 +136,18 @@ def sweep_config(**overrides) -> ml_collections.ConfigDict:
   ))
   cfg.update(overrides)
   return cfg
+
+
+# Fields added to the shared sections after runs were recorded with this project: (section,
+# field). A sweep's finished point whose hash was made before a field existed still matches
+# when the field holds its default (experiments/sweep.py). Append a field here when adding one.
+ADDED_FIELDS = (('reward', 'heldout'), ('reward', 'address'), ('reward', 'timeout'))
+
+
+def section_defaults() -> dict:
+  """The shared sections at their defaults, as plain dicts: a field that a newer version of
+  the project added is compared with these when an older run's config.json lacks it
+  (experiments/files.py: claim_workdir)."""
+  return {'sampler': sampler_config().to_dict(), 'reward': reward_config().to_dict(),
+          'search': json.loads(search_config().to_json_best_effort()),
+          'mesh': mesh_config().to_dict()}

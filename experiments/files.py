@@ -56,33 +56,49 @@ def claim_workdir(workdir: str, config, may_change=()) -> None:
     except (OSError, ValueError) as e:
       raise ValueError(f'{path} exists but is unreadable ({e}); use another --workdir.') from None
     fixed = lambda d: {k: v for k, v in d.items() if k not in may_change}
-    if fixed(old) != fixed(new):
-      diffs = config_differences(fixed(old), fixed(new))
+    diffs = config_differences(fixed(old), fixed(new), defaults=added_field_defaults())
+    if diffs:
       shown = '; '.join(diffs[:6]) + (f'; and {len(diffs) - 6} more' if len(diffs) > 6 else '')
       raise ValueError(f'--workdir {workdir} holds another run (its config.json differs: '
                        f'{shown}). Use another --workdir, or rerun with the config it was made '
                        'with; nothing was written.')
-    if old == new:
-      return
+    if old == new or not config_differences(old, new, defaults=added_field_defaults()):
+      return   # the same run (fields added since, at their defaults, change nothing)
   write_json(path, new)
 
 
-def config_differences(old, new, prefix: str = '') -> list:
-  """'field: A (in the workdir) -> B (now)' for each leaf where two config dicts differ."""
+def added_field_defaults() -> dict:
+  """The shared config sections at their defaults (configs/common.py: section_defaults)."""
+  from configs import common  # pylint: disable=g-import-not-at-top
+  return common.section_defaults()
+
+
+def config_differences(old, new, prefix: str = '', defaults=None) -> list:
+  """'field: A (in the workdir) -> B (now)' for each leaf where two config dicts differ.
+
+  defaults: the same nesting at the project's defaults; a field the workdir's config lacks
+  that now holds its default was added to the project since that run, and changes nothing."""
   if isinstance(old, dict) and isinstance(new, dict):
+    defaults = defaults if isinstance(defaults, dict) else {}
     out = []
     for key in sorted(set(old) | set(new), key=str):
       where = f'{prefix}{key}'
       if key not in new:
         out.append(f'{where}: {old[key]!r} (in the workdir) -> absent (now)')
       elif key not in old:
-        out.append(f'{where}: absent (in the workdir) -> {new[key]!r} (now)')
+        if not (key in defaults and _same(defaults[key], new[key])):
+          out.append(f'{where}: absent (in the workdir) -> {new[key]!r} (now)')
       else:
-        out.extend(config_differences(old[key], new[key], where + '.'))
+        out.extend(config_differences(old[key], new[key], where + '.', defaults.get(key)))
     return out
   if old == new:
     return []
   return [f'{prefix.rstrip(".")}: {old!r} (in the workdir) -> {new!r} (now)']
+
+
+def _same(a, b) -> bool:
+  """Equal as JSON (tuples and lists alike)."""
+  return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 @contextlib.contextmanager

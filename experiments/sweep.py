@@ -85,7 +85,7 @@ def grid(config) -> list:
       search_lib.make_config(cfg.search, float(cfg.reward.temperature), cfg.sampler.num_steps)
     except ValueError as e:
       raise ValueError(f'sweep point {name}: {e}') from None
-    digest = hashlib.sha256(cfg.to_json(sort_keys=True).encode()).hexdigest()
+    digest = _digest(cfg)
     points.append(Point(name, tuple(combo), cfg, digest))
   return points
 
@@ -173,12 +173,32 @@ def _read_record(records_dir: str, point: Point):
     return None
   with open(path) as f:
     record = json.load(f)
-  if record.get('config_sha256') != point.digest:
+  if (record.get('config_sha256') != point.digest and
+      record.get('config_sha256') not in _earlier_digests(point.config)):
     raise ValueError(
         f'{path} holds a finished point made with a different config than this sweep\'s '
         f'{point.name}; rerun with the config it was made with, or use another --workdir '
         '(finished points are never overwritten).')
   return record
+
+
+def _digest(cfg) -> str:
+  return hashlib.sha256(cfg.to_json(sort_keys=True).encode()).hexdigest()
+
+
+def _earlier_digests(cfg) -> set:
+  """The hashes `cfg` had before each field of configs/common.py's ADDED_FIELDS existed (for
+  those at their defaults): a point recorded then is the same run."""
+  from configs import common  # pylint: disable=g-import-not-at-top
+  defaults = common.section_defaults()
+  present = [(sec, f) for sec, f in common.ADDED_FIELDS
+             if sec in cfg and f in cfg[sec] and
+             files.config_differences({'v': cfg[sec][f]}, {'v': defaults[sec][f]}) == []]
+  out, trimmed = set(), copy.deepcopy(cfg)
+  for sec, f in reversed(present):   # newest first: remove them one after another
+    del trimmed[sec][f]
+    out.add(_digest(trimmed))
+  return out
 
 
 def aggregate(config, workdir: str, points, records) -> dict:

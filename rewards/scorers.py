@@ -69,20 +69,25 @@ def _pil(images):
 
 
 def image_reward(model: str = 'ImageReward-v1.0', device: str = 'cuda',
-                 download_root: str = ''):
-  """ImageReward's score of each image for its prompt (its package's RM.load and score)."""
+                 download_root: str = '', med_config: str = ''):
+  """ImageReward's score of each image for its prompt (its package's RM.load and score).
+  model: a name the package knows, or a checkpoint file; med_config: its BERT config file
+  (the package downloads its own when empty)."""
   try:
     import ImageReward as RM  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ValueError('the image_reward scorer needs the ImageReward package: '
                      'pip install image-reward') from None
-  rm = RM.load(model, device=device, download_root=download_root or None)
+  rm = RM.load(model, device=device, download_root=download_root or None,
+               med_config=med_config or None)
 
   def score(images, prompts):
+    import torch  # pylint: disable=g-import-not-at-top
     out = np.zeros(len(images), np.float32)
-    for prompt, rows in _by_prompt(prompts).items():
-      scores = rm.score(prompt, _pil(images[rows]))
-      out[rows] = np.reshape(np.asarray(scores, np.float32), (len(rows),))
+    with torch.no_grad():
+      for prompt, rows in _by_prompt(prompts).items():
+        scores = rm.score(prompt, _pil(images[rows]))
+        out[rows] = np.reshape(np.asarray(scores, np.float32), (len(rows),))
     return out
 
   return score

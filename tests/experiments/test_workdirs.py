@@ -111,3 +111,40 @@ def test_two_processes_on_one_workdir_and_a_killed_holder(tmp_path):
     holder.wait()
   with files.workdir_lock(workdir):  # the kernel released the dead holder's lock
     pass
+
+
+def test_fields_added_to_the_project_since_a_run_do_not_make_it_another_run(tmp_path):
+  """A workdir or a sweep point recorded before reward.heldout, reward.address and
+  reward.timeout existed (configs/common.py: ADDED_FIELDS) is the same run while they hold
+  their defaults; set to anything else, they make another run."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  from configs import common  # pylint: disable=g-import-not-at-top
+  from experiments import sweep  # pylint: disable=g-import-not-at-top
+  config = gmm2d.get_config('smc')
+  old = json.loads(config.to_json_best_effort())
+  for field in ('heldout', 'address', 'timeout'):
+    del old['reward'][field]
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text(json.dumps(old))
+  files.claim_workdir(str(workdir), config)
+  assert json.loads((workdir / 'config.json').read_text()) == old   # left as recorded
+  config.reward.timeout = 5.0
+  with pytest.raises(ValueError, match=r'reward.timeout: absent \(in the workdir\) -> 5.0'):
+    files.claim_workdir(str(workdir), config)
+
+  config = gmm2d.get_config('smc')
+  config.sweep = common.sweep_config(seed=(0,))
+  point = sweep.grid(config)[0]
+  before = point.config.copy_and_resolve_references()
+  for field in ('heldout', 'address', 'timeout'):
+    del before.reward[field]
+  records = tmp_path / 'points'
+  records.mkdir()
+  record = {'config_sha256': hashlib.sha256(before.to_json(sort_keys=True).encode()).hexdigest()}
+  (records / f'{point.name}.json').write_text(json.dumps(record))
+  assert sweep._read_record(str(records), point) == record   # pylint: disable=protected-access
+  point.config.reward.heldout = ('linear',)
+  with pytest.raises(ValueError, match='made with a different config'):
+    sweep._read_record(str(records), point._replace(digest='0'))   # pylint: disable=protected-access
