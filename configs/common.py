@@ -141,7 +141,10 @@ def sweep_config(**overrides) -> ml_collections.ConfigDict:
 # Fields added to the shared sections after runs were recorded with this project: (section,
 # field). A sweep's finished point whose hash was made before a field existed still matches
 # when the field holds its default (experiments/sweep.py). Append a field here when adding one.
-ADDED_FIELDS = (('reward', 'heldout'), ('reward', 'address'), ('reward', 'timeout'))
+ADDED_FIELDS = (('reward', 'heldout'), ('reward', 'address'), ('reward', 'timeout'),
+                ('search', 'particle_schedule'), ('search', 'tempering_ess'),
+                ('search', 'zo_keep_pivot'), ('search', 'zo_neighborhood'),
+                ('search', 'zo_neighbors'), ('search', 'zo_radius'))
 
 
 def section_defaults() -> dict:

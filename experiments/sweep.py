@@ -138,7 +138,8 @@ def _problem_key(cfg) -> str:
 
 def run(config, workdir: str) -> dict:
   points = grid(config)
-  files.claim_workdir(workdir, config, may_change=('sweep',))  # the grid may grow
+  # The grid may grow; a sweep ignores the compare section (grid() drops it).
+  files.claim_workdir(workdir, config, may_change=('sweep', 'compare'))
   records_dir = os.path.join(workdir, 'points')
   done = {p.name: _read_record(records_dir, p) for p in points}
   todo = [p for p in points if done[p.name] is None]

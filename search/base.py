@@ -62,6 +62,26 @@ class Method:
     """The method's run(key, sampler, reward, config, cond) -> SearchResult."""
     return self.module.run
 RESAMPLING = ('multinomial', 'systematic', 'stratified', 'residual')
+# Particle schedules (search.particle_schedule) of SMC and SVDD: the same count at every level,
+# or a linearly decaying one, as the RBF authors' released baselines spend their budget.
+SCHEDULES = ('constant', 'linear')
+
+
+def linear_schedule(units: int, levels: int) -> tuple:
+  """Counts c (2 (M - k) - 1) for levels k = 0..M-1 with c = units // M^2: odd multiples of c
+  falling linearly to c, summing to c M^2 <= units (500 over 10 levels: 95, 85, ..., 5);
+  () when units < M^2."""
+  c = units // levels ** 2
+  return tuple(c * (2 * (levels - k) - 1) for k in range(levels)) if c >= 1 else ()
+
+
+def particle_schedule(cfg) -> str:
+  """search.particle_schedule, checked."""
+  schedule = cfg.get('particle_schedule', 'constant')
+  if schedule not in SCHEDULES:
+    raise ValueError(f'Unknown search.particle_schedule {schedule!r}; valid: '
+                     f'{", ".join(SCHEDULES)}.')
+  return schedule
 
 
 class SearchResult(NamedTuple):

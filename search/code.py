@@ -26,9 +26,13 @@ class Config:
   num_chains: int
   num_candidates: int  # K, from the budget
   block_size: int      # L
+  schedule: tuple = ()  # svdd's linear particle schedule: candidates per chain per level
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
+    if base.particle_schedule(cfg) != 'constant':
+      raise ValueError(f'search.particle_schedule={cfg.particle_schedule} is for svdd and smc; '
+                       'code rolls its candidates out in blocks.')
     return cls.sized(cfg, temperature, num_steps, method, int(cfg.block_size))
 
   @classmethod

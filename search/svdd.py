@@ -1,14 +1,25 @@
 """SVDD (Li et al. 2024): each of N chains draws K children from the base kernel at every level
 and keeps the one whose Tweedie estimate has the highest reward (the alpha -> 0 limit of
-sampling children in proportion to exp(v / alpha)). It is CoDe with block size 1."""
+sampling children in proportion to exp(v / alpha)). It is CoDe with block size 1.
+
+search.particle_schedule = linear spends the budget as the RBF authors' released SVDD does:
+K_k = c (2 (M - k) - 1) candidates per chain at level k = 0..M-1, c = budget // (N M^2), so
+one chain at 500 NFE and 10 steps draws 95, 85, ..., 5. Level 0's K_0 candidates are initial
+noises (the chain starts from the best); the others are children, as above.
+"""
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
+
+from samplers import sharding
 from search import base
 from search import code
 
 
-METHOD = base.Method(particle_field='num_chains', order=3)
+METHOD = base.Method(knobs=dict(particle_schedule='constant'),   # constant | linear
+                     particle_field='num_chains', order=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,8 +27,46 @@ class Config(code.Config):
 
   @classmethod
   def from_config(cls, cfg, temperature, num_steps, method):
-    return cls.sized(cfg, temperature, num_steps, method, 1)
+    if base.particle_schedule(cfg) == 'constant':
+      return cls.sized(cfg, temperature, num_steps, method, 1)
+    common = base.Common.from_config(cfg, temperature)
+    base.check_steps(method.name, num_steps)
+    n = common.num_particles
+    schedule = base.linear_schedule(common.budget // n, num_steps)
+    if not schedule:
+      raise base.too_small(method.name, common.budget, n * num_steps ** 2,
+                           f'a linear schedule of {n} chains over {num_steps} levels')
+    return cls(common, n, schedule[0], 1, schedule)
 
 
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  if config.schedule:
+    return _run_scheduled(key, sampler, reward, config, cond)
   return code.run(key, sampler, reward, config, cond)
+
+
+def _run_scheduled(key, sampler, reward, config: Config, cond):
+  """SVDD with K_k candidates per chain at level k; the levels are unrolled (their shapes
+  differ)."""
+  n, counts = config.num_chains, config.schedule
+  init_key, loop_key = jax.random.split(key)
+  x = sampler.init_noise(init_key, n * counts[0])
+  d = sampler.denoise(x, 0, cond)
+  rs, bad = base.score_rows(reward, d.x0, cond)
+  x, d, r = base.best_in_groups((x, d, rs), rs, counts[0])
+  bests, invalid = [jnp.max(rs)], [jnp.sum(bad)]
+  for k, kc in enumerate(counts[1:]):
+    xs, ds = sharding.rows(base.repeat_rows((x, d), kc))
+    noise = jax.random.normal(jax.random.fold_in(loop_key, k), xs.shape, xs.dtype)
+    xs = sampler.step(xs, ds, k, noise)
+    ds = sampler.denoise(xs, k + 1, cond)
+    rs, bad = base.score_rows(reward, ds.x0, cond)
+    x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
+    bests.append(jnp.max(rs))
+    invalid.append(jnp.sum(bad))
+  nfe = n * sum(counts)
+  trace_nfe = n * jnp.cumsum(jnp.asarray(counts))
+  return base.finalize(key, config.common, candidates=d.x0, rewards=r, log_weights=None,
+                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
+                       trace_best=jax.lax.cummax(jnp.stack(bests)),
+                       num_invalid=sum(invalid), num_scored=nfe)

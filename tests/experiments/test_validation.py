@@ -166,7 +166,7 @@ def test_a_sweep_point_with_a_non_finite_preset_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('benchmark.methods', ('bon', 'beam'), 'Unknown search.method'),
+    ('benchmark.methods', ('bon', 'greedy'), 'Unknown search.method'),
     ('search.budget', 7, 'too small for'),
     ('reward.name', 'clipscore', 'Unknown reward'),
 ])

