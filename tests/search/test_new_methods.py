@@ -116,7 +116,7 @@ def test_linear_particle_schedules_spend_the_budget_as_the_released_baselines():
     ('zero_order', dict(zo_radius=0.0), 'zo_radius must be a positive number'),
     ('zero_order', dict(zo_neighborhood='cube'), 'Unknown search.zo_neighborhood'),
     ('random_search', dict(zo_neighbors=0), 'zo_neighbors must be >= 1'),
-    ('zero_order', dict(budget=100), 'too small for zero_order'),
+    ('zero_order', dict(budget=79), 'too small for zero_order'),
     ('beam', dict(budget=10), 'too small for beam'),
 ])
 def test_bad_knobs_are_refused_before_compiling(method, overrides, message):
