@@ -12,7 +12,8 @@ docs/results.md. Variants:
                paper's adaptive grid, last evaluated level t = 0.44) and VP-SDE on the uniform
                grid (`vp_sde_sharp`, last evaluated level t = 0.1: sharp for this undistilled
                model)
-  budget       (the default) held-out success against NFE, 50 to 1000, both VP-SDE protocols
+  budget       (the default) held-out success against NFE, 50 to 1000, both VP-SDE protocols;
+               with zero-order search (Linear-ODE) and tempered SMC (VP-SDE), untuned
   dts_star     the DTS paper's DTS* claim on this task: best reward (and held-out success)
                against NFE, 10^3 to 10^4 per search, DTS* (tuned c_uct) against best-of-N on
                the same sampler (the sharp VP-SDE), 8 searches per seed, and the NFE at
@@ -48,6 +49,11 @@ TUNED = {
     'rbf_paper': {'search': {'method': 'rbf', 'rbf_variant': 'paper',
                              'rbf_spend_budget': False}},
     'dts_star': {'search': {'method': 'dts_star', 'c_uct': 3.0}},
+    # Added with the methods of issue 19, untuned: their defaults (zero_order: K = 4
+    # neighbours at radius 0.5 sqrt(D), as many rounds as the budget holds; tempered_smc: ESS
+    # 0.5 per level).
+    'zero_order': {'search': {'method': 'zero_order'}},
+    'tempered_smc': {'search': {'method': 'tempered_smc'}},
 }
 
 # The tuning grid: method presets, each the method and the knob values it tries.
@@ -119,8 +125,13 @@ def get_config(arg=None):
         reach=(('dts_star', 'bon', 'reward_mean'), ('dts_star', 'bon', 'heldout_success')))
   else:
     ode, vp, sharp = (SAMPLERS[s] for s in ('linear_ode', 'vp_sde', 'vp_sde_sharp'))
+    # zero_order searches the Linear-ODE's initial noise (the search of tt-scale-flux, on the
+    # RBF paper's flow model); it ignores a sampler's SDE flag.
     methods = {'bon': dict(TUNED['bon'], sampler=ode)}
-    for m in ('smc', 'svdd', 'rbf') + (() if 'reflow' in tokens else ('dts_star',)):
+    if 'reflow' not in tokens:
+      methods['zero_order'] = dict(TUNED['zero_order'], sampler=ode)
+    for m in ('smc', 'svdd', 'rbf') + (() if 'reflow' in tokens else
+                                       ('tempered_smc', 'dts_star')):
       methods[m] = dict(TUNED[m], sampler=vp)
     for m in () if 'reflow' in tokens else ('svdd', 'rbf'):
       methods[m + '_sharp'] = dict(TUNED[m], sampler=sharp)
