@@ -114,9 +114,9 @@ def test_two_processes_on_one_workdir_and_a_killed_holder(tmp_path):
 
 
 def test_fields_added_to_the_project_since_a_run_do_not_make_it_another_run(tmp_path):
-  """A workdir or a sweep point recorded before reward.heldout, reward.address and
-  reward.timeout existed (configs/common.py: ADDED_FIELDS) is the same run while they hold
-  their defaults; set to anything else, they make another run."""
+  """A workdir or a sweep point recorded before fields were added (configs/common.py:
+  ADDED_FIELDS: reward.heldout, address, timeout, then the new search knobs) is the same run
+  while they hold their defaults; set to anything else, they make another run."""
   import hashlib  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   from configs import common  # pylint: disable=g-import-not-at-top
@@ -137,14 +137,17 @@ def test_fields_added_to_the_project_since_a_run_do_not_make_it_another_run(tmp_
   config = gmm2d.get_config('smc')
   config.sweep = common.sweep_config(seed=(0,))
   point = sweep.grid(config)[0]
-  before = point.config.copy_and_resolve_references()
-  for field in ('heldout', 'address', 'timeout'):
-    del before.reward[field]
   records = tmp_path / 'points'
   records.mkdir()
-  record = {'config_sha256': hashlib.sha256(before.to_json(sort_keys=True).encode()).hexdigest()}
-  (records / f'{point.name}.json').write_text(json.dumps(record))
-  assert sweep._read_record(str(records), point) == record   # pylint: disable=protected-access
+  # Recorded before every added field, and between the reward's and the search's additions.
+  for added in (common.ADDED_FIELDS, [f for f in common.ADDED_FIELDS if f[0] == 'search']):
+    before = point.config.copy_and_resolve_references()
+    for section, field in added:
+      del before[section][field]
+    record = {'config_sha256': hashlib.sha256(before.to_json(sort_keys=True).encode())
+              .hexdigest()}
+    (records / f'{point.name}.json').write_text(json.dumps(record))
+    assert sweep._read_record(str(records), point) == record   # pylint: disable=protected-access
   point.config.reward.heldout = ('linear',)
   with pytest.raises(ValueError, match='made with a different config'):
     sweep._read_record(str(records), point._replace(digest='0'))   # pylint: disable=protected-access
