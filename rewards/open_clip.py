@@ -108,7 +108,7 @@ _TOP = {'token_embedding.weight': 'text_model.embeddings.token_embedding.weight'
         'visual.ln_pre.bias': 'vision_model.pre_layrnorm.bias',
         'visual.ln_post.weight': 'vision_model.post_layernorm.weight',
         'visual.ln_post.bias': 'vision_model.post_layernorm.bias'}
-_IGNORED = ('attn_mask', 'logit_bias_unused')
+_IGNORED = ('attn_mask',)   # OpenCLIP's causal-mask buffer, saved by some versions
 
 
 def torch_clip_state(tensors: dict) -> dict:

@@ -246,3 +246,28 @@ def take_in_groups(tree, idx):
 
 def take_rows(tree, idx):
   return jax.tree.map(lambda a: a[idx], tree)
+
+
+def resample_move(key, sampler, reward, cond, k, log_w, count: int, scheme: str, x, d, carried):
+  """SMC's resample-move at level k: draws `count` ancestors by log_w (blackjax's `scheme`),
+  moves the particles x, their evaluation d and the per-particle arrays `carried` to them,
+  then one step of the base kernel and one NFE per particle at level k + 1.
+  Returns (x, d, carried, rewards [count], invalid rows [count])."""
+  k_res, k_prop = jax.random.split(key)
+  idx = resample(k_res, log_w, count, scheme)
+  x, d, carried = sharding.rows(take_rows((x, d, carried), idx))
+  x = sampler.step(x, d, k, jax.random.normal(k_prop, x.shape, x.dtype))
+  d = sampler.denoise(x, k + 1, cond)
+  r, bad = score_rows(reward, d.x0, cond)
+  return x, d, carried, r, bad
+
+
+def children(key, sampler, reward, cond, k, x, d, count: int):
+  """`count` children of every row from the base kernel at level k, evaluated at k + 1 (the
+  children of row i are rows i * count ... (i + 1) * count - 1). Returns (x, d, rewards,
+  invalid rows), each [N * count, ...]."""
+  xs, ds = sharding.rows(repeat_rows((x, d), count))
+  xs = sampler.step(xs, ds, k, jax.random.normal(key, xs.shape, xs.dtype))
+  ds = sampler.denoise(xs, k + 1, cond)
+  rs, bad = score_rows(reward, ds.x0, cond)
+  return xs, ds, rs, bad

@@ -49,11 +49,8 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
 
   def level(carry, k):
     x, d = carry
-    xs, ds = sharding.rows(base.repeat_rows((x, d), kc))
-    noise = jax.random.normal(jax.random.fold_in(loop_key, k), xs.shape, xs.dtype)
-    xs = sampler.step(xs, ds, k, noise)
-    ds = sampler.denoise(xs, k + 1, cond)
-    rs, bad = base.score_rows(reward, ds.x0, cond)
+    xs, ds, rs, bad = base.children(jax.random.fold_in(loop_key, k), sampler, reward, cond, k,
+                                    x, d, kc)
     top = select(sharding.replicated(rs), n)   # across every beam's children
     x, d, r = sharding.rows(base.take_rows((xs, ds, rs), top))
     return (x, d), (r, bad)

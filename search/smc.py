@@ -200,13 +200,9 @@ def _run_scheduled(key, sampler, reward, config: Config, cond):
   log_w, stats = _level_potential(config.potential, r, bad == 0, empty, lam)
   path, bests, invalid = log_w, [jnp.max(r)], [jnp.sum(bad)]
   for k, count in enumerate(counts[1:]):
-    k_res, k_prop = jax.random.split(jax.random.fold_in(loop_key, k))
-    idx = base.resample(k_res, log_w, count, config.common.resampling)
-    x, d, path, stats = sharding.rows(base.take_rows((x, d, path, stats), idx))
-    noise = jax.random.normal(k_prop, x.shape, x.dtype)
-    x = sampler.step(x, d, k, noise)
-    d = sampler.denoise(x, k + 1, cond)
-    r, bad = base.score_rows(reward, d.x0, cond)
+    x, d, (path, stats), r, bad = base.resample_move(
+        jax.random.fold_in(loop_key, k), sampler, reward, cond, k, log_w, count,
+        config.common.resampling, x, d, (path, stats))
     log_g, stats = _level_potential(config.potential, r, bad == 0, stats, lam)
     log_w, path = log_g, path + log_g
     bests.append(jnp.max(r))

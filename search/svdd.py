@@ -13,7 +13,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from samplers import sharding
 from search import base
 from search import code
 
@@ -56,11 +55,8 @@ def _run_scheduled(key, sampler, reward, config: Config, cond):
   x, d, r = base.best_in_groups((x, d, rs), rs, counts[0])
   bests, invalid = [jnp.max(rs)], [jnp.sum(bad)]
   for k, kc in enumerate(counts[1:]):
-    xs, ds = sharding.rows(base.repeat_rows((x, d), kc))
-    noise = jax.random.normal(jax.random.fold_in(loop_key, k), xs.shape, xs.dtype)
-    xs = sampler.step(xs, ds, k, noise)
-    ds = sampler.denoise(xs, k + 1, cond)
-    rs, bad = base.score_rows(reward, ds.x0, cond)
+    xs, ds, rs, bad = base.children(jax.random.fold_in(loop_key, k), sampler, reward, cond, k,
+                                    x, d, kc)
     x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
     bests.append(jnp.max(rs))
     invalid.append(jnp.sum(bad))

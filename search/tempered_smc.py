@@ -91,14 +91,10 @@ def run_with_schedule(key, sampler, reward, config: Config, cond=None):
   log_w, value = increments(beta, zeros, r, valid, lam)
 
   def step(carry, k):
-    x, d, r, log_w, value, beta = carry
-    k_res, k_prop = jax.random.split(jax.random.fold_in(loop_key, k))
-    idx = base.resample(k_res, log_w, n, config.common.resampling)
-    x, d, r, value = sharding.rows(base.take_rows((x, d, r, value), idx))
-    noise = jax.random.normal(k_prop, x.shape, x.dtype)
-    x = sampler.step(x, d, k, noise)
-    d = sampler.denoise(x, k + 1, cond)
-    r, bad = base.score_rows(reward, d.x0, cond)
+    x, d, _, log_w, value, beta = carry
+    x, d, value, r, bad = base.resample_move(jax.random.fold_in(loop_key, k), sampler, reward,
+                                             cond, k, log_w, n, config.common.resampling, x, d,
+                                             value)
     valid = bad == 0
     solved = next_beta(beta, sharding.replicated(value), sharding.replicated(r),
                        sharding.replicated(valid), lam, config.tempering_ess)
