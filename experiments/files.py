@@ -56,13 +56,14 @@ def claim_workdir(workdir: str, config, may_change=()) -> None:
     except (OSError, ValueError) as e:
       raise ValueError(f'{path} exists but is unreadable ({e}); use another --workdir.') from None
     fixed = lambda d: {k: v for k, v in d.items() if k not in may_change}
-    diffs = config_differences(fixed(old), fixed(new), defaults=added_field_defaults())
+    defaults = added_field_defaults()
+    diffs = config_differences(fixed(old), fixed(new), defaults=defaults)
     if diffs:
       shown = '; '.join(diffs[:6]) + (f'; and {len(diffs) - 6} more' if len(diffs) > 6 else '')
       raise ValueError(f'--workdir {workdir} holds another run (its config.json differs: '
                        f'{shown}). Use another --workdir, or rerun with the config it was made '
                        'with; nothing was written.')
-    if old == new or not config_differences(old, new, defaults=added_field_defaults()):
+    if not config_differences(old, new, defaults=defaults):
       return   # the same run (fields added since, at their defaults, change nothing)
   write_json(path, new)
 
@@ -86,7 +87,7 @@ def config_differences(old, new, prefix: str = '', defaults=None) -> list:
       if key not in new:
         out.append(f'{where}: {old[key]!r} (in the workdir) -> absent (now)')
       elif key not in old:
-        if not (key in defaults and _same(defaults[key], new[key])):
+        if not (key in defaults and same_json(defaults[key], new[key])):
           out.append(f'{where}: absent (in the workdir) -> {new[key]!r} (now)')
       else:
         out.extend(config_differences(old[key], new[key], where + '.', defaults.get(key)))
@@ -96,7 +97,7 @@ def config_differences(old, new, prefix: str = '', defaults=None) -> list:
   return [f'{prefix.rstrip(".")}: {old!r} (in the workdir) -> {new!r} (now)']
 
 
-def _same(a, b) -> bool:
+def same_json(a, b) -> bool:
   """Equal as JSON (tuples and lists alike)."""
   return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 

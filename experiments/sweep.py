@@ -194,7 +194,7 @@ def _earlier_digests(cfg) -> set:
   defaults = common.section_defaults()
   present = [(sec, f) for sec, f in common.ADDED_FIELDS
              if sec in cfg and f in cfg[sec] and
-             files.config_differences({'v': cfg[sec][f]}, {'v': defaults[sec][f]}) == []]
+             files.same_json(cfg[sec][f], defaults[sec][f])]
   out, trimmed = set(), copy.deepcopy(cfg)
   for sec, f in reversed(present):   # newest first: remove them one after another
     del trimmed[sec][f]

@@ -6,6 +6,7 @@ level k; one `denoise` call is one NFE per row of x. Search methods use the thre
   d = sampler.denoise(x, k, cond)        # one NFE: Tweedie x0, eps and velocity at t_k
   x_next = sampler.step(x, d, k, noise)  # Euler(-Maruyama) from t_k to t_{k+1}, caller's noise
   sampler.sample(key, n, cond)           # the plain sampler as one lax.scan
+  sampler.integrate(x, cond, key)        # the same from given states x_{t_0}
 
 so the velocity evaluated at a new state serves both its reward (through d.x0) and the drift of
 the next step. The last level returns the Tweedie estimate at t_{M-1} instead of a final Euler
@@ -128,8 +129,11 @@ class Sampler:
 
   def init_noise(self, key, n: int):
     """x_{t_0} ~ N(0, sigma_{t_0}^2 I) [n, *data_shape] (alpha_1 x0 is dropped: alpha_1 ~ 0)."""
-    z = sharding.rows(jax.random.normal(key, (n,) + tuple(self.data_shape)))
-    return self.interpolant.sigma(self.grid[0]) * z
+    return self.noise_state(jax.random.normal(key, (n,) + tuple(self.data_shape)))
+
+  def noise_state(self, z):
+    """The state x_{t_0} = sigma_{t_0} z of standard normal noise z [n, *data_shape]."""
+    return self.interpolant.sigma(self.grid[0]) * sharding.rows(z)
 
   def denoise(self, x, k, cond=None) -> Denoised:
     """One NFE per row of x at level k (time grid[k])."""
@@ -162,16 +166,24 @@ class Sampler:
   def sample(self, key, n: int, cond=None) -> SampleResult:
     """Plain sampling of n particles: one lax.scan over the M levels, exactly M * n NFEs."""
     init_key, noise_key = jax.random.split(key)
-    x = self.init_noise(init_key, n)
+    x0 = self.integrate(self.init_noise(init_key, n), cond, noise_key)
+    return SampleResult(x0, jnp.asarray(self.num_steps * n, jnp.int32))
 
+  def integrate(self, x, cond=None, noise_key=None):
+    """The sample of states x_{t_0} [n, ...]: all M levels as one lax.scan (M NFEs per row),
+    returning the Tweedie estimate at the last level. The SDE's noise at level k is drawn from
+    fold_in(noise_key, k); without a key (for the ODE) no noise is drawn."""
     def body(carry, k):
       x, _ = carry
       d = self.denoise(x, k, cond)
-      noise = jax.random.normal(jax.random.fold_in(noise_key, k), x.shape, x.dtype)
+      if noise_key is None:
+        noise = jnp.zeros_like(x)
+      else:
+        noise = jax.random.normal(jax.random.fold_in(noise_key, k), x.shape, x.dtype)
       return sharding.rows((self.step(x, d, k, noise), d.x0)), None
 
     (_, x0), _ = jax.lax.scan(body, (x, jnp.zeros_like(x)), jnp.arange(self.num_steps))
-    return SampleResult(x0, jnp.asarray(self.num_steps * n, jnp.int32))
+    return x0
 
 
 def make_sampler(backbone, interpolant, num_steps: int, sde: bool,

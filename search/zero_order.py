@@ -80,18 +80,10 @@ class Config:
 
 
 def ode_samples(sampler, eps, cond):
-  """The ODE's samples of initial noises eps [n, ...]: the Tweedie estimate at the last level,
-  as sampler.sample returns it (M NFEs per row)."""
+  """The probability-flow ODE's samples of standard normal noises eps [n, ...] (M NFEs per
+  row), whatever the sampler's own `sde` flag."""
   ode = sampler.replace(sde=False)
-  x = ode.interpolant.sigma(ode.grid[0]) * eps
-
-  def level(carry, k):
-    x, _ = carry
-    d = ode.denoise(x, k, cond)
-    return sharding.rows((ode.step(x, d, k, jnp.zeros_like(x)), d.x0)), None
-
-  (_, x0), _ = jax.lax.scan(level, (x, jnp.zeros_like(x)), jnp.arange(ode.num_steps))
-  return x0
+  return ode.integrate(ode.noise_state(eps), cond)
 
 
 def neighbours(key, pivots, config: Config):
