@@ -1,7 +1,5 @@
 """Config sections shared by the config files (ml_collections ConfigDicts)."""
 
-import json
-
 import ml_collections
 from ml_collections import config_dict
 
@@ -35,17 +33,10 @@ def sampler_config(**overrides) -> ml_collections.ConfigDict:
 
 
 def reward_config(**overrides) -> ml_collections.ConfigDict:
-  """reward.*: the reward's name, the temperature lambda, and each reward's own fields with
-  their defaults, as the rewards declare them (rewards/NAME.py: REWARD.fields)."""
-  cfg = ml_collections.ConfigDict(dict(
-      name='linear',              # any of rewards.names()
-      temperature=1.0,            # lambda in p(x0) exp(r(x0) / lambda)
-      heldout_checkpoint='',      # a second classifier that judges digit samples (held-out
-                                  # accuracy and log-probability) but is never searched against
-      heldout=(),                 # rewards scored on the outputs after the search, never in
-                                  # it: ('NAME' or 'NAME,FIELD=VALUE,...', ...) (rewards/heldout.py)
-      **rewards.fields(),
-  ))
+  """reward.*: the fields every run reads (rewards/base.py: COMMON_FIELDS: the reward's name,
+  the temperature lambda, held-out judges) and each reward's own fields with their defaults, as
+  the rewards declare them (rewards/NAME.py: REWARD.fields)."""
+  cfg = ml_collections.ConfigDict(dict(rewards.base.COMMON_FIELDS, **rewards.fields()))
   cfg.update(overrides)
   return cfg
 
@@ -54,22 +45,11 @@ METHODS = search.METHODS  # discovered from search/ (each method's own METHOD de
 
 
 def search_config(**overrides) -> ml_collections.ConfigDict:
-  """search.*: the method, the NFE budget, the fields every method shares, and each method's
-  own knobs with their defaults, as the methods declare them (search/NAME.py: METHOD.knobs).
+  """search.*: the fields every method reads (search/base.py: COMMON_FIELDS: the method, the
+  NFE budget, ...) and each method's own knobs with their defaults, as the methods declare
+  them (search/NAME.py: METHOD.knobs).
   A knob the method derives from the other settings is an unset typed placeholder (None)."""
-  cfg = ml_collections.ConfigDict(dict(
-      method='smc',               # any of METHODS
-      budget=12_800,              # total NFEs per prompt
-      num_particles=16,           # chains (sop, svdd, code, rbf); output draws (bon, smc, dts)
-      num_runs=1,                 # independent searches per condition, vmapped (a sample set
-                                  # from methods that output their best); budget per search
-      output='samples',           # samples: draws of the method's p* approximation | best
-      resampling='systematic',    # how weighted outputs (and SMC) resample: multinomial |
-                                  # systematic | stratified | residual
-      # DPS-style gradient guidance (differentiable rewards)
-      guidance=False,
-      guidance_scale=1.0,         # the score gains guidance_scale / lambda * grad r(x0_hat)
-  ))
+  cfg = ml_collections.ConfigDict(dict(search.base.COMMON_FIELDS))
   for field, default in search.knobs().items():
     cfg[field] = _typed(default)
   cfg.update(overrides)
@@ -133,24 +113,8 @@ def sweep_config(**overrides) -> ml_collections.ConfigDict:
       plot=dict(metrics=(), x='budget', series='method', panel='', logx=True, logy=False),
       reach=(),   # ((a, b, metric[, 'lower']), ...): the NFE where a's metric reaches b's at b's
                 # top budget ('lower': lower is better)
+      paired=(),  # ((axis, a, b, metric), ...): a's metric minus b's at the same seeds (and the
+                  # same other axis values), with its 95% interval and a verdict
   ))
   cfg.update(overrides)
   return cfg
-
-
-# Fields added to the shared sections after runs were recorded with this project: (section,
-# field). A sweep's finished point whose hash was made before a field existed still matches
-# when the field holds its default (experiments/sweep.py). Append a field here when adding one.
-ADDED_FIELDS = (('reward', 'heldout'), ('reward', 'address'), ('reward', 'timeout'),
-                ('search', 'particle_schedule'), ('search', 'tempering_ess'),
-                ('search', 'zo_keep_pivot'), ('search', 'zo_neighborhood'),
-                ('search', 'zo_neighbors'), ('search', 'zo_radius'))
-
-
-def section_defaults() -> dict:
-  """The shared sections at their defaults, as plain dicts: a field that a newer version of
-  the project added is compared with these when an older run's config.json lacks it
-  (experiments/files.py: claim_workdir)."""
-  return {'sampler': sampler_config().to_dict(), 'reward': reward_config().to_dict(),
-          'search': json.loads(search_config().to_json_best_effort()),
-          'mesh': mesh_config().to_dict()}

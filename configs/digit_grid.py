@@ -47,9 +47,11 @@ def get_config(arg=None):
   config.search.update(method='rbf', budget=500, num_particles=1, num_runs=16, output='best',
                        block_size=3, branch_every=2)
   common.apply_method_variant(config, tokens)
+  if config.search.method == 'rbf':
+    config.search.num_particles = 2   # the released RBF's two chains per search
   if 'quick' in tokens:
     config.model.grid = (1, 2)
     config.reward.update(count=1)
     config.sampler.update(num_steps=4, num_samples=16)
-    config.search.update(budget=24, num_particles=1, num_runs=2, block_size=2, branch_every=2)
+    config.search.update(budget=24, num_runs=2, block_size=2, branch_every=2)
   return config

@@ -74,7 +74,10 @@ def get_config(arg=None):
       plot=dict(metrics=('mmd', 'energy_distance'), x='budget', series='method', panel='task',
                 logx=True, logy=True,
                 overlays={'mmd': {'floor (fresh exact draws)': 'mmd_exact_draws'}}),
-      reach=(('dts', 'smc', 'mmd', 'lower'), ('dts_uniform', 'smc', 'mmd', 'lower')), **sweep)
+      reach=(('dts', 'smc', 'mmd', 'lower'), ('dts_uniform', 'smc', 'mmd', 'lower')),
+      # (d): each DTS build against SMC and BoN at the same seeds (lower MMD is better).
+      paired=(('method', 'dts', 'smc', 'mmd'), ('method', 'dts_uniform', 'smc', 'mmd'),
+              ('method', 'dts', 'bon', 'mmd')), **sweep)
   if 'quick' in tokens:
     config.sampler.num_steps = 10
     config.search.update(num_particles=64, branch_every=2, resample_levels=(2, 4, 6, 8))

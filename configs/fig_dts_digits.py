@@ -73,7 +73,10 @@ def get_config(arg=None):
                 panel='', logx=True, overlays={} if v1 else {
                     'frechet_heldout': {'floor (real digits)': 'frechet_heldout_floor'}}),
       reach=() if v1 else (('dts', 'smc', 'frechet_heldout', 'lower'),
-                           ('dts', 'bon', 'frechet_heldout', 'lower')), **sweep)
+                           ('dts', 'bon', 'frechet_heldout', 'lower')),
+      # (e): DTS against SMC and BoN at the same seeds (lower Frechet is better).
+      paired=() if v1 else (('method', 'dts', 'smc', 'frechet_heldout'),
+                            ('method', 'dts', 'bon', 'frechet_heldout')), **sweep)
   if 'quick' in tokens:
     digits.apply_quick(config)
     config.reward.target_classes = () if 'even_odd' in tokens else (1, 3)

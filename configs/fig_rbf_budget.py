@@ -22,15 +22,18 @@ def get_config(arg=None):
   config.search.update(num_particles=1, num_runs=8, output='best')
   ode, vp = common.SAMPLERS['linear_ode'], common.SAMPLERS['vp_sde']
   config.sweep = common.sweep_config(
-      title='RBF paper: accuracy against NFE (digits, held-out classifier)',
+      title='RBF paper: accuracy against NFE (digits, held-out classifier; RBF as released)',
       method=('bon', 'svdd', 'rbf'), budget=(50, 100, 300, 500, 1000), seed=(0, 1, 2),
       presets=dict(task={}, sampler={}, method={
           'bon': {'search': {'method': 'bon'}, 'sampler': ode},
           'svdd': {'search': {'method': 'svdd'}, 'sampler': vp},
-          'rbf': {'search': {'method': 'rbf'}, 'sampler': vp}}),
+          # RBF as released: 2 chains per search (search/rbf.py).
+          'rbf': {'search': {'method': 'rbf', 'num_particles': 2}, 'sampler': vp}}),
       table_metrics=('heldout_accuracy', 'reward_mean', 'heldout_log_prob', 'nfe'),
       plot=dict(metrics=('heldout_accuracy', 'reward_mean'), x='budget', series='method',
-                panel='', logx=True))
+                panel='', logx=True),
+      paired=(('method', 'rbf', 'bon', 'heldout_accuracy'),
+              ('method', 'rbf', 'svdd', 'heldout_accuracy')))
   if 'quick' in tokens:
     digits.apply_quick(config)
     config.sampler.num_steps = 4

@@ -38,17 +38,22 @@ def get_config(arg=None):
   config.sweep = common.sweep_config(
       title=('RBF paper: the conversion ablation, RBF at 500 NFE, 10 steps' if 'ablation' in tokens
              else 'RBF paper: samplers x methods at 500 NFE, 10 steps')
-            + ' (digits, log-odds reward)',
+            + ' (digits, log-odds reward; RBF as released)',
       sampler=samplers, method=('rbf',) if 'ablation' in tokens else METHODS,
       seed=(0, 1, 2),
       # SoP searches along the interpolant's ODE whatever the sampler's SDE flag: its Linear-SDE
       # point would be its Linear-ODE one again.
       skip=() if 'ablation' in tokens else ('sampler=linear_sde,method=sop',),
-      presets=dict(task={}, sampler=common.sampler_presets(*samplers), method={}),
+      # RBF as released: 2 chains per search (search/rbf.py); the others as their method value.
+      presets=dict(task={}, sampler=common.sampler_presets(*samplers),
+                   method={'rbf': {'search': {'method': 'rbf', 'num_particles': 2}}}),
       table_metrics=('reward_mean', 'heldout_accuracy', 'heldout_log_prob', 'diversity', 'nfe'),
       plot=dict(metrics=('reward_mean', 'heldout_log_prob', 'diversity'),
                 x='sampler' if 'ablation' in tokens else 'method',
-                series='method' if 'ablation' in tokens else 'sampler', panel='', logx=False))
+                series='method' if 'ablation' in tokens else 'sampler', panel='', logx=False),
+      paired=(('sampler', 'vp_sde', 'linear_sde', 'heldout_log_prob'),)
+      + (() if 'ablation' in tokens else tuple(
+          ('method', 'rbf', m, 'heldout_log_prob') for m in METHODS if m != 'rbf')))
   if 'quick' in tokens:
     digits.apply_quick(config)
     config.sampler.num_steps = 4

@@ -13,11 +13,15 @@ docs/results.md. Variants:
                grid (`vp_sde_sharp`, last evaluated level t = 0.1: sharp for this undistilled
                model)
   budget       (the default) held-out success against NFE, 50 to 1000, both VP-SDE protocols;
-               with zero-order search (Linear-ODE) and tempered SMC (VP-SDE), untuned
+               BoN on the paper's Linear-ODE and on the VP-SDE; RBF as released and each of
+               its departures (RBF_ABLATIONS); zero-order search (Linear-ODE) and tempered SMC
+               (VP-SDE), untuned
   dts_star     the DTS paper's DTS* claim on this task: best reward (and held-out success)
                against NFE, 10^3 to 10^4 per search, DTS* (tuned c_uct) against best-of-N on
                the same sampler (the sharp VP-SDE), 8 searches per seed, and the NFE at
                which DTS* reaches best-of-N's value at 10^4
+  count_error  the paper's integer counting reward -(count - k)^2 beside the log-probability
+               (a `task` axis), BoN (Linear-ODE), SMC, SVDD and RBF (VP-SDE), 100-1000 NFE
   left_of      the compositional prompt instead of the counting one
   reflow       on the 2-rectified few-step backbone (configs/digits.py:reflow), whose Tweedie
                estimates are sharp from high noise as FLUX.1-schnell's are; with interpolants
@@ -30,6 +34,8 @@ docs/results.md. Variants:
   python main.py --config=configs/fig_search_matters.py --workdir=results/search_matters_budget
   python main.py --config=configs/fig_search_matters.py:dts_star \
       --workdir=results/search_matters_dts_star
+  python main.py --config=configs/fig_search_matters.py:count_error,reflow \
+      --workdir=results/search_matters_reflow_count_error
 """
 
 from configs import common
@@ -45,9 +51,9 @@ TUNED = {
     'smc': {'search': {'method': 'smc', 'ess_threshold': 0.25}},
     'code': {'search': {'method': 'code', 'num_particles': 1, 'block_size': 3}},
     'svdd': {'search': {'method': 'svdd', 'num_particles': 5}},
-    'rbf': {'search': {'method': 'rbf', 'rbf_variant': 'paper', 'rbf_spend_budget': True}},
-    'rbf_paper': {'search': {'method': 'rbf', 'rbf_variant': 'paper',
-                             'rbf_spend_budget': False}},
+    # RBF as its authors' released code runs it (search/rbf.py), untuned: 2 chains, the best of
+    # 25 initial noises each, the last level absorbing what is left of the budget.
+    'rbf': {'search': {'method': 'rbf', 'num_particles': 2}},
     'dts_star': {'search': {'method': 'dts_star', 'c_uct': 3.0}},
     # Added with the methods of issue 19, untuned: their defaults (zero_order: K = 4
     # neighbours at radius 0.5 sqrt(D), as many rounds as the budget holds; tempered_smc: ESS
@@ -55,6 +61,17 @@ TUNED = {
     'zero_order': {'search': {'method': 'zero_order'}},
     'tempered_smc': {'search': {'method': 'tempered_smc'}},
 }
+
+# RBF's departures from the released code, one at a time, and the paper's Alg. 2 read
+# literally (one chain, no initial search, the quota rolled over to the last level dropped).
+RBF_ABLATIONS = {
+    'rbf_no_init': {'search': {'method': 'rbf', 'num_particles': 2, 'rbf_init_candidates': 0}},
+    'rbf_one_chain': {'search': {'method': 'rbf', 'num_particles': 1}},
+    'rbf_quota_last': {'search': {'method': 'rbf', 'num_particles': 2,
+                                  'rbf_last_level': 'quota'}},
+    'rbf_literal': {'search': {'method': 'rbf', 'rbf_variant': 'literal'}},
+}
+TUNED.update(RBF_ABLATIONS)
 
 # The tuning grid: method presets, each the method and the knob values it tries.
 TUNE = {
@@ -65,9 +82,8 @@ TUNE = {
     'svdd_n5': {'search': {'method': 'svdd', 'num_particles': 5}},
     'code_b3': {'search': {'method': 'code', 'num_particles': 1, 'block_size': 3}},
     'code_b5': {'search': {'method': 'code', 'num_particles': 1, 'block_size': 5}},
-    'rbf_paper': TUNED['rbf_paper'],
-    'rbf_paper_spend': TUNED['rbf'],
-    'rbf_released': {'search': {'method': 'rbf', 'rbf_variant': 'released'}},
+    'rbf_released': TUNED['rbf'],
+    'rbf_literal': TUNED['rbf_literal'],
     'dts_star_c1': {'search': {'method': 'dts_star', 'c_uct': 1.0}},
     'dts_star_c3': {'search': {'method': 'dts_star', 'c_uct': 3.0}},
 }
@@ -79,7 +95,7 @@ PAPER_BUDGET = {'paper_BoN': ((50, 0.40), (100, 0.51), (300, 0.57), (500, 0.58),
 
 def get_config(arg=None):
   tokens = common.parse_variant(arg, ('tune', 'interpolants', 'budget', 'dts_star', 'left_of',
-                                      'reflow', 'quick'))
+                                      'count_error', 'reflow', 'quick'))
   prompt = 'left_of' if 'left_of' in tokens else 'count'
   if 'tune' in tokens:
     prompt = 'count2'   # tuned on another prompt than the figures' (and on other seeds)
@@ -88,7 +104,7 @@ def get_config(arg=None):
   config.experiment = 'sweep'
   config.search.update(budget=500, num_particles=1, num_runs=24, output='best')
   seeds = (0, 1, 2, 3, 4)
-  metrics = ('heldout_success', 'success', 'reward_mean', 'nfe_per_search')
+  metrics = ('heldout_success', 'success', 'reward_mean', 'nfe_per_search', 'nfe_evaluated')
   base_rate = BASE_RATES[prompt, 'reflow' in tokens]
   if 'tune' in tokens:
     config.search.num_runs = 32
@@ -102,17 +118,41 @@ def get_config(arg=None):
     samplers = ('linear_ode', 'linear_sde', 'vp_sde')
     if 'reflow' not in tokens:
       samplers += ('vp_sde_sharp',)
-    methods = ('bon', 'smc', 'code', 'svdd', 'rbf', 'rbf_paper')
+    methods = ('bon', 'smc', 'code', 'svdd', 'rbf', 'rbf_literal')
     if 'reflow' in tokens:
-      methods = ('bon', 'smc', 'svdd', 'rbf')
+      methods = ('bon', 'smc', 'svdd', 'rbf', 'rbf_literal')
     sweep = dict(
-        title=f'Samplers x methods at 500 NFE, 10 steps (digit grid, {prompt}{backbone})',
+        title=f'Samplers x methods at 500 NFE, 10 steps (digit grid, {prompt}{backbone}; '
+              'RBF as released)',
         sampler=samplers, method=methods, seed=seeds,
         presets=dict(task={}, sampler={s: {'sampler': SAMPLERS[s]} for s in samplers},
                      method={m: TUNED[m] for m in methods}),
         plot=dict(metrics=('heldout_success', 'reward_mean'), x='method', series='sampler',
                   panel='', logx=False,
-                  overlays={'heldout_success': {'base rate': base_rate}}))
+                  overlays={'heldout_success': {'base rate': base_rate}}),
+        # (a) the samplers against each other, per method; (b) the methods on the VP-SDE.
+        paired=tuple(('sampler', a, b, 'heldout_success')
+                     for a, b in (('vp_sde', 'linear_sde'), ('linear_sde', 'linear_ode'),
+                                  ('vp_sde', 'linear_ode')))
+        + tuple(('method', 'rbf', b, 'heldout_success')
+                for b in methods if b != 'rbf'))
+  elif 'count_error' in tokens:
+    # The paper's integer counting reward beside the smooth log-probability (same searches,
+    # same held-out judge).
+    ode, vp = SAMPLERS['linear_ode'], SAMPLERS['vp_sde']
+    methods = {'bon': dict(TUNED['bon'], sampler=ode)}
+    methods.update({m: dict(TUNED[m], sampler=vp) for m in ('smc', 'svdd', 'rbf')})
+    sweep = dict(
+        title=f'The counting reward -(count - k)^2 beside log P(count = k) (digit grid, '
+              f'{prompt}{backbone}; RBF as released)',
+        task=('log_prob', 'count_error'), method=tuple(methods), budget=(100, 500, 1000),
+        seed=seeds,
+        presets=dict(task={'log_prob': {}, 'count_error': {'reward': {'count_error': True}}},
+                     sampler={}, method=methods),
+        plot=dict(metrics=('heldout_success',), x='budget', series='method', panel='task',
+                  logx=True, overlays={'heldout_success': {'base rate': base_rate}}),
+        paired=(('task', 'count_error', 'log_prob', 'heldout_success'),)
+        + tuple(('method', 'rbf', b, 'heldout_success') for b in methods if b != 'rbf'))
   elif 'dts_star' in tokens:
     config.search.num_runs = 8
     methods = {m: dict(TUNED[m], sampler=SAMPLERS['vp_sde_sharp']) for m in ('bon', 'dts_star')}
@@ -122,12 +162,15 @@ def get_config(arg=None):
         presets=dict(task={}, sampler={}, method=methods),
         plot=dict(metrics=('reward_mean', 'heldout_success'), x='budget', series='method',
                   panel='', logx=True, overlays={'heldout_success': {'base rate': base_rate}}),
-        reach=(('dts_star', 'bon', 'reward_mean'), ('dts_star', 'bon', 'heldout_success')))
+        reach=(('dts_star', 'bon', 'reward_mean'), ('dts_star', 'bon', 'heldout_success')),
+        paired=(('method', 'dts_star', 'bon', 'heldout_success'),
+                ('method', 'dts_star', 'bon', 'reward_mean')))
   else:
     ode, vp, sharp = (SAMPLERS[s] for s in ('linear_ode', 'vp_sde', 'vp_sde_sharp'))
-    # zero_order searches the Linear-ODE's initial noise (the search of tt-scale-flux, on the
-    # RBF paper's flow model); it ignores a sampler's SDE flag.
-    methods = {'bon': dict(TUNED['bon'], sampler=ode)}
+    # BoN on the paper's protocol (the Linear-ODE) and on the VP-SDE beside it. zero_order
+    # searches the Linear-ODE's initial noise (the search of tt-scale-flux, on the RBF paper's
+    # flow model); it ignores a sampler's SDE flag.
+    methods = {'bon': dict(TUNED['bon'], sampler=ode), 'bon_vp': dict(TUNED['bon'], sampler=vp)}
     if 'reflow' not in tokens:
       methods['zero_order'] = dict(TUNED['zero_order'], sampler=ode)
     for m in ('smc', 'svdd', 'rbf') + (() if 'reflow' in tokens else
@@ -135,14 +178,22 @@ def get_config(arg=None):
       methods[m] = dict(TUNED[m], sampler=vp)
     for m in () if 'reflow' in tokens else ('svdd', 'rbf'):
       methods[m + '_sharp'] = dict(TUNED[m], sampler=sharp)
+    for m in RBF_ABLATIONS:
+      methods[m] = dict(TUNED[m], sampler=vp)
     sweep = dict(
         title=f'Held-out success against NFE (digit grid, {prompt}{backbone}; VP-SDE '
-              + ('adaptive)' if backbone else 'adaptive and sharp)'),
+              + ('adaptive' if backbone else 'adaptive and sharp') + '; RBF as released)',
         method=tuple(methods), budget=(50, 100, 300, 500, 1000), seed=seeds,
         presets=dict(task={}, sampler={}, method=methods),
         plot=dict(metrics=('heldout_success', 'reward_mean'), x='budget', series='method',
                   panel='', logx=True,
-                  overlays={'heldout_success': dict(PAPER_BUDGET, **{'base rate': base_rate})}))
+                  overlays={'heldout_success': dict(PAPER_BUDGET, **{'base rate': base_rate})},
+                  # The methods; RBF's departures from the released code beside it and BoN.
+                  subsets={'': tuple(m for m in methods if m not in RBF_ABLATIONS),
+                           'rbf_ablations': ('bon', 'bon_vp', 'rbf') + tuple(RBF_ABLATIONS)}),
+        # (b) and (c): RBF against each method at every budget; each departure's worth.
+        paired=tuple(('method', 'rbf', b, 'heldout_success')
+                     for b in methods if b != 'rbf'))
   config.sweep = common.sweep_config(table_metrics=metrics, **sweep)
   if 'quick' in tokens:
     quick = digit_grid.get_config(f'{prompt},quick')
@@ -150,7 +201,7 @@ def get_config(arg=None):
     config.sampler.num_steps = 4
     config.search.update(budget=24, num_runs=2, block_size=2, branch_every=2)
     config.sweep.seed = (0, 1)
-    keep = (('smc_ess05', 'rbf_paper_spend') if 'tune' in tokens else
+    keep = (('smc_ess05', 'rbf_released') if 'tune' in tokens else
             ('bon', 'dts_star') if 'dts_star' in tokens else ('bon', 'rbf'))
     config.sweep.method = tuple(m for m in config.sweep.method if m in keep)
     if config.sweep.get('budget'):

@@ -56,7 +56,7 @@ def get_config(arg=None):
   if 'rbf_paper' in tokens:
     config.sampler.update(interpolant='vp', sde=True, num_steps=10, diffusion='square',
                           diffusion_norm=3.0, time_grid='adaptive')
-    config.search.update(budget=500)
+    config.search.update(budget=500, num_particles=2)   # the released RBF: 2 chains
   if 'dts_paper' in tokens:
     config.sampler.update(num_steps=50, time_grid='uniform')
     config.search.update(branch_every=10, budget=1000)

@@ -3,6 +3,12 @@
 Each method runs as a `search` experiment in DIR/METHOD (its own contract files); DIR gets a
 flat metrics.json (METHOD/KEY), table.md, samples.npz (the first method's, for the contract)
 and compare.png (each method's samples over exact draws of the tilted target where known).
+
+A method is compared at the compute it spent: the table shows the NFEs it spent (`nfe`), the
+backbone rows it evaluated (`nfe_evaluated`, more where batches compute masked or speculative
+rows) and the share of the budget spent. Ranks are given only among the methods that spent at
+least `compare.spent_at_least` of the budget (0.9 by default); the others are listed below the
+ranks with what they spent, unranked.
 """
 
 import copy
@@ -15,7 +21,12 @@ from experiments import recorders
 from experiments import search as search_exp
 
 COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'accuracy',
-           'frechet', 'feature_diversity', 'diversity', 'nfe', 'wall_s', 'compile_s')
+           'frechet', 'feature_diversity', 'diversity', 'nfe', 'nfe_evaluated', 'spent', 'wall_s',
+           'compile_s')
+# Metrics that rank methods, and which way is better.
+RANKED = (('best_reward', 'higher'), ('energy_distance', 'lower'), ('frechet', 'lower'),
+          ('accuracy', 'higher'))
+SPENT_AT_LEAST = 0.9
 
 
 def run(config, workdir: str) -> dict:
@@ -36,7 +47,10 @@ def run(config, workdir: str) -> dict:
     rows[method], panels[method] = metrics, x0
     flat.update({f'{method}/{k}': v for k, v in metrics.items()})
 
-  table = markdown_table(rows)
+  for metrics in rows.values():
+    metrics['spent'] = metrics['nfe'] / metrics['budget']
+  table = markdown_table(rows) + '\n\n' + markdown_ranks(
+      rows, float(config.compare.get('spent_at_least', SPENT_AT_LEAST)))
   files.write_text(workdir, 'table.md', table + '\n')
   if files.is_writer():
     print(table)
@@ -48,13 +62,53 @@ def run(config, workdir: str) -> dict:
   return flat
 
 
+def _cell(column, v) -> str:
+  if v is None:
+    return ''
+  if column == 'spent':
+    return f'{100 * v:.1f}%'
+  return f'{v:d}' if isinstance(v, int) else f'{v:.4g}'
+
+
 def markdown_table(rows: dict) -> str:
   cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
   lines = ['| method | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
   for method, r in rows.items():
-    cells = []
-    for c in cols:
-      v = r.get(c)
-      cells.append('' if v is None else (f'{v:d}' if isinstance(v, int) else f'{v:.4g}'))
-    lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    lines.append(f'| {method} | ' + ' | '.join(_cell(c, r.get(c)) for c in cols) + ' |')
   return '\n'.join(lines)
+
+
+def ranks(rows: dict, spent_at_least: float) -> tuple:
+  """({metric: {method: rank}} among the methods that spent at least `spent_at_least` of
+  the budget, 1 = best; [the other methods])."""
+  ranked = [m for m, r in rows.items() if r.get('spent', 0.0) >= spent_at_least]
+  out = {}
+  for metric, better in RANKED:
+    have = [m for m in ranked if rows[m].get(metric) is not None]
+    if len(have) < 2:
+      continue
+    order = sorted(have, key=lambda m: rows[m][metric], reverse=better == 'higher')
+    out[metric] = {m: i + 1 for i, m in enumerate(order)}
+  return out, [m for m in rows if m not in ranked]
+
+
+def markdown_ranks(rows: dict, spent_at_least: float) -> str:
+  """The ranks table, and a line naming the methods that spent less, unranked."""
+  by_metric, unranked = ranks(rows, spent_at_least)
+  lines = []
+  if by_metric:
+    metrics = list(by_metric)
+    lines += [f'Ranks among the methods that spent at least {100 * spent_at_least:.0f}% of the '
+              'budget (1 = best; ' + ', '.join(
+                  f'{m}: {dict(RANKED)[m]} is better' for m in metrics) + '):', '',
+              '| method | spent | ' + ' | '.join(metrics) + ' |',
+              '|---' * (len(metrics) + 2) + '|']
+    for method in sorted(by_metric[metrics[0]], key=by_metric[metrics[0]].get):
+      cells = [str(by_metric[m].get(method, '')) for m in metrics]
+      lines.append(f'| {method} | {_cell("spent", rows[method]["spent"])} | '
+                   + ' | '.join(cells) + ' |')
+  if unranked:
+    lines += ['', 'Not ranked (spent less than that): ' + '; '.join(
+        f'{m} spent {rows[m]["nfe"]} of {rows[m]["budget"]} NFEs '
+        f'({_cell("spent", rows[m]["spent"])})' for m in unranked) + '.']
+  return '\n'.join(lines).strip()

@@ -40,13 +40,15 @@ def write_text(workdir: str, name: str, text: str) -> None:
   _atomic_write(os.path.join(workdir, name), lambda f: f.write(text.encode()))
 
 
-def claim_workdir(workdir: str, config, may_change=()) -> None:
-  """config.json: the resolved ConfigDict, written once. A workdir whose config.json holds a
-  different config belongs to another run: it is refused before anything is written, naming
-  the fields that differ, so a finished run is never relabelled or overwritten.
+def claim_workdir(workdir: str, config) -> None:
+  """config.json: the resolved ConfigDict, written once. A workdir whose config.json is another
+  run (experiments/identity.py: the fields the run reads differ) is refused before anything is
+  written, naming the fields that differ, so a finished run is never relabelled or overwritten.
 
-  may_change: top-level sections whose differences are allowed, and then recorded (a sweep's
-  grid may grow: each finished point keeps its own config hash, see experiments/sweep.py)."""
+  The same run keeps its config.json as recorded, except that a sweep's grid may grow: a
+  changed `sweep` section is then recorded (each finished point keeps its own identity,
+  experiments/sweep.py)."""
+  from experiments import identity  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, 'config.json')
   new = json.loads(config.to_json_best_effort())
   if os.path.isfile(path):
@@ -55,46 +57,17 @@ def claim_workdir(workdir: str, config, may_change=()) -> None:
         old = json.load(f)
     except (OSError, ValueError) as e:
       raise ValueError(f'{path} exists but is unreadable ({e}); use another --workdir.') from None
-    fixed = lambda d: {k: v for k, v in d.items() if k not in may_change}
-    defaults = added_field_defaults()
-    diffs = config_differences(fixed(old), fixed(new), defaults=defaults)
+    if not isinstance(old, dict):
+      raise ValueError(f'{path} is not a config (a JSON object); use another --workdir.')
+    diffs = identity.differences(identity.identity(old), identity.identity(new),
+                                 'in the workdir')
     if diffs:
-      shown = '; '.join(diffs[:6]) + (f'; and {len(diffs) - 6} more' if len(diffs) > 6 else '')
       raise ValueError(f'--workdir {workdir} holds another run (its config.json differs: '
-                       f'{shown}). Use another --workdir, or rerun with the config it was made '
-                       'with; nothing was written.')
-    if not config_differences(old, new, defaults=defaults):
-      return   # the same run (fields added since, at their defaults, change nothing)
+                       f'{identity.summary(diffs)}). Use another --workdir, or rerun with the '
+                       'config it was made with; nothing was written.')
+    if same_json(old.get('sweep'), new.get('sweep')):
+      return   # the same run, its config.json left as recorded
   write_json(path, new)
-
-
-def added_field_defaults() -> dict:
-  """The shared config sections at their defaults (configs/common.py: section_defaults)."""
-  from configs import common  # pylint: disable=g-import-not-at-top
-  return common.section_defaults()
-
-
-def config_differences(old, new, prefix: str = '', defaults=None) -> list:
-  """'field: A (in the workdir) -> B (now)' for each leaf where two config dicts differ.
-
-  defaults: the same nesting at the project's defaults; a field the workdir's config lacks
-  that now holds its default was added to the project since that run, and changes nothing."""
-  if isinstance(old, dict) and isinstance(new, dict):
-    defaults = defaults if isinstance(defaults, dict) else {}
-    out = []
-    for key in sorted(set(old) | set(new), key=str):
-      where = f'{prefix}{key}'
-      if key not in new:
-        out.append(f'{where}: {old[key]!r} (in the workdir) -> absent (now)')
-      elif key not in old:
-        if not (key in defaults and same_json(defaults[key], new[key])):
-          out.append(f'{where}: absent (in the workdir) -> {new[key]!r} (now)')
-      else:
-        out.extend(config_differences(old[key], new[key], where + '.', defaults.get(key)))
-    return out
-  if old == new:
-    return []
-  return [f'{prefix.rstrip(".")}: {old!r} (in the workdir) -> {new!r} (now)']
 
 
 def same_json(a, b) -> bool:
@@ -144,6 +117,11 @@ def write_metrics(workdir: str, metrics: dict) -> None:
       raise ValueError(f'metric {key!r} is not a scalar (shape {value.shape}).')
     flat[key] = value.item()
   write_json(os.path.join(workdir, 'metrics.json'), flat)
+
+
+def write_npz(path: str, arrays: dict) -> None:
+  """An .npz of numpy arrays, atomically."""
+  _atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
 def write_samples(workdir: str, **arrays) -> None:

@@ -2,6 +2,7 @@
 
 import warnings
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +31,21 @@ def mmd_rbf(x, y, bandwidth=1.0):
     d2 = jnp.sum(a**2, 1)[:, None] + jnp.sum(b**2, 1)[None, :] - 2.0 * a @ b.T
     return jnp.mean(jnp.exp(-jnp.maximum(d2, 0.0) / (2.0 * bandwidth**2)))
   return k(x, x) + k(y, y) - 2.0 * k(x, y)
+
+
+def two_sample(name: str, fn, x, y):
+  """fn(x, y) as a float, or None with a warning when either set or the value is not finite:
+  a metric that cannot be computed is left out, never reported as a number."""
+  x, y = np.asarray(x), np.asarray(y)
+  if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    logging.warning('%s is left out: %s holds NaN or inf.', name,
+                    'the samples' if not np.all(np.isfinite(x)) else 'the reference')
+    return None
+  value = float(fn(x, y))
+  if not np.isfinite(value):
+    logging.warning('%s is left out: it came out as %s.', name, value)
+    return None
+  return value
 
 
 def frechet_distance(feats_a, feats_b) -> float:

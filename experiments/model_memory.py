@@ -174,7 +174,7 @@ MODELS = {'flux_schnell_1024': flux_schnell, 'sd21_base_512': stable_diffusion_2
 
 
 def rbf_config(particles: int, budget: int = 500, num_steps: int = 10):
-  """The RBF paper's search (paper variant, one proposal at a time) with `particles` chains."""
+  """The RBF paper's search as released (one proposal at a time) with `particles` chains."""
   from configs import common  # pylint: disable=g-import-not-at-top
   import search  # pylint: disable=g-import-not-at-top
   cfg = common.search_config(method='rbf', budget=budget, num_particles=particles,

@@ -13,6 +13,7 @@ import models
 import rewards
 import search as search_lib
 from rewards import heldout as heldout_lib
+from experiments import runtime
 from experiments import recorders
 from samplers import sampler as sampler_lib
 
@@ -75,17 +76,14 @@ def build(config, guidance: bool = False) -> Problem:
   return problem._replace(recorder=recorders.for_problem(problem))
 
 
-def score_heldout(problem: Problem, x0) -> dict:
-  """{label: scores} of each held-out reward on the search's outputs x0 ([B, N, ...] for a
-  batched problem, scored with each search's own condition; else [N, ...]), on the host's
-  default device, outside the search program."""
-  out = {}
-  for label, judge, cond in problem.heldout:
-    score = lambda rw, x, c: rw(x, c)
-    if problem.batch:
-      score = jax.vmap(score, in_axes=(None, 0, 0))
-    out[label] = np.asarray(jax.jit(score)(judge, np.asarray(x0), cond))
-  return out
+def score_heldout_one(problem: Problem, judge, cond, x0) -> np.ndarray:
+  """One held-out reward's scores of x0; a host callback's own exception (a reward service
+  that died, say) is raised as itself."""
+  score = lambda rw, x, c: rw(x, c)
+  if problem.batch:
+    score = jax.vmap(score, in_axes=(None, 0, 0))
+  out, _, _ = runtime.compile_and_run(score, judge, np.asarray(x0), cond)
+  return np.asarray(out)
 
 
 def heldout_metrics(scores: dict) -> dict:

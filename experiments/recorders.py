@@ -98,12 +98,16 @@ class Points2D(Recorder):
     key = jax.random.key(config.seed + 1)
     exact = references.exact_target_draws(config, target, key, 2048)
     if exact is not None and len(x0) > 1:
-      out['energy_distance'] = float(metrics_lib.energy_distance(x0, exact))
-      out['mmd'] = float(metrics_lib.mmd_rbf(x0, exact))
+      out['energy_distance'] = metrics_lib.two_sample('energy_distance',
+                                                      metrics_lib.energy_distance, x0, exact)
+      out['mmd'] = metrics_lib.two_sample('mmd', metrics_lib.mmd_rbf, x0, exact)
       # The finite-sample floor: as many fresh exact draws score this against the same reference.
       fresh = references.exact_target_draws(config, target, jax.random.key(config.seed + 2),
                                             len(x0))
-      out['mmd_exact_draws'] = float(metrics_lib.mmd_rbf(fresh, exact))
+      if fresh is not None:
+        out['mmd_exact_draws'] = metrics_lib.two_sample('mmd_exact_draws', metrics_lib.mmd_rbf,
+                                                        fresh, exact)
+      out = {k: v for k, v in out.items() if v is not None}
     ref = exact if exact is not None else references.base_samples(config.model, key, 2048)
     plots.scatter_2d(os.path.join(run.workdir, 'samples.png'), x0, ref,
                      f'{title_prefix}{config.search.method}: r mean '
@@ -113,11 +117,12 @@ class Points2D(Recorder):
   def sample_metrics(self, run, x0, key) -> dict:
     sampler = run.problem.sampler
     reference = references.base_samples(run.config.model, key, min(len(x0), 4096))
-    distance = float(metrics_lib.energy_distance(x0[:4096], reference))
+    distance = metrics_lib.two_sample('energy_distance', metrics_lib.energy_distance,
+                                      x0[:4096], reference)
     plots.scatter_2d(os.path.join(run.workdir, 'samples.png'), x0[:4096], reference,
                      f'{run.config.model.name}: {sampler_label(sampler)}, '
-                     f'{sampler.num_steps} steps, ED {distance:.4f}')
-    return {'energy_distance': distance}
+                     f'{sampler.num_steps} steps, ED {np.nan if distance is None else distance:.4f}')
+    return {} if distance is None else {'energy_distance': distance}
 
   def record_comparison(self, run, panels, rows) -> None:
     config = run.config

@@ -5,6 +5,7 @@ import json
 import os
 from typing import Optional
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -37,9 +38,20 @@ def exact_target_draws(config, target: Optional[dict], key, n: int) -> Optional[
   ring or checkerboard, the tilted data distribution (the DTS paper's target, which the trained
   backbone only approximates)."""
   if target is not None:
-    return np.asarray(gmm.sample(target, key, n))
-  if not models.get_kind(config.model.name).trainable or not config.model.get('checkpoint'):
+    draws = np.asarray(gmm.sample(target, key, n))
+  elif not models.get_kind(config.model.name).trainable or not config.model.get('checkpoint'):
     return None
-  data_cfg = training_data_config(config.model.checkpoint)
-  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-  return data2d.tilted_draws(data_cfg, config.reward, n, seed)
+  else:
+    data_cfg = training_data_config(config.model.checkpoint)
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    draws = data2d.tilted_draws(data_cfg, config.reward, n, seed)
+    if draws is None:
+      return None
+    draws = np.asarray(draws)
+  if not np.all(np.isfinite(draws)):
+    logging.warning('the exact draws of the tilted target hold NaN or inf (at reward.'
+                    'temperature=%g its closed form under- or overflows float32): the metrics '
+                    'against it (energy_distance, mmd) are left out.',
+                    float(config.reward.temperature))
+    return None
+  return draws

@@ -16,6 +16,7 @@ def compile_and_run(fn, *args, mesh=None):
   A host callback's own exception (rewards/host.py) is raised in place of XLA's wrapper of it.
   """
   host.take_failure()  # a failure left over from an earlier program is not this one's
+  host.watch_interrupts()
   with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
@@ -25,6 +26,8 @@ def compile_and_run(fn, *args, mesh=None):
       out = jax.block_until_ready(compiled(*args))
     except Exception:  # pylint: disable=broad-except
       failure = host.take_failure()
+      if isinstance(failure, host.Interrupted):
+        raise KeyboardInterrupt from None
       if failure is not None:
         raise failure from None
       raise

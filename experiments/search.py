@@ -1,6 +1,8 @@
 """`search`: one inference-time search method on one problem, at one NFE budget."""
 
 import functools
+import json
+import os
 
 from absl import logging
 import jax
@@ -13,6 +15,7 @@ from experiments import metrics as metrics_lib
 from experiments import problem as problem_lib
 from experiments import recorders
 from experiments import runtime
+from experiments import search_memory
 
 
 def prepare(config):
@@ -23,7 +26,16 @@ def prepare(config):
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_particles(scfg.method, method_config, mesh)
   problem = problem_lib.build(config, guidance=bool(scfg.get('guidance', False)))
+  check_memory(config, problem, method_config, mesh)
   return problem, method_config, mesh
+
+
+def check_memory(config, problem, method_config, mesh) -> None:
+  """Refuses a search whose own arrays would not fit, before compiling
+  (experiments/search_memory.py)."""
+  search_memory.check(config.search.method, method_config, problem.sampler.data_shape,
+                      config.reward, problem.batch,
+                      mesh.shape[mesh_lib.sharding.PARTICLES])
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,10 +52,59 @@ def _program(method: str, method_config, batched: bool):
   return program
 
 
+PENDING = 'search_result.npz'   # a finished search whose held-out rewards are not all scored
+
+
+class HeldoutError(OSError):
+  """A held-out reward failed after the search finished; the search's results are saved."""
+
+
 def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   """Places the inputs on the mesh, compiles and runs the search, and hands the result to the
-  problem's recorder (which writes the contract files, process 0 only); returns (metrics, x0)."""
+  problem's recorder (which writes the contract files, process 0 only); returns (metrics, x0).
+
+  With held-out rewards, the search's own files are written before they are scored, and its
+  result is kept in DIR/search_result.npz until every one is: a held-out reward that fails
+  (a reward service that dies, say) stops the run with a HeldoutError, and a rerun of the same
+  run scores only the held-out rewards still missing, without searching again."""
   files.claim_workdir(workdir, config)
+  pending = os.path.join(workdir, PENDING)
+  if problem.heldout and os.path.exists(pending):
+    result, metrics, scored = _load_pending(pending)
+    logging.info('%s: the search finished in an earlier run; scoring its held-out rewards '
+                 '(%s) only.', workdir, ', '.join(l for l, _, _ in problem.heldout
+                                                  if l not in scored))
+  else:
+    result, compile_s, wall_s = _search(config, problem, method_config, mesh)
+    metrics, scored = search_metrics(config, result, wall_s, compile_s), {}
+    if not problem.heldout:
+      return problem.recorder.record_search(recorders.Run(config, problem, workdir), result,
+                                            metrics, title_prefix)
+    problem.recorder.record_search(recorders.Run(config, problem, workdir), result,
+                                   dict(metrics), title_prefix)
+    _save_pending(pending, result, metrics, scored)
+  for label, judge, cond in problem.heldout:
+    if label in scored:
+      continue
+    try:
+      scored[label] = problem_lib.score_heldout_one(problem, judge, cond, result.x0)
+    except Exception as e:  # pylint: disable=broad-except
+      raise HeldoutError(
+          f'held-out reward {label} failed after the search finished ({type(e).__name__}: '
+          f'{e}); the search\'s samples.npz and metrics.json are in {workdir}: rerun the same '
+          'command to score the held-out rewards only.') from None
+    _save_pending(pending, result, metrics, scored)
+  metrics.update(problem_lib.heldout_metrics(scored))
+  extra = {f'heldout_{label}': scores.reshape(-1) for label, scores in scored.items()}
+  out = problem.recorder.record_search(recorders.Run(config, problem, workdir, extra), result,
+                                       metrics, title_prefix)
+  if files.is_writer():
+    os.remove(pending)
+  return out
+
+
+def _search(config, problem, method_config, mesh):
+  """(result on the host, compile_s, wall_s) of the jitted search."""
   method = config.search.method
   key = jax.random.key(config.seed)
   cond = problem.cond if problem.cond is None else jax.tree.map(np.asarray, problem.cond)
@@ -53,13 +114,27 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
   args = args[:1] + (mesh_lib.place_sampler(problem.sampler, mesh),) + args[1:]
   program = _program(method, method_config, bool(problem.batch))
   result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
-  result = mesh_lib.to_host(result)
-  metrics = search_metrics(config, result, wall_s, compile_s)
-  heldout = problem_lib.score_heldout(problem, result.x0)
-  metrics.update(problem_lib.heldout_metrics(heldout))
-  extra = {f'heldout_{label}': scores.reshape(-1) for label, scores in heldout.items()}
-  return problem.recorder.record_search(recorders.Run(config, problem, workdir, extra), result,
-                                        metrics, title_prefix)
+  return mesh_lib.to_host(result), compile_s, wall_s
+
+
+def _save_pending(path, result, metrics: dict, scored: dict) -> None:
+  arrays = {f'result_{k}': np.asarray(v) for k, v in result._asdict().items()}
+  arrays.update({f'heldout_{k}': v for k, v in scored.items()})
+  arrays['metrics_json'] = np.frombuffer(json.dumps(metrics).encode(), np.uint8)
+  files.write_npz(path, arrays)
+
+
+def _load_pending(path):
+  try:
+    with np.load(path) as data:
+      result = search_lib.base.SearchResult(**{
+          f: data[f'result_{f}'] for f in search_lib.base.SearchResult._fields})
+      metrics = json.loads(data['metrics_json'].tobytes().decode())
+      scored = {k[len('heldout_'):]: data[k] for k in data.files if k.startswith('heldout_')}
+  except (OSError, KeyError, ValueError) as e:
+    raise ValueError(f'{path} (a finished search kept for its held-out rewards) is unreadable '
+                     f'({e}); remove it to search again.') from None
+  return result, metrics, scored
 
 
 def search_metrics(config, result, wall_s: float, compile_s: float) -> dict:

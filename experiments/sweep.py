@@ -6,20 +6,23 @@ seed (an empty axis is not swept), less the points that match a sweep.skip rule
 search.budget or seed; a value that names a preset (sweep.presets.AXIS.VALUE, a nested dict of
 config overrides) applies that preset instead, so a `sampler` or `task` value can change any
 field. Each point runs as a `search` experiment in DIR/points/NAME/ (its contract files), then
-its record DIR/points/NAME.json (metrics, axis values, elapsed seconds, a hash of its config) is
-written atomically: an interrupted sweep resumes where it stopped and never recomputes a
-finished point. A record whose config hash differs from the point's stops the sweep with an
-error instead of being mixed into the aggregate.
+its record DIR/points/NAME.json (metrics, axis values, elapsed seconds, the point's identity:
+the config fields its run reads, experiments/identity.py) is written atomically: an interrupted
+sweep resumes where it stopped and never recomputes a finished point. A record of another run
+(its identity differs from the point's) stops the sweep with an error naming the fields,
+instead of being mixed into the aggregate.
 
 DIR gets points.csv (one row per point), summary.csv and summary.md (the mean over seeds, the
 sample standard deviation `_std` and the half-width `_ci95` of the 95% confidence interval of the
-mean, Student's t with n - 1 degrees of freedom; the table shows mean ± that half-width), one PNG per metric in sweep.plot.metrics, sweep.json (the command, the
-summed wall time of the points, the machine), and metrics.json (the summary, flattened).
+mean, Student's t with n - 1 degrees of freedom; the table shows mean ± that half-width), one
+PNG per metric in sweep.plot.metrics, sweep.json (the command, the summed wall time of the
+points, the machine), and metrics.json (the summary, flattened). sweep.paired lists paired
+comparisons (a − b at the same seeds, with its 95% interval and a verdict that says only what
+the interval supports), written to summary.md and paired.csv.
 """
 
 import copy
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -37,6 +40,7 @@ import tqdm
 
 import search as search_lib
 from experiments import files
+from experiments import identity as identity_lib
 from experiments import mesh as mesh_lib
 from experiments import plots
 from experiments import problem as problem_lib
@@ -53,7 +57,8 @@ class Point(NamedTuple):
   name: str                       # 'method=bon,budget=500,seed=0': the record's file name
   values: tuple                   # ((axis, value), ...) in AXES order
   config: ml_collections.ConfigDict
-  digest: str                     # sha256 of the point's resolved config
+  identity: dict                  # the fields the point's run reads (experiments/identity.py)
+  digest: str                     # sha256 of the identity
 
 
 def grid(config) -> list:
@@ -72,6 +77,11 @@ def grid(config) -> list:
       del base[section]
   base.experiment = 'search'
   skips = [_skip_tokens(rule, dict(axes)) for rule in sweep.get('skip', ())]
+  swept = [axis for axis, _ in axes]
+  for spec in sweep.get('paired', ()):
+    if len(spec) != 4 or spec[0] not in swept or spec[0] == 'seed':
+      raise ValueError(f'sweep.paired entry {tuple(spec)} is not (axis, a, b, metric) with a '
+                       f'swept axis other than seed; axes: {", ".join(swept)}.')
   points = []
   for combo in itertools.product(*[[(axis, v) for v in values] for axis, values in axes]):
     if any(rule <= {f'{axis}={value}' for axis, value in combo} for rule in skips):
@@ -85,8 +95,8 @@ def grid(config) -> list:
       search_lib.make_config(cfg.search, float(cfg.reward.temperature), cfg.sampler.num_steps)
     except ValueError as e:
       raise ValueError(f'sweep point {name}: {e}') from None
-    digest = _digest(cfg)
-    points.append(Point(name, tuple(combo), cfg, digest))
+    ident = identity_lib.identity(cfg)
+    points.append(Point(name, tuple(combo), cfg, ident, identity_lib.digest(ident)))
   return points
 
 
@@ -138,8 +148,8 @@ def _problem_key(cfg) -> str:
 
 def run(config, workdir: str) -> dict:
   points = grid(config)
-  # The grid may grow; a sweep ignores the compare section (grid() drops it).
-  files.claim_workdir(workdir, config, may_change=('sweep', 'compare'))
+  # The grid may grow: the sweep section is no part of the sweep's identity.
+  files.claim_workdir(workdir, config)
   records_dir = os.path.join(workdir, 'points')
   done = {p.name: _read_record(records_dir, p) for p in points}
   todo = [p for p in points if done[p.name] is None]
@@ -158,10 +168,12 @@ def run(config, workdir: str) -> dict:
                                              float(point.config.reward.temperature),
                                              point.config.sampler.num_steps)
       mesh_lib.check_particles(point.config.search.method, method_config, mesh)
+      search_exp.check_memory(point.config, problem, method_config, mesh)
       metrics, _ = search_exp.execute(point.config, os.path.join(records_dir, point.name),
                                       problem, method_config, mesh)
-      record = {'point': point.name, 'values': dict(point.values), 'config_sha256': point.digest,
-                'elapsed_s': time.perf_counter() - start, 'metrics': metrics}
+      record = {'point': point.name, 'values': dict(point.values), 'identity': point.identity,
+                'identity_sha256': point.digest, 'elapsed_s': time.perf_counter() - start,
+                'metrics': metrics}
       files.write_json(os.path.join(records_dir, point.name + '.json'), record)
       done[point.name] = record
       progress.update(1)
@@ -169,37 +181,26 @@ def run(config, workdir: str) -> dict:
 
 
 def _read_record(records_dir: str, point: Point):
+  """The finished point's record, or None; a record of another run stops the sweep, naming the
+  fields that differ (experiments/identity.py)."""
   path = os.path.join(records_dir, point.name + '.json')
   if not os.path.exists(path):
     return None
   with open(path) as f:
     record = json.load(f)
-  if (record.get('config_sha256') != point.digest and
-      record.get('config_sha256') not in _earlier_digests(point.config)):
+  if record.get('identity_sha256') == point.digest:
+    return record
+  if 'identity' not in record:
     raise ValueError(
-        f'{path} holds a finished point made with a different config than this sweep\'s '
-        f'{point.name}; rerun with the config it was made with, or use another --workdir '
-        '(finished points are never overwritten).')
+        f'{path} was recorded before run identities; verify and re-key it once with '
+        f'`python -m experiments.tools.migrate_records {os.path.dirname(records_dir)}`.')
+  diffs = identity_lib.differences(record['identity'], point.identity)
+  if diffs:
+    raise ValueError(
+        f'{path} holds a finished point of another run than this sweep\'s {point.name} '
+        f'({identity_lib.summary(diffs)}); rerun with the config it was made with, or use '
+        'another --workdir (finished points are never overwritten).')
   return record
-
-
-def _digest(cfg) -> str:
-  return hashlib.sha256(cfg.to_json(sort_keys=True).encode()).hexdigest()
-
-
-def _earlier_digests(cfg) -> set:
-  """The hashes `cfg` had before each field of configs/common.py's ADDED_FIELDS existed (for
-  those at their defaults): a point recorded then is the same run."""
-  from configs import common  # pylint: disable=g-import-not-at-top
-  defaults = common.section_defaults()
-  present = [(sec, f) for sec, f in common.ADDED_FIELDS
-             if sec in cfg and f in cfg[sec] and
-             files.same_json(cfg[sec][f], defaults[sec][f])]
-  out, trimmed = set(), copy.deepcopy(cfg)
-  for sec, f in reversed(present):   # newest first: remove them one after another
-    del trimmed[sec][f]
-    out.add(_digest(trimmed))
-  return out
 
 
 def aggregate(config, workdir: str, points, records) -> dict:
@@ -238,13 +239,27 @@ def aggregate(config, workdir: str, points, records) -> dict:
            ci_note(summary)]
   for a, b, metric, *lower in [tuple(x) for x in sweep.get('reach', ())]:
     lines += ['', reach_line(summary, group_axes, a, b, metric, lower == ['lower'])]
+  paired = paired_differences(rows, axes, [tuple(x) for x in sweep.get('paired', ())])
+  if paired:
+    lines += ['', '## Paired differences', '',
+              'a − b over the seeds both have (the same seeds, every other axis equal): mean ± '
+              'the half-width of its 95% interval (Student\'s t). "a higher" or "b higher" '
+              'only where the interval excludes 0; otherwise "no measurable difference".', '',
+              markdown_paired(paired)]
+    columns = list(dict.fromkeys(k for e in paired for k in e))
+    _write_csv(os.path.join(workdir, 'paired.csv'), columns, paired)
   files.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
+  # plot.subsets {name: series values}: one figure per subset, METRIC_NAME.png ('' : METRIC.png).
+  subsets = _as_dict(sweep.plot.get('subsets', {})) or {'': ()}
   for metric in sweep.plot.metrics:
-    if metric in metric_names:
-      plots.sweep_figure(os.path.join(workdir, f'{metric}.png'), summary, metric,
-                         x=sweep.plot.x, series=sweep.plot.series, panel=sweep.plot.panel,
-                         logx=sweep.plot.logx, logy=sweep.plot.get('logy', False),
-                         title=sweep.get('title', ''),
+    if metric not in metric_names:
+      continue
+    for name, keep in subsets.items():
+      rows = [e for e in summary if not keep or e[sweep.plot.series] in tuple(keep)]
+      plots.sweep_figure(os.path.join(workdir, f'{metric}{"_" + name if name else ""}.png'),
+                         rows, metric, x=sweep.plot.x, series=sweep.plot.series,
+                         panel=sweep.plot.panel, logx=sweep.plot.logx,
+                         logy=sweep.plot.get('logy', False), title=sweep.get('title', ''),
                          overlays=_as_dict(sweep.plot.get('overlays', {})).get(metric, {}))
   files.write_json(os.path.join(workdir, 'sweep.json'), {
       'command': command_line(), 'elapsed_s': elapsed, 'num_points': len(records),
@@ -257,6 +272,59 @@ def aggregate(config, workdir: str, points, records) -> dict:
   if files.is_writer():
     print('\n'.join(lines[6:]))
   return flat
+
+
+def paired_differences(rows, axes, specs) -> list:
+  """For each (axis, a, b, metric): per value of the other axes (seed aside), the seeds where
+  both a and b have the metric, and the mean, 95% half-width and verdict of a - b."""
+  out = []
+  for axis, a, b, metric in specs:
+    others = [x for x in axes if x not in (axis, 'seed')]
+    sides = {}
+    for row in rows:
+      if str(row[axis]) in (str(a), str(b)) and row.get(metric) is not None:
+        key = tuple(row[x] for x in others)
+        sides.setdefault(key, {}).setdefault(str(row[axis]), {})[row.get('seed')] = row[metric]
+    for key, by_side in sides.items():
+      va, vb = by_side.get(str(a), {}), by_side.get(str(b), {})
+      seeds = sorted(set(va) & set(vb), key=str)
+      if not seeds:
+        continue
+      diffs = np.asarray([va[s] - vb[s] for s in seeds], np.float64)
+      half = ci95_half_width(diffs)
+      mean = float(diffs.mean())
+      if half is None:
+        verdict = 'one seed: no interval'
+      elif mean - half > 0:
+        verdict = f'{a} higher'
+      elif mean + half < 0:
+        verdict = f'{b} higher'
+      else:
+        verdict = 'no measurable difference'
+      out.append(dict(dict(zip(others, key)), axis=axis, a=a, b=b, metric=metric,
+                      num_seeds=len(seeds), difference=mean, ci95=half, verdict=verdict))
+  return out
+
+
+_PAIRED_FIELDS = ('axis', 'a', 'b', 'metric', 'num_seeds', 'difference', 'ci95', 'verdict')
+
+
+def markdown_paired(entries) -> str:
+  """One table per compared axis."""
+  tables = []
+  for axis in dict.fromkeys(e['axis'] for e in entries):
+    rows = [e for e in entries if e['axis'] == axis]
+    others = [k for k in rows[0] if k not in _PAIRED_FIELDS]
+    head = [f'{axis}: a − b'] + others + ['metric', 'seeds', 'difference', 'verdict']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+    for e in rows:
+      mean = 0.0 if abs(e['difference']) < 1e-12 else e['difference']   # float noise
+      diff = f'{mean:+.3g} ± {e["ci95"]:.2g}' if e['ci95'] is not None else f'{mean:+.3g}'
+      cells = [f'{e["a"]} − {e["b"]}'] + [str(e[o]) for o in others] + [
+          e['metric'], str(e['num_seeds']), diff, e['verdict']]
+      lines.append('| ' + ' | '.join(cells) + ' |')
+    tables.append('\n'.join(lines))
+  return '\n\n'.join(tables)
 
 
 def _write_csv(path: str, columns, rows) -> None:

@@ -17,8 +17,9 @@ import time
 
 from absl import logging
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
+
+from samplers import checks
 
 MANIFEST = 'integrity.json'
 
@@ -112,11 +113,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, params_like, opt_state_like=
 
 
 def _first_non_finite(tree):
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    value = np.asarray(leaf)
-    if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
-      return jax.tree_util.keystr(path)
-  return None
+  return checks.first_non_finite(tree) or None
 
 
 def _check_step(mngr, step: int, params_like, opt_state_like):

@@ -219,12 +219,15 @@ def _pooled(hidden, ids, eos_token_id: int):
 
 def _load_encoders(path: str, dtype_name: str):
   """(CLIP tokenizer, CLIP, its params, T5 tokenizer, T5, its params) of the folder."""
-  from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
+  # The tokenizers' own classes, never AutoTokenizer: a folder's tokenizer_config.json may
+  # name code of its own (auto_map), which the project never runs or offers to run.
+  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
+  from transformers import T5TokenizerFast  # pylint: disable=g-import-not-at-top
   dtype = DTYPES[dtype_name]
   with hub.reading('FLUX tokenizer', os.path.join(path, 'tokenizer')):
-    clip_tok = AutoTokenizer.from_pretrained(os.path.join(path, 'tokenizer'))
+    clip_tok = CLIPTokenizer.from_pretrained(os.path.join(path, 'tokenizer'))
   with hub.reading('FLUX tokenizer_2', os.path.join(path, 'tokenizer_2')):
-    t5_tok = AutoTokenizer.from_pretrained(os.path.join(path, 'tokenizer_2'))
+    t5_tok = T5TokenizerFast.from_pretrained(os.path.join(path, 'tokenizer_2'))
   clip, clip_params = _text_encoder(path, 'text_encoder', 'text encoder (CLIP)',
                                     'FlaxCLIPTextModel', dtype)
   _patch_t5()

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import hub
+from samplers import checks
 from models import pixels
 from models.backbone import Backbone
 from models.backbone import BackboneKind
@@ -99,6 +100,13 @@ def _load_components(path: str, from_pt: bool, dtype_name: str):
         os.path.join(path, 'text_encoder'), from_pt=from_pt, dtype=dtype, _do_init=False)
   with hub.reading('Stable Diffusion tokenizer', os.path.join(path, 'tokenizer')):
     tokenizer = CLIPTokenizer.from_pretrained(os.path.join(path, 'tokenizer'))
+  for name, params in (('unet', unet_params), ('vae', vae_params),
+                       ('text_encoder', text_params)):
+    bad = checks.first_non_finite(params)
+    if bad:
+      raise ValueError(f'the Stable Diffusion {name} weights in {path!r} hold NaN or inf '
+                       f'(first: {bad}): the files are damaged or were saved from a diverged '
+                       'model.')
   cast = lambda p: jax.tree.map(lambda a: jnp.asarray(a, dtype), p)
   return (unet, cast(unet_params), vae, cast(vae_params), text_encoder, cast(text_params),
           tokenizer)

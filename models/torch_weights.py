@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from models import hub
+from samplers import checks
 
 INDEX_SUFFIX = '.safetensors.index.json'
 
@@ -28,7 +29,16 @@ def weight_files(folder: str, what: str) -> list:
   if index:
     with hub.reading(f'{what} shard index', os.path.join(folder, index[0])):
       with open(os.path.join(folder, index[0])) as f:
-        shards = sorted(set(json.load(f)['weight_map'].values()))
+        weight_map = json.load(f).get('weight_map')
+    if not isinstance(weight_map, dict) or not weight_map:
+      raise ValueError(f'{os.path.join(folder, index[0])} has no "weight_map" of tensor names '
+                       'to shard files.')
+    shards = sorted(set(map(str, weight_map.values())))
+    for shard in shards:   # a file name in this folder, nothing the index could point past it
+      if (os.path.basename(shard) != shard or shard in ('', '.', '..')
+          or not shard.endswith('.safetensors')):
+        raise ValueError(f'{os.path.join(folder, index[0])} names shard {shard!r}, which is not '
+                         'a .safetensors file name in its folder.')
     missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
     if missing:
       raise ValueError(f'the {what} at {folder!r} lacks shard {missing[0]} named by '
@@ -51,6 +61,10 @@ def read_tensors(folder: str, what: str) -> dict:
     for key in part:
       if key in tensors:
         raise ValueError(f'the {what} at {folder!r} holds tensor {key!r} in two shards.')
+    bad = checks.first_non_finite(part, flat=True)
+    if bad:
+      raise ValueError(f'the {what} tensor {bad!r} in {path} holds NaN or inf: the file is '
+                       'damaged or was saved from a diverged model.')
     tensors.update(part)
   return tensors
 

@@ -13,6 +13,18 @@ from typing import Any, Callable, Mapping, Optional
 from flax import struct
 
 
+# The `reward` config fields every run reads, with their defaults (configs/common.py builds the
+# section from these and the rewards' own fields, each read only by the rewards that declare it).
+COMMON_FIELDS = dict(
+    name='linear',              # any of rewards.names()
+    temperature=1.0,            # lambda in p(x0) exp(r(x0) / lambda)
+    heldout_checkpoint='',      # a second classifier that judges digit samples (held-out
+                                # accuracy and log-probability) but is never searched against
+    heldout=(),                 # rewards scored on the outputs after the search, never in it:
+                                # ('NAME' or 'NAME,FIELD=VALUE,...', ...) (rewards/heldout.py)
+)
+
+
 @struct.dataclass
 class Reward:
   """A batched reward r(x0 [N, ...], cond) -> [N]. Its `params` (network weights, or None) are
@@ -50,6 +62,8 @@ class RewardKind:
   target: cfg -> the class (int) or classes (tuple) it pulls towards, for digit metrics; None.
   mixture_tilt: (mixture params, cfg, temperature) -> the tilted mixture's params, where
     p(x) exp(r(x) / lambda) of a Gaussian mixture is again one (models/gmm.py); None.
+  row_bytes: cfg -> the bytes its evaluation needs per scored row beyond the sample itself
+    (experiments/search_memory.py), where that grows with a field; None: nothing to speak of.
   order: its place in listings; name, module: filled in by the registry.
   """
   build: Callable[..., Reward]
@@ -58,6 +72,7 @@ class RewardKind:
   per_class: bool = False
   target: Optional[Callable] = None
   mixture_tilt: Optional[Callable] = None
+  row_bytes: Optional[Callable] = None
   order: int = 100
   name: str = ''
   module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import hub
+from samplers import checks
 from models import torch_weights
 from rewards import base
 from rewards import open_clip
@@ -64,6 +65,10 @@ def load(path: str):
   if os.path.isfile(os.path.join(folder, 'flax_model.msgpack')):
     with hub.reading('Flax CLIP model', folder):
       model, params = FlaxCLIPModel.from_pretrained(folder, _do_init=False)
+    bad = checks.first_non_finite(params)
+    if bad:
+      raise ValueError(f'the CLIP weights in {folder!r} hold NaN or inf (first: {bad}): the '
+                       'file is damaged or was saved from a diverged model.')
   else:
     model, params = torch_weights.flax_transformers_model(folder, 'FlaxCLIPModel', 'CLIP model',
                                                           jnp.float32)

@@ -11,7 +11,9 @@
 At lambda = 1 the tilted target p(x) P(success | x) is the base model conditioned on the prompt
 being true (as the classifier judges it). With reward.step = True the reward is the step
 function 1[success] of the cells' argmax labels instead: it rarely improves along a path, like a
-detector's count. `success` judges labels from any classifier (the held-out one in the metrics).
+detector's count. With reward.count_error = True (digit_count) it is the RBF paper's counting
+reward, -(count - k)^2 of the argmax labels: an integer, like the paper's detector count.
+`success` judges labels from any classifier (the held-out one in the metrics).
 """
 
 import jax.numpy as jnp
@@ -94,6 +96,11 @@ def _check(cfg, module, grid) -> None:
     fields = {'left_class': int(cfg.left_class), 'right_class': int(cfg.right_class)}
     if grid[1] < 2:
       raise ValueError(f'reward digit_left_of needs a grid of at least 2 columns, got {grid}.')
+  if cfg.get('count_error') and cfg.name != 'digit_count':
+    raise ValueError(f'reward.count_error is the counting reward of digit_count, not of '
+                     f'{cfg.name}.')
+  if cfg.get('count_error') and cfg.step:
+    raise ValueError('reward.count_error and reward.step are two rewards; set one.')
   for field, value in fields.items():
     if not 0 <= value < classes:
       raise ValueError(f'reward.{field} must lie in 0..{classes - 1}, got {value}.')
@@ -108,7 +115,7 @@ def build(cfg, shape, prompts=()) -> base.Reward:
   grid = grid_of(shape, cell_shape)
   _check(cfg, module, grid)
   log_probs = lambda p, x: cell_log_probs(classifier_lib.log_probs_fn(module, p), x, grid)
-  step = bool(cfg.step)
+  step, count_error = bool(cfg.step), bool(cfg.get('count_error', False))
   frozen = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
   spec = _Spec(name, frozen)
 
@@ -117,6 +124,9 @@ def build(cfg, shape, prompts=()) -> base.Reward:
     lp = log_probs(p, x0)
     if step:
       return success(jnp.argmax(lp, -1), spec, jnp).astype(jnp.float32)
+    if count_error:
+      count = jnp.sum(jnp.argmax(lp, -1) == spec.count_class, axis=(1, 2))
+      return -jnp.square(count - spec.count).astype(jnp.float32)
     return jnp.log(jnp.maximum(_probability(spec, lp), jnp.finfo(jnp.float32).tiny))
   return base.Reward(name, fn, params)
 
@@ -132,8 +142,10 @@ class _Spec:
 
 # count_class, count: "exactly `count` digits `count_class`"; left_class, right_class: "a
 # left_class immediately left of a right_class"; step: the 0/1 success of the argmax labels
-# instead of the log-probability of success.
-_FIELDS = dict(checkpoint='', count_class=7, count=2, left_class=3, right_class=7, step=False)
+# instead of the log-probability of success; count_error: -(count - k)^2 of the argmax labels
+# (digit_count; the RBF paper's counting reward).
+_FIELDS = dict(checkpoint='', count_class=7, count=2, left_class=3, right_class=7, step=False,
+               count_error=False)
 REWARDS = (
     base.RewardKind(build, _FIELDS, order=13, name='digit_count'),
     base.RewardKind(build, _FIELDS, order=14, name='digit_left_of'),

@@ -10,11 +10,22 @@ An exception inside a callback reaches the caller as XLA's runtime error, with t
 lost in its text; `remembered` keeps the first one, and experiments/runtime.py raises it in
 its place, so a host reward's own error (a dead reward service, a bad score) is what the user
 sees.
+
+Ctrl-C while a callback waits: the main thread sits in XLA until the program returns, so
+Python's own handler cannot run. `watch_interrupts()` (called by experiments/runtime.py from
+the main thread) has the C-level signal handler write to a pipe (signal.set_wakeup_fd), and a
+callback that waits on a socket waits on that pipe too (`wait_readable`): on SIGINT it raises
+`Interrupted` at once, the program fails, and the run stops as interrupted.
 """
 
 import functools
 import io
+import os
+import select
+import signal
+import socket
 import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +37,62 @@ from models import pixels
 
 _failure = []
 _failure_lock = threading.Lock()
+_wakeup = []                      # [read end of the signal pipe], once watched
+_interrupted = threading.Event()
+
+
+class Interrupted(Exception):
+  """Ctrl-C arrived while a host callback waited."""
+
+
+def watch_interrupts() -> None:
+  """From the main thread: SIGINT and SIGTERM also wake `wait_readable` (idempotent; a no-op
+  off the main thread or where another wakeup fd is already set)."""
+  if _wakeup or threading.current_thread() is not threading.main_thread():
+    return
+  read, write = os.pipe()
+  os.set_blocking(read, False)
+  os.set_blocking(write, False)
+  try:
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+  except ValueError:
+    os.close(read)
+    os.close(write)
+    return
+  if previous != -1:   # someone else's: leave it in place
+    signal.set_wakeup_fd(previous)
+    os.close(read)
+    os.close(write)
+    return
+  _interrupted.clear()
+  _wakeup.append(read)
+
+
+def _check_signals() -> None:
+  if not _wakeup:
+    return
+  try:
+    data = os.read(_wakeup[0], 64)
+  except (BlockingIOError, OSError):
+    data = b''
+  if any(b in (signal.SIGINT, signal.SIGTERM) for b in data):
+    _interrupted.set()
+
+
+def wait_readable(sock, timeout: float) -> None:
+  """Waits until `sock` has data; socket.timeout after `timeout` seconds, Interrupted as soon
+  as Ctrl-C arrives (once watch_interrupts() ran)."""
+  deadline = time.monotonic() + timeout
+  while True:
+    _check_signals()
+    if _interrupted.is_set():
+      raise Interrupted('interrupted (Ctrl-C) while waiting for a host reward')
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+      raise socket.timeout('timed out')
+    ready, _, _ = select.select([sock] + _wakeup, [], [], min(remaining, 1.0))
+    if sock in ready:
+      return
 
 
 def remembered(fn):

@@ -3,6 +3,7 @@
 
 from rewards import analytic
 from rewards import base
+from samplers import checks
 
 
 def build(cfg, shape, prompts=()) -> base.Reward:
@@ -13,10 +14,15 @@ def build(cfg, shape, prompts=()) -> base.Reward:
   num_modes = int(cfg.get('num_modes', 8))
   if num_modes < 1:
     raise ValueError(f'reward.num_modes must be >= 1, got {num_modes}.')
+  # The modes' means and weights are built on the host (float64 while built): 40 bytes a mode.
+  checks.check_host_bytes(f'reward.num_modes={num_modes}', 40 * num_modes,
+                          'lower reward.num_modes')
   mode_std = base.positive(cfg, 'mode_std', 0.3)
   return base.stateless(cfg.name, analytic.mode_weighting(
       num_modes, float(cfg.get('radius', 4.0)), mode_std, float(cfg.get('mode_scale', 1.5))))
 
 
+# Per scored row: its squared distance, log density and weighted term to every mode (float32).
 REWARD = base.RewardKind(build, fields=dict(num_modes=8, radius=4.0, mode_std=0.3,
-                                            mode_scale=1.5), order=3)
+                                            mode_scale=1.5), order=3,
+                         row_bytes=lambda cfg: 16 * int(cfg.get('num_modes', 8)))

@@ -26,6 +26,7 @@ import numpy as np
 
 from models import hub
 from models import torch_weights
+from samplers import checks
 
 CONFIG = 'open_clip_config.json'
 WEIGHTS = 'open_clip_model.safetensors'
@@ -50,8 +51,8 @@ def read_config(folder: str) -> dict:
   with hub.reading('OpenCLIP config', path):
     with open(path) as f:
       config = json.load(f)
-  if 'model_cfg' not in config:
-    raise ValueError(f'{path} has no "model_cfg": not an OpenCLIP config.')
+  if not isinstance(config, dict) or not isinstance(config.get('model_cfg'), dict):
+    raise ValueError(f'{path} has no "model_cfg" object: not an OpenCLIP config.')
   return config
 
 
@@ -72,26 +73,65 @@ def clip_config(model_cfg: dict, tokenizer):
   if isinstance(vision.get('layers', 12), (list, tuple)):
     raise ValueError('OpenCLIP ResNet image towers are not supported; only ViTs.')
   act = 'quick_gelu' if model_cfg.get('quick_gelu') else 'gelu'
-  width, head_width = int(vision.get('width', 768)), int(vision.get('head_width', 64))
   image_size = vision.get('image_size', 224)
-  image_size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
-  text_width = int(text.get('width', 512))
+  if isinstance(image_size, (list, tuple)):
+    if len(set(image_size)) != 1:
+      raise ValueError(f'OpenCLIP vision_cfg.image_size = {image_size!r}: only square images '
+                       'are supported.')
+    image_size = image_size[0]
+  embed_dim = _positive('', 'embed_dim', model_cfg.get('embed_dim'))
+  width = _positive('vision_cfg.', 'width', vision.get('width', 768))
+  head_width = _positive('vision_cfg.', 'head_width', vision.get('head_width', 64))
+  if width % head_width:
+    raise ValueError(f'OpenCLIP vision_cfg.width = {width} is not a multiple of its '
+                     f'head_width = {head_width}.')
+  text_width = _positive('text_cfg.', 'width', text.get('width', 512))
+  heads = _positive('text_cfg.', 'heads', text.get('heads', 8))
+  if text_width % heads:
+    raise ValueError(f'OpenCLIP text_cfg.width = {text_width} is not a multiple of its '
+                     f'heads = {heads}.')
+  image_size = _positive('vision_cfg.', 'image_size', image_size)
+  patch_size = _positive('vision_cfg.', 'patch_size', vision.get('patch_size', 16))
+  if image_size % patch_size:
+    raise ValueError(f'OpenCLIP vision_cfg.image_size = {image_size} is not a multiple of its '
+                     f'patch_size = {patch_size}.')
   return CLIPConfig(
-      projection_dim=int(model_cfg['embed_dim']),
+      projection_dim=embed_dim,
       text_config=dict(
-          vocab_size=int(text.get('vocab_size', 49408)), hidden_size=text_width,
-          intermediate_size=int(text_width * text.get('mlp_ratio', 4.0)),
-          num_attention_heads=int(text.get('heads', 8)),
-          num_hidden_layers=int(text.get('layers', 12)),
-          max_position_embeddings=int(text.get('context_length', 77)), hidden_act=act,
-          layer_norm_eps=1e-5, projection_dim=int(model_cfg['embed_dim']),
+          vocab_size=_positive('text_cfg.', 'vocab_size', text.get('vocab_size', 49408)),
+          hidden_size=text_width,
+          intermediate_size=int(text_width * _ratio('text_cfg.', text)),
+          num_attention_heads=heads,
+          num_hidden_layers=_positive('text_cfg.', 'layers', text.get('layers', 12)),
+          max_position_embeddings=_positive('text_cfg.', 'context_length',
+                                            text.get('context_length', 77)),
+          hidden_act=act, layer_norm_eps=1e-5, projection_dim=embed_dim,
           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
           pad_token_id=tokenizer.pad_token_id),
       vision_config=dict(
-          hidden_size=width, intermediate_size=int(width * vision.get('mlp_ratio', 4.0)),
-          num_attention_heads=width // head_width, num_hidden_layers=int(vision.get('layers', 12)),
-          image_size=int(image_size), patch_size=int(vision.get('patch_size', 16)),
-          hidden_act=act, layer_norm_eps=1e-5, projection_dim=int(model_cfg['embed_dim'])))
+          hidden_size=width, intermediate_size=int(width * _ratio('vision_cfg.', vision)),
+          num_attention_heads=width // head_width,
+          num_hidden_layers=_positive('vision_cfg.', 'layers', vision.get('layers', 12)),
+          image_size=image_size, patch_size=patch_size, hidden_act=act, layer_norm_eps=1e-5,
+          projection_dim=embed_dim))
+
+
+def _positive(where: str, field: str, value) -> int:
+  """An OpenCLIP config size: a positive integer, or a ValueError naming the field."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+      or int(value) < 1:
+    what = 'missing' if value is None else repr(value)
+    raise ValueError(f'OpenCLIP model_cfg.{where}{field} is {what}; it must be a positive '
+                     'integer.')
+  return int(value)
+
+
+def _ratio(where: str, cfg: dict) -> float:
+  value = cfg.get('mlp_ratio', 4.0)
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    raise ValueError(f'OpenCLIP model_cfg.{where}mlp_ratio is {value!r}; it must be a positive '
+                     'number.')
+  return float(value)
 
 
 _BLOCK = {'ln_1': 'layer_norm1', 'ln_2': 'layer_norm2', 'attn.out_proj': 'self_attn.out_proj',
@@ -168,6 +208,10 @@ def load(folder: str):
   model = FlaxCLIPModel(clip_cfg, _do_init=False)
   with hub.reading('OpenCLIP weights', weights):
     tensors = load_file(weights)
+  bad = checks.first_non_finite(tensors, flat=True)
+  if bad:
+    raise ValueError(f'the OpenCLIP tensor {bad!r} in {weights} holds NaN or inf: the file is '
+                     'damaged or was saved from a diverged model.')
   params = torch_weights.transformers_flax_params(model, torch_clip_state(tensors),
                                                  'OpenCLIP weights', weights, np.float32)
   prep_cfg = config.get('preprocess_cfg', {})

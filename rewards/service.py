@@ -3,7 +3,8 @@ that lives in its own process or on its own device, reached from inside the jitt
 host callback that sends uint8 images [N, H, W, 3] and their prompts (rewards/host.py).
 
   reward.address   where the service listens: 'host:port' or a Unix socket path
-  reward.timeout   seconds to wait for one answer before the run stops
+  reward.timeout   seconds any one step may take (connecting, the handshake, sending a
+                   request, its answer) before the run stops
 
 A service that is down, dies, times out or fails to score stops the run with one `error:`
 line (a ServiceError, an OSError); in a sweep the point is not recorded, so a rerun resumes it.
@@ -13,16 +14,15 @@ DPS guidance.
 """
 
 import itertools
-import json
 import math
+import socket
 import threading
-from multiprocessing import connection
 
 import numpy as np
 
 from rewards import base
 from rewards import host
-from rewards import serve
+from rewards import wire
 
 
 class ServiceError(OSError):
@@ -32,33 +32,48 @@ class ServiceError(OSError):
 class Client:
   """score(x [n, ...] uint8 or float32, prompts or None) -> float32 [n], from the service at
   `address`. One connection per calling thread (callbacks on several devices run at once, and
-  the service batches them together); each reply is matched to its request by id."""
+  the service batches them together); each reply is matched to its request by id. `timeout`
+  bounds every step: connecting and the handshake, sending the request, and the answer."""
 
   def __init__(self, address: str, timeout: float = 300.0):
     self.name = str(address)
-    self.address = serve.parse_address(address)
+    self.address = wire.parse_address(address)
     self.timeout = float(timeout)
     self._local = threading.local()
     self._ids = itertools.count()
     self._ids_lock = threading.Lock()
 
   def _connection(self):
-    conn = getattr(self._local, 'conn', None)
-    if conn is None:
+    sock = getattr(self._local, 'sock', None)
+    if sock is None:
       try:
-        conn = connection.Client(self.address, authkey=serve.authkey())
-      except (OSError, EOFError, connection.AuthenticationError) as e:
+        sock = wire.connect(self.address, self.timeout)
+      except OSError as e:
         raise ServiceError(f'the reward service at {self.name} is not reachable '
                            f'({type(e).__name__}: {e}); start it with python -m rewards.serve '
                            '(docs/rewards.md).') from None
-      self._local.conn = conn
-    return conn
+      try:
+        wire.join(sock, wire.authkey(), f'the reward service at {self.name}', self.timeout)
+      except socket.timeout:
+        sock.close()
+        raise ServiceError(f'the reward service at {self.name} did not complete the handshake '
+                           f'within {self.timeout:g} s (reward.timeout): is it a reward service '
+                           'of this version?') from None
+      except wire.HandshakeError as e:
+        sock.close()
+        raise ServiceError(f'{e}.') from None
+      except (OSError, EOFError, ValueError) as e:
+        sock.close()
+        raise ServiceError(f'the reward service at {self.name} broke off the handshake '
+                           f'({type(e).__name__}: {e}).') from None
+      self._local.sock = sock
+    return sock
 
   def _drop(self) -> None:
-    conn = getattr(self._local, 'conn', None)
-    self._local.conn = None
-    if conn is not None:
-      conn.close()
+    sock = getattr(self._local, 'sock', None)
+    self._local.sock = None
+    if sock is not None:
+      sock.close()
 
   def score(self, x, prompts=None) -> np.ndarray:
     x = np.asarray(x)
@@ -66,25 +81,33 @@ class Client:
       x = x.astype(np.float32)
     with self._ids_lock:
       request_id = next(self._ids)
-    conn = self._connection()
+    sock = self._connection()
     try:
-      serve.send_request(conn, request_id, x, prompts)
-      if not conn.poll(self.timeout):
-        self._drop()  # its late answer must not be read as the next request's
-        raise ServiceError(f'the reward service at {self.name} did not answer within '
-                           f'{self.timeout:g} s (reward.timeout).')
-      reply = json.loads(conn.recv_bytes())
-    except (EOFError, ConnectionError, BrokenPipeError) as e:
+      sock.settimeout(self.timeout)
+      wire.send_request(sock, request_id, x, prompts)
+      host.wait_readable(sock, self.timeout)   # Ctrl-C ends this wait at once
+      reply = wire.recv_json(sock, self.timeout)
+    except host.Interrupted:
+      self._drop()
+      raise
+    except socket.timeout:
+      self._drop()  # its late answer must not be read as the next request's
+      raise ServiceError(f'the reward service at {self.name} did not answer within '
+                         f'{self.timeout:g} s (reward.timeout; taking the request counts too).'
+                         ) from None
+    except (EOFError, OSError, wire.ProtocolError) as e:
       self._drop()
       raise ServiceError(f'the reward service at {self.name} closed the connection '
                          f'mid-request ({type(e).__name__}): did it die?') from None
     if reply.get('error'):
+      if reply.get('id') != request_id:
+        self._drop()
       raise ServiceError(f'the reward service at {self.name} failed to score: {reply["error"]}')
     if reply.get('id') != request_id:
       self._drop()
       raise ServiceError(f'the reward service at {self.name} answered request '
                          f'{reply.get("id")} to request {request_id}.')
-    return host.checked_scores(reply['scores'], len(x))
+    return host.checked_scores(reply.get('scores'), len(x))
 
   def close(self) -> None:
     self._drop()
@@ -92,7 +115,7 @@ class Client:
 
 def build(cfg, shape, prompts=()) -> base.Reward:
   address = base.required(cfg, 'address', cfg.name)
-  serve.parse_address(address)
+  wire.parse_address(address)
   timeout = float(cfg.get('timeout', 300.0))
   if not (math.isfinite(timeout) and timeout > 0):
     raise ValueError(f'reward.timeout must be a positive number of seconds, got {timeout}.')

@@ -29,3 +29,47 @@ def check_positive_float32(path: str, value) -> float:
   if not value > 0:
     raise ValueError(f'{path} must be positive, got {value}.')
   return value
+
+
+def is_float_array(a) -> bool:
+  """numpy floats and the ml_dtypes floats (bfloat16, float8: numpy kind 'V')."""
+  return np.issubdtype(a.dtype, np.inexact) or a.dtype.name.startswith(('bfloat', 'float'))
+
+
+def all_finite(array, chunk: int = 1 << 24) -> bool:
+  """No NaN or inf in a float array (chunked, so a large tensor needs no large temporary)."""
+  a = np.asarray(array)
+  if not is_float_array(a):
+    return True
+  flat = a.reshape(-1)
+  return all(bool(np.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.size, chunk))
+
+
+def first_non_finite(named, flat: bool = False) -> str:
+  """The name of the first array that holds NaN or inf, or '': of a pytree (named by its
+  key paths), or with flat=True of a {name: array} dict (a safetensors file's tensors)."""
+  if flat:
+    items = named.items()
+  else:
+    import jax  # pylint: disable=g-import-not-at-top
+    items = [(jax.tree_util.keystr(p), leaf)
+             for p, leaf in jax.tree_util.tree_flatten_with_path(named)[0]]
+  for name, value in items:
+    if not all_finite(value):
+      return str(name)
+  return ''
+
+
+def host_memory_bytes() -> int:
+  """This host's physical RAM."""
+  import os  # pylint: disable=g-import-not-at-top
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def check_host_bytes(what: str, need: int, hint: str) -> None:
+  """Refuses (ValueError) host arrays of `need` bytes above half of this host's RAM."""
+  have = host_memory_bytes()
+  if need > have // 2:
+    raise ValueError(f'{what} needs {need / 2**30:.2f} GiB of host memory, more than half of '
+                     f'this host\'s {have / 2**30:.1f} GiB; {hint}.')
+

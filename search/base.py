@@ -6,7 +6,13 @@ A method is one module in search/ with
   Config                      a frozen dataclass, built and validated on the host by
                               Config.from_config(search_cfg, temperature, num_steps, method);
   run(key, sampler, reward, config, cond) -> SearchResult, pure, jitted by the caller with
-                              `config` static.
+                              `config` static;
+  rows(config) -> int         optional: the rows (particles x candidates) it holds or evaluates
+                              at once, when more than its particle count; or
+  memory_bytes(config, data_shape) -> int
+                              optional: the bytes of its own arrays, where rows do not say it
+                              (DTS's tree). experiments/search_memory.py refuses, before
+                              compiling, a run whose arrays would not fit.
 search/__init__.py discovers such modules; nothing else in the project lists them. Budgets are
 total NFEs per prompt; one NFE is one backbone evaluation of one particle.
 """
@@ -24,6 +30,20 @@ from samplers import checks
 from samplers import sharding
 
 OUTPUTS = ('samples', 'best')
+# The `search` config fields every method reads, with their defaults (configs/common.py builds
+# the section from these and the methods' knobs, each read only by the methods that declare it).
+COMMON_FIELDS = dict(
+    method='smc',               # any of search.METHODS
+    budget=12_800,              # total NFEs per prompt
+    num_particles=16,           # chains (sop, svdd, code, rbf); output draws (bon, smc, dts)
+    num_runs=1,                 # independent searches per condition, vmapped (a sample set from
+                                # methods that output their best); budget per search
+    output='samples',           # samples: draws of the method's p* approximation | best
+    resampling='systematic',    # how weighted outputs (and SMC) resample: multinomial |
+                                # systematic | stratified | residual
+    guidance=False,             # DPS-style gradient guidance (differentiable rewards)
+    guidance_scale=1.0,         # the score gains guidance_scale / lambda * grad r(x0_hat)
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +81,15 @@ class Method:
   def run(self):
     """The method's run(key, sampler, reward, config, cond) -> SearchResult."""
     return self.module.run
+
+  def rows(self, config) -> int:
+    """The rows the method holds or evaluates at once (its module's rows(config), else its
+    particle count)."""
+    fn = getattr(self.module, 'rows', None)
+    if fn is not None:
+      return int(fn(config))
+    count = getattr(config, self.particle_field, None) if self.particle_field else None
+    return int(count) if count else 1
 RESAMPLING = ('multinomial', 'systematic', 'stratified', 'residual')
 # Particle schedules (search.particle_schedule) of SMC and SVDD: the same count at every level,
 # or a linearly decaying one, as the RBF authors' released baselines spend their budget.
@@ -154,6 +183,12 @@ def score_rows(reward, x0, cond):
                      f'it must return one number per sample, shape ({x0.shape[0]},).')
   valid = jnp.isfinite(r)
   return sharding.rows(jnp.where(valid, r, -jnp.inf)), (~valid).astype(jnp.int32)
+
+
+def score_values(r):
+  """score_rows for rewards [N] already computed: (r with NaN/inf as -inf, invalid count)."""
+  valid = jnp.isfinite(r)
+  return sharding.rows(jnp.where(valid, r, -jnp.inf)), jnp.sum(~valid).astype(jnp.int32)
 
 
 def score(reward, x0, cond):

@@ -65,3 +65,6 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
                        trace_best=trace_best,
                        num_invalid=jnp.sum(bad_first) + jnp.sum(bad_by_level),
                        num_scored=nfe)
+
+
+rows = code.rows   # each chain's candidates, evaluated together

@@ -98,3 +98,8 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
                        nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
                        trace_best=jax.lax.cummax(bests), num_invalid=jnp.sum(invalid),
                        num_scored=scored)
+
+
+def rows(config: Config) -> int:
+  """Each chain's candidates (at the widest level of a schedule), evaluated together."""
+  return config.num_chains * (max(config.schedule) if config.schedule else config.num_candidates)

@@ -39,7 +39,6 @@ by softmax(v / lambda). `best` returns the terminal node with the highest reward
 
 import dataclasses
 import math
-import os
 from typing import NamedTuple
 
 from flax import struct
@@ -165,32 +164,13 @@ class Config:
 def memory_bytes(config: Config, data_shape) -> int:
   """Bytes of the preallocated tree and slots of a run (what `run` allocates beyond the
   backbone): per node one float32 state row and eight int32/float32 fields; the block lists;
-  per slot a state row and its evaluation; the trace."""
+  per slot a state row and its evaluation; the trace. experiments/search_memory.py refuses a
+  tree that would not fit before compiling."""
   row = 4 * math.prod(data_shape)
   tree = (config.capacity + 1) * (row + 8 * 4) + (config.num_blocks + 1) * (BLOCK + 1) * 4
   tree += config.root_slots * 4 + config.root_chunks * 5 * 4
   slots = config.batch * (6 * row + 12 * 4)
   return tree + slots + 2 * 4 * (config.max_rollouts + 1)
-
-
-def device_memory_bytes():
-  """Memory of the first device: the accelerator's limit, or this host's RAM for a CPU."""
-  device = jax.devices()[0]
-  stats = device.memory_stats() if device.platform != 'cpu' else None
-  if stats and stats.get('bytes_limit'):
-    return int(stats['bytes_limit']), device.device_kind
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'), 'host RAM'
-
-
-def check_memory(config: Config, data_shape) -> None:
-  """Refuses, before anything is compiled, a budget whose tree would not fit on the device."""
-  need = memory_bytes(config, data_shape)
-  have, where = device_memory_bytes()
-  if need > have // 2:
-    raise ValueError(
-        f'search.budget={config.common.budget} needs a DTS tree of {need / 2**30:.2f} GiB '
-        f'({config.capacity} nodes of {tuple(data_shape)} floats), more than half of the '
-        f'{have / 2**30:.1f} GiB of {where}; lower search.budget or raise search.branch_every.')
 
 
 @struct.dataclass
@@ -583,7 +563,6 @@ class Loop(NamedTuple):
 
 
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
-  check_memory(config, sampler.data_shape)
   m, cap, terminal, nb = sampler.num_steps, config.capacity, config.depth + 1, config.batch
   if m != config.num_steps:
     raise ValueError(f'the DTS config was built for {config.num_steps} steps, the sampler '

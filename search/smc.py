@@ -213,3 +213,8 @@ def _run_scheduled(key, sampler, reward, config: Config, cond):
                        nfe=nfe, nfe_evaluated=nfe, trace_nfe=jnp.cumsum(jnp.asarray(counts)),
                        trace_best=jax.lax.cummax(jnp.stack(bests)), num_invalid=sum(invalid),
                        num_scored=nfe)
+
+
+def rows(config: Config) -> int:
+  """The particles (at the widest level of a schedule)."""
+  return max(config.schedule) if config.schedule else config.num_particles

@@ -118,3 +118,8 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
                        nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe, trace_best=trace_best,
                        num_invalid=jnp.sum(invalid),
                        num_scored=n + n * kc * len(config.iterations))
+
+
+def rows(config: Config) -> int:
+  """Each chain's candidates, evaluated together."""
+  return config.num_chains * config.num_candidates

@@ -66,3 +66,6 @@ def _run_scheduled(key, sampler, reward, config: Config, cond):
                        nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
                        trace_best=jax.lax.cummax(jnp.stack(bests)),
                        num_invalid=sum(invalid), num_scored=nfe)
+
+
+rows = code.rows   # each chain's candidates, evaluated together

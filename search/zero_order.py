@@ -133,3 +133,8 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
                        log_weights=None, nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
                        trace_best=trace_best, num_invalid=jnp.sum(invalid),
                        num_scored=n * (1 + rounds * kn))
+
+
+def rows(config: Config) -> int:
+  """Each chain's pivot and neighbours."""
+  return config.num_chains * (config.num_neighbors + 1)

@@ -29,9 +29,11 @@ def main(project: str, workdir, *args):
 
 
 def table(path, drop=('wall_s', 'compile_s')) -> dict:
-  """A markdown table as {first cell: [cells]}, without the timing columns."""
+  """A file's first markdown table as {first cell: [cells]}, without the timing columns."""
   rows = {}
   for line in open(path):
+    if not line.strip():
+      break
     cells = [c.strip() for c in line.strip().strip('|').split('|')]
     rows[cells[0]] = cells
   dropped = [i for i, c in enumerate(rows['method']) if c in drop]

@@ -72,7 +72,7 @@ def _check_sweep_outputs(config, workdir):
     assert int(row['nfe']) <= point.config.search.budget
     assert np.isfinite(float(row['reward_mean']))
     with open(os.path.join(workdir, 'points', point.name + '.json')) as f:
-      assert json.load(f)['config_sha256'] == point.digest
+      assert json.load(f)['identity_sha256'] == point.digest
   # The summary is the per-group mean over seeds of the points.
   axes = [a for a, _ in points[0].values if a != 'seed']
   for entry in _read_csv(os.path.join(workdir, 'summary.csv')):
@@ -94,6 +94,10 @@ def _check_sweep_outputs(config, workdir):
     assert os.path.getsize(os.path.join(workdir, f'{metric}.png')) > 1000, metric
   with open(os.path.join(workdir, 'sweep.json')) as f:
     assert json.load(f)['num_points'] == len(points)
+  swept = {str(v) for p in points for _, v in p.values}
+  if any({str(a), str(b)} <= swept for _, a, b, _ in config.sweep.get('paired', ())):
+    assert '## Paired differences' in summary
+    assert _read_csv(os.path.join(workdir, 'paired.csv'))
   return rows, summary
 
 
@@ -181,7 +185,8 @@ def test_sweep_refuses_a_finished_point_made_with_another_config(tmp_path):
     sweep.run(changed, str(tmp_path))
   changed = copy.deepcopy(config)   # a preset that changes the finished point's config
   changed.sweep.presets.task.gmm.reward.temperature = 2.0
-  with pytest.raises(ValueError, match='different config'):
+  with pytest.raises(ValueError, match=r'another run than this sweep.s .*reward.temperature: '
+                                       r'1.0 \(recorded\) -> 2.0 \(now\)'):
     sweep.run(changed, str(tmp_path))
   # The grid may grow: the finished point is reused, only the new seed runs.
   config.sweep.seed = (0, 1)

@@ -113,41 +113,74 @@ def test_two_processes_on_one_workdir_and_a_killed_holder(tmp_path):
     pass
 
 
+def test_a_run_is_the_fields_it_reads():
+  """experiments/identity.py: an SMC run is not changed by RBF's knobs or another reward's
+  fields, and is changed by its own."""
+  from experiments import identity  # pylint: disable=g-import-not-at-top
+  config = gmm2d.get_config('smc')
+  ident = identity.identity(config)
+  assert 'ess_threshold' in ident['search'] and 'rbf_variant' not in ident['search']
+  assert 'weights' in ident['reward'] and 'address' not in ident['reward']
+  other = gmm2d.get_config('smc')
+  other.search.rbf_variant = 'literal'
+  other.reward.timeout = 5.0
+  assert identity.digest(identity.identity(other)) == identity.digest(ident)
+  other.search.ess_threshold = 1.0
+  assert identity.differences(ident, identity.identity(other)) == [
+      'search.ess_threshold: 0.5 (recorded) -> 1.0 (now)']
+  # A held-out reward reads its own fields from the reward section.
+  other = gmm2d.get_config('smc')
+  other.reward.heldout = ('service',)
+  assert 'address' in identity.identity(other)['reward']
+
+
 def test_fields_added_to_the_project_since_a_run_do_not_make_it_another_run(tmp_path):
-  """A workdir or a sweep point recorded before fields were added (configs/common.py:
-  ADDED_FIELDS: reward.heldout, address, timeout, then the new search knobs) is the same run
-  while they hold their defaults; set to anything else, they make another run."""
-  import hashlib  # pylint: disable=g-import-not-at-top
+  """A workdir recorded before a search or reward field existed (a common one, or a knob of its
+  method) is the same run while that field holds its declared default; set to anything else,
+  it makes another run, named in the error."""
   import json  # pylint: disable=g-import-not-at-top
-  from configs import common  # pylint: disable=g-import-not-at-top
-  from experiments import sweep  # pylint: disable=g-import-not-at-top
   config = gmm2d.get_config('smc')
   old = json.loads(config.to_json_best_effort())
-  for field in ('heldout', 'address', 'timeout'):
-    del old['reward'][field]
+  for section, field in (('reward', 'heldout'), ('reward', 'timeout'),
+                         ('search', 'particle_schedule'), ('search', 'rbf_variant')):
+    del old[section][field]
+  old['search']['a_knob_no_method_has_now'] = 3
   workdir = tmp_path / 'run'
   workdir.mkdir()
   (workdir / 'config.json').write_text(json.dumps(old))
   files.claim_workdir(str(workdir), config)
   assert json.loads((workdir / 'config.json').read_text()) == old   # left as recorded
-  config.reward.timeout = 5.0
-  with pytest.raises(ValueError, match=r'reward.timeout: absent \(in the workdir\) -> 5.0'):
+  config.search.particle_schedule = 'linear'
+  with pytest.raises(ValueError, match=r"search.particle_schedule: absent \(in the workdir\) -> "
+                                       r"'linear' \(now\)"):
+    files.claim_workdir(str(workdir), config)
+  config = gmm2d.get_config('smc')
+  config.sampler.time_shift = 2.0
+  with pytest.raises(ValueError, match=r'sampler.time_shift: 0.0 \(in the workdir\) -> 2.0'):
     files.claim_workdir(str(workdir), config)
 
+
+def test_a_sweep_point_recorded_before_a_knob_existed_is_the_same_run(tmp_path):
+  """Records hold the identity of their point; a knob that the record lacks counts as its
+  declared default, and a record of another run stops the sweep naming the field."""
+  import json  # pylint: disable=g-import-not-at-top
+  from configs import common  # pylint: disable=g-import-not-at-top
+  from experiments import sweep  # pylint: disable=g-import-not-at-top
   config = gmm2d.get_config('smc')
   config.sweep = common.sweep_config(seed=(0,))
   point = sweep.grid(config)[0]
   records = tmp_path / 'points'
   records.mkdir()
-  # Recorded before every added field, and between the reward's and the search's additions.
-  for added in (common.ADDED_FIELDS, [f for f in common.ADDED_FIELDS if f[0] == 'search']):
-    before = point.config.copy_and_resolve_references()
-    for section, field in added:
-      del before[section][field]
-    record = {'config_sha256': hashlib.sha256(before.to_json(sort_keys=True).encode())
-              .hexdigest()}
-    (records / f'{point.name}.json').write_text(json.dumps(record))
-    assert sweep._read_record(str(records), point) == record   # pylint: disable=protected-access
-  point.config.reward.heldout = ('linear',)
-  with pytest.raises(ValueError, match='made with a different config'):
-    sweep._read_record(str(records), point._replace(digest='0'))   # pylint: disable=protected-access
+  ident = json.loads(json.dumps(point.identity))
+  del ident['search']['particle_schedule']
+  record = {'identity': ident, 'identity_sha256': 'older'}
+  (records / f'{point.name}.json').write_text(json.dumps(record))
+  assert sweep._read_record(str(records), point) == record   # pylint: disable=protected-access
+  ident['search']['ess_threshold'] = 1.0
+  (records / f'{point.name}.json').write_text(json.dumps(dict(record, identity=ident)))
+  with pytest.raises(ValueError, match=r'another run .*search.ess_threshold: 1.0 \(recorded\) '
+                                       r'-> 0.5 \(now\)'):
+    sweep._read_record(str(records), point)   # pylint: disable=protected-access
+  (records / f'{point.name}.json').write_text(json.dumps({'config_sha256': 'abc'}))
+  with pytest.raises(ValueError, match='recorded before run identities.*migrate_records'):
+    sweep._read_record(str(records), point)   # pylint: disable=protected-access

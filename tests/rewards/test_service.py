@@ -35,19 +35,24 @@ PROMPTS = ('a red cat', 'a blue dog house')
 pytestmark = pytest.mark.usefixtures('fast_compilation')
 
 
-def start_service(scorer: str, address: str, ready, kwargs: str = '{}'):
-  """python -m rewards.serve in its own process; returns (process, its address)."""
+def start_service(scorer: str, address: str, ready, kwargs: str = '{}', *flags, env=None,
+                  wait=True):
+  """python -m rewards.serve in its own process; returns (process, its address), or
+  (process, None) without waiting for it to listen."""
   if os.path.exists(ready):
     os.remove(ready)
   proc = subprocess.Popen([sys.executable, '-m', 'rewards.serve', f'--scorer={scorer}',
-                           f'--kwargs={kwargs}', f'--address={address}', f'--ready_file={ready}'],
-                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           f'--kwargs={kwargs}', f'--address={address}', f'--ready_file={ready}',
+                           *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  if not wait:
+    return proc, None
   deadline = time.time() + 120
   while not os.path.exists(ready):
     if proc.poll() is not None or time.time() > deadline:
       proc.kill()
       raise RuntimeError(f'the service did not start: {proc.communicate()[1][-2000:]}')
-    time.sleep(0.1)
+    time.sleep(0.05)
   with open(ready) as f:
     return proc, f.read()
 
@@ -244,3 +249,38 @@ def test_main_reports_an_unreachable_service_in_one_line_before_compiling(sd_tin
   lines = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
   assert len(lines) == 1 and 'none.sock is not reachable' in lines[0]
   assert 'Traceback' not in proc.stderr
+
+
+def test_ctrl_c_is_honoured_while_a_host_callback_waits(sd_tiny, tmp_path):
+  """main.py searching through a service that stops answering (reward.timeout 300 s): Ctrl-C
+  ends the run within seconds, as interrupted, not when the wait times out."""
+  marker, ready = str(tmp_path / 'hanging'), str(tmp_path / 'ready')
+  proc, address = start_service('tests.rewards.service_fixture:hangs_after', '127.0.0.1:0',
+                                ready, f'{{"calls": 1, "marker": "{marker}"}}')
+  prompts = tmp_path / 'prompts.txt'
+  prompts.write_text('a red cat\n')
+  run = subprocess.Popen(
+      [sys.executable, 'main.py', '--config=configs/sd.py:tiny,bon',
+       f'--workdir={tmp_path / "run"}', f'--config.model.path={sd_tiny}/stable_diffusion',
+       f'--config.prompt_file={prompts}', '--config.reward.name=service',
+       f'--config.reward.address={address}', '--config.reward.timeout=300'],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 240
+    while not os.path.exists(marker):
+      assert run.poll() is None, run.communicate()[1][-2000:]
+      assert time.time() < deadline, 'the search never reached the service'
+      time.sleep(0.2)
+    time.sleep(0.5)
+    sent = time.time()
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    waited = time.time() - sent
+  finally:
+    if run.poll() is None:
+      run.kill()
+    stop(proc)
+  assert run.returncode == 130, err[-2000:]
+  assert waited < 10, waited
+  assert [l for l in err.splitlines() if l.startswith('error:')] == [
+      'error: interrupted; finished work is kept (a rerun resumes it).']

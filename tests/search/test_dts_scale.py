@@ -91,13 +91,17 @@ def test_capacity_is_the_tight_bound():
 
 
 def test_a_tree_too_big_is_refused_before_compiling(monkeypatch):
-  monkeypatch.setattr(dts, 'device_memory_bytes', lambda: (64 * 2**20, 'a 64 MiB test device'))
+  from configs import common as config_common  # pylint: disable=g-import-not-at-top
+  from experiments import search_memory  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(search_memory, 'device_memory',
+                      lambda: (64 * 2**20, 'a 64 MiB test device'))
   cfg = common.search_cfg('dts', budget=10_000_000, branch_every=10)
   config = search.make_config(cfg, 1.0, 50)
-  sampler = common.make_sampler('vp', num_steps=50)
-  with pytest.raises(ValueError, match=r'search.budget=10000000 needs a DTS tree of 0\.\d+ GiB '
-                     r'\(1200001 nodes .*64 MiB test device'):
-    jax.jit(lambda k, s: dts.run(k, s, REWARD, config)).lower(jax.random.key(0), sampler)
+  assert dts.memory_bytes(config, (2,)) > 32 * 2**20
+  with pytest.raises(ValueError, match=r'dts at search.budget=10000000 needs about 0\.\d+ GiB '
+                     r'per device for its own arrays \(its tree .*64 MiB test device; .*raise '
+                     r'search.branch_every'):
+    search_memory.check('dts', config, (2,), config_common.reward_config())
 
 
 def _root_with_children(selection, values, visits, root_visits):

@@ -2,6 +2,7 @@
 project, with nothing else changed, runs from main.py, in compare, in a sweep and on an
 8-device mesh with its particle count checked against the devices."""
 
+import json
 import os
 
 import pytest
@@ -44,3 +45,34 @@ def test_a_copied_method_runs_everywhere(project, tmp_path):
   assert proc.returncode == 2
   assert f'{NAME} runs 10 samples (search.budget // sampler.num_steps), which do not divide ' \
          'over the 8 devices' in proc.stderr
+
+
+def test_a_new_method_with_a_knob_leaves_recorded_sweeps_as_they_were(tmp_path_factory,
+                                                                       tmp_path):
+  """A method file that brings a knob of its own adds a field to every config's `search`
+  section; runs of the other methods do not read it (experiments/identity.py), so a sweep
+  recorded before the file existed resumes in the project with it, recomputing nothing."""
+  import experiments  # pylint: disable=g-import-not-at-top
+  from configs import fig_dts_2d  # pylint: disable=g-import-not-at-top
+  config = fig_dts_2d.get_config('quick')
+  config.sweep.update(method=('bon',), task=('gmm',), budget=(160,))
+  workdir = tmp_path / 'sweep'
+  experiments.get_experiment('sweep')(config, str(workdir))
+  record = workdir / 'points' / 'task=gmm,method=bon,budget=160,seed=0.json'
+  before = (record.read_bytes(), record.stat().st_mtime_ns)
+
+  project = project_copy.copy_with(tmp_path_factory, os.path.join('search', 'bon.py'),
+                                   'bon_knob')
+  source = os.path.join(project, 'search', 'bon_knob.py')
+  text = open(source).read()
+  assert 'METHOD = base.Method(' in text
+  with open(source, 'w') as f:
+    f.write(text.replace('METHOD = base.Method(', 'METHOD = base.Method(knobs={"bon_knob": 3}, ',
+                         1))
+  proc = _main(project, workdir, '--config=configs/fig_dts_2d.py:quick',
+               '--config.sweep.method=("bon",)', '--config.sweep.task=("gmm",)',
+               '--config.sweep.budget=(160,)')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (record.read_bytes(), record.stat().st_mtime_ns) == before
+  # The same run: its config.json is left as recorded (without the new knob).
+  assert 'bon_knob' not in json.load(open(workdir / 'config.json'))['search']

@@ -1,4 +1,4 @@
-"""Budget accounting, RBF's modes, search quality, invalid rewards, bad input, batching."""
+"""Budget accounting, search quality, invalid rewards, bad input, batching."""
 
 import jax
 import jax.numpy as jnp
@@ -42,42 +42,6 @@ def test_reported_nfe_equals_what_the_backbone_sees(method):
   assert np.all(np.isfinite(np.asarray(result.reward)))
 
 
-@pytest.mark.parametrize('variant', ('paper', 'released'))
-def test_rbf_parallel_chooses_what_sequential_chooses(variant):
-  sampler = common.make_sampler('vp', num_steps=12)
-  reward = analytic.gaussian((1.5, 1.0), 0.5)
-  kw = dict(budget=2000 if variant == 'released' else 600, num_particles=4, rbf_variant=variant)
-  if variant == 'released':
-    kw['rbf_init_candidates'] = 5
-  sequential = common.run('rbf', sampler, reward, rbf_parallel=1, **kw)
-  parallel = common.run('rbf', sampler, reward, rbf_parallel=4, **kw)
-  np.testing.assert_array_equal(sequential.x0, parallel.x0)
-  np.testing.assert_array_equal(sequential.reward, parallel.reward)
-  assert int(sequential.nfe) == int(parallel.nfe)
-  np.testing.assert_array_equal(sequential.trace_nfe, parallel.trace_nfe)
-  assert int(parallel.nfe_evaluated) >= int(parallel.nfe)
-
-
-@pytest.mark.parametrize('variant', ('paper', pytest.param('released', marks=pytest.mark.slow)))
-def test_rbf_spend_budget_spends_every_chains_share(variant):
-  """With rbf_spend_budget each chain spends exactly budget // N; without it (the paper) a
-  reward that improves easily leaves most of the budget unspent."""
-  sampler = common.make_sampler('vp', num_steps=8)
-  reward = analytic.gaussian((1.5, 1.0), 0.5)
-  kw = dict(budget=1003, num_particles=4, rbf_variant=variant)
-  if variant == 'released':
-    kw['rbf_init_candidates'] = 5
-  spent = common.run('rbf', sampler, reward, rbf_spend_budget=True, rbf_parallel=3, **kw)
-  assert int(spent.nfe) == 4 * (1003 // 4)
-  assert int(np.asarray(spent.trace_nfe)[-1]) == int(spent.nfe)
-  sequential = common.run('rbf', sampler, reward, rbf_spend_budget=True, **kw)
-  np.testing.assert_array_equal(sequential.x0, spent.x0)
-  paper = common.run('rbf', sampler, reward, rbf_spend_budget=False, **kw)
-  assert int(paper.nfe) < int(spent.nfe)
-  # Up to the last level both choose the same proposals; the last takes its best one.
-  assert float(np.max(spent.reward)) >= float(np.max(paper.reward)) - 1e-6
-
-
 SEEDS = (0, 1, 2, 3)
 QUALITY_REWARD = analytic.gaussian((1.5, 1.0), 0.5)  # a point between two modes
 
@@ -117,7 +81,7 @@ def test_vp_sde_gives_more_diverse_results_than_linear_sde(method):
     ('smc', 30, 'at least 40 NFEs'),
     ('svdd', 50, 'at least 60 NFEs'),
     ('code', 50, 'at least 60 NFEs'),
-    ('rbf', 50, 'at least 60 NFEs'),
+    ('rbf', 50, 'at least 63 NFEs'),
     ('sop', 20, 'too small for sop'),
     ('dts', 10, 'at least 20 NFEs'),
 ])

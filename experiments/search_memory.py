@@ -1,0 +1,92 @@
+"""Refuses, before compiling, a search whose own arrays would not fit (docs/reliability.md).
+
+What a search allocates beyond the backbone and the reward's weights scales with the rows it
+holds or evaluates at once, as its declaration says (search/base.py: Method.rows, or the
+module's own memory_bytes for DTS's tree): per row, COPIES float32 copies of one sample (the
+state, its evaluation's x0, eps and velocity, the noise, a proposal and its candidates), plus
+the reward's own workspace per scored row (rewards/base.py: RewardKind.row_bytes, e.g. the
+mode_weighting reward's [rows, modes] densities). Searches batched over prompts, classes or
+runs multiply it. The rows split over the mesh's `particles` axis, so each device holds its
+share; the outputs come back to the host.
+
+A run is refused when its estimate is more than half of a device's memory (the accelerator's
+limit, or this host's RAM on a CPU), or its outputs more than half of the host's RAM: the
+backbone's own activations and XLA's temporaries need the rest. The estimate is a floor, not
+the compiler's figure (experiments/model_memory.py measures whole programs of the big
+backbones); it stops the sizes that cannot fit from reaching the compiler.
+"""
+
+import math
+
+import jax
+
+import rewards
+import search as search_lib
+from samplers import checks
+
+COPIES = 8
+FLOAT = 4
+GIB = 2 ** 30
+
+
+def device_memory():
+  """(bytes, name) of the first device: the accelerator's limit, or this host's RAM on a CPU."""
+  device = jax.devices()[0]
+  stats = device.memory_stats() if device.platform != 'cpu' else None
+  if stats and stats.get('bytes_limit'):
+    return int(stats['bytes_limit']), f'{device.device_kind} memory'
+  return host_memory(), 'host RAM'
+
+
+def host_memory() -> int:
+  return checks.host_memory_bytes()
+
+
+def search_bytes(method: str, method_config, data_shape, reward_cfg, batch: int = 0) -> int:
+  """The estimate of a search's own arrays, all devices together."""
+  decl = search_lib.get_method(method)
+  row = FLOAT * math.prod(data_shape)
+  own = getattr(decl.module, 'memory_bytes', None)
+  rows = decl.rows(method_config)
+  total = own(method_config, data_shape) if own is not None else COPIES * row * rows
+  kind = rewards.get_kind(reward_cfg.name)
+  if kind.row_bytes is not None:
+    total += rows * int(kind.row_bytes(reward_cfg))
+  return total * max(batch, 1)
+
+
+def output_bytes(method_config, data_shape, batch: int = 0) -> int:
+  """The outputs that come back to the host: num_particles samples per search."""
+  n = method_config.common.num_particles
+  return FLOAT * math.prod(data_shape) * max(n, 1) * max(batch, 1)
+
+
+def check(method: str, method_config, data_shape, reward_cfg, batch: int = 0,
+          particle_devices: int = 1) -> None:
+  """ValueError naming the bytes needed and the memory there is, before anything compiles."""
+  need = search_bytes(method, method_config, data_shape, reward_cfg, batch)
+  decl = search_lib.get_method(method)
+  per_device = need // max(particle_devices, 1) if decl.particle_field else need
+  have, where = device_memory()
+  rows = decl.rows(method_config) * max(batch, 1)
+  if per_device > have // 2:
+    what = (f'its tree ({decl.module.__name__}.memory_bytes)'
+            if hasattr(decl.module, 'memory_bytes') else
+            f'{rows} rows of {tuple(data_shape)} at once{_on(particle_devices)}')
+    raise ValueError(
+        f'{method} at search.budget={method_config.common.budget} needs about '
+        f'{per_device / GIB:.2f} GiB per device for its own arrays ({what}), more than half '
+        f'of the {have / GIB:.1f} GiB of {where}; lower search.budget or search.num_particles'
+        + (', or raise search.branch_every' if hasattr(decl.module, 'memory_bytes') else
+           ', or shard the particles over more devices') + '.')
+  out = output_bytes(method_config, data_shape, batch)
+  host = host_memory()
+  if out > host // 2:
+    raise ValueError(
+        f'{method} returns {out / GIB:.2f} GiB of samples to the host, more than half of its '
+        f'{host / GIB:.1f} GiB of RAM; lower search.num_particles or the number of prompts, '
+        'classes or runs.')
+
+
+def _on(devices: int) -> str:
+  return f', split over {devices} devices' if devices > 1 else ''

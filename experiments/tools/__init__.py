@@ -1,0 +1,1 @@
+"""`python -m experiments.tools.NAME` maintenance tools (not experiments)."""
