@@ -10,7 +10,7 @@ afterwards by a held-out one (`heldout_success`):
 Variants (comma-separated): count | count2 | left_of; sample (plain samples: the base rate), step (the
 0/1 reward instead of the log-probability of success), METHOD, reflow (the 2-rectified few-step
 backbone in runs/digits/reflow), quick (tiny sizes for tests). Needs runs/digits/{flow,
-classifier, classifier_heldout} (configs/fig_rbf_interpolants.py lists the commands).
+classifier, classifier_heldout} (configs/figures/rbf_interpolants.py lists the commands).
 
   python main.py --config=configs/digit_grid.py:count,sample --workdir=runs/grid_base
   python main.py --config=configs/digit_grid.py:count,rbf --workdir=runs/grid_rbf

@@ -3,7 +3,7 @@
 Variants (comma-separated):
   flow        train a class-conditional U-Net by flow matching (velocity, linear interpolant)
   eps         train it as an eps-prediction diffusion model (VP interpolant)
-  reflow      the 2-rectified flow (experiments/reflow.py): the flow's own Linear-ODE couplings,
+  reflow      the 2-rectified flow (experiments/data/reflow.py): the flow's own Linear-ODE couplings,
               trained from the flow's weights; a few-step backbone, as FLUX.1-schnell is one
   classifier  train the digit classifier (the reward and the image metrics)
   sample      sample the trained backbone (flow by default; with `eps`, the eps one)

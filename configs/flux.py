@@ -8,7 +8,7 @@ Variants (comma-separated):
   sample     plain sampling (sampler.num_samples per prompt), no search
   tiny       the tiny random FLUX.1-schnell folder of the tests (tests/models/data/flux,
              written by tests/models/flux_reference.py with diffusers' PyTorch classes) and the
-             tiny CLIP reward of `python -m models.random_weights runs/sd_tiny`
+             tiny CLIP reward of `python -m experiments.tools.random_weights runs/sd_tiny`
 
   python main.py --config=configs/flux.py:rbf_paper --workdir=runs/flux_rbf \
       --config.prompt='a red cube on top of a blue sphere'
@@ -21,62 +21,38 @@ the README's memory table has the measured figures) and the hub or a local copy:
 a diffusers folder or hub id (PyTorch safetensors; torch is not needed).
 """
 
-import ml_collections
-
 from configs import common
+from configs import text_to_image
 
-VARIANTS = ('rbf_paper', 'dev', 'sample', 'tiny')
+VARIANTS = text_to_image.VARIANTS + ('dev',)
 
 
 def get_config(arg=None):
   tokens = common.parse_variant(arg, VARIANTS + common.METHODS)
-  config = ml_collections.ConfigDict()
-  config.experiment = 'sample' if 'sample' in tokens else 'search'
-  config.seed = 0
-  config.prompt = 'a photograph of an astronaut riding a horse'
-  config.prompt_file = ''         # one prompt per line; overrides `prompt`
-  config.model = ml_collections.ConfigDict(dict(
-      name='flux',
-      path='black-forest-labs/FLUX.1-schnell',  # a diffusers folder or hub id
-      revision='',                # hub branch or commit ('' for the default branch)
-      dtype='bfloat16',           # bfloat16 | float32
-      image_size=1024,            # pixels per side; a multiple of 16
-      guidance=0.0,               # FLUX.1-dev's guidance embedding (3.5); 0 for schnell
-      max_sequence_length=256,    # T5 tokens (diffusers: 256 for schnell, 512 for dev)
-      keep_text_encoders=False,   # keep CLIP and T5 loaded after encoding the prompts
-  ))
-  config.sampler = common.sampler_config(interpolant='vp', sde=True, num_steps=10,
-                                         diffusion='square', diffusion_norm=3.0,
-                                         time_grid='adaptive', num_samples=4)
-  config.reward = common.reward_config(name='clip_score', model='openai/clip-vit-large-patch14',
-                                       temperature=0.01)
-  config.search = common.search_config(method='rbf', budget=500, num_particles=4,
-                                       branch_every=2, output='best')
-  # The 12B transformer is split FSDP-style over every device (`model`); particles are not.
-  config.mesh = common.mesh_config(axes=('particles', 'model'), shape=(1, -1))
-  common.apply_method_variant(config, tokens)
-  if not any(t in common.METHODS for t in tokens) and 'sample' not in tokens:
-    config.search.method = 'rbf'
-
+  config = text_to_image.base(
+      tokens,
+      model=dict(
+          name='flux',
+          path='black-forest-labs/FLUX.1-schnell',  # a diffusers folder or hub id
+          revision='',                # hub branch or commit ('' for the default branch)
+          dtype='bfloat16',           # bfloat16 | float32
+          image_size=1024,            # pixels per side; a multiple of 16
+          guidance=0.0,               # FLUX.1-dev's guidance embedding (3.5); 0 for schnell
+          max_sequence_length=256,    # T5 tokens (diffusers: 256 for schnell, 512 for dev)
+          keep_text_encoders=False,   # keep CLIP and T5 loaded after encoding the prompts
+      ),
+      sampler=dict(num_steps=10, diffusion='square', diffusion_norm=3.0, time_grid='adaptive'),
+      search=dict(branch_every=2),
+      # The 12B transformer is split FSDP-style over every device (`model`); particles are not.
+      mesh=dict(axes=('particles', 'model'), shape=(1, -1)))
   if 'rbf_paper' in tokens:
     config.model.update(path='black-forest-labs/FLUX.1-schnell', guidance=0.0)
-    config.sampler.update(interpolant='vp', sde=True, num_steps=10, diffusion='square',
-                          diffusion_norm=3.0, time_grid='adaptive')
-    config.search.update(budget=500, num_particles=2)   # the released RBF: 2 chains
   if 'dev' in tokens:
     config.model.update(path='black-forest-labs/FLUX.1-dev', guidance=3.5,
                         max_sequence_length=512)
     config.sampler.update(num_steps=28)
   if 'tiny' in tokens:
-    config.prompt = 'a red cat'
-    config.model.update(path='tests/models/data/flux/schnell', revision='', dtype='float32',
-                        image_size=16, guidance=3.5 if 'dev' in tokens else 0.0,
-                        max_sequence_length=16)
-    if 'dev' in tokens:
-      config.model.path = 'tests/models/data/flux/dev'
-    config.reward.update(model='runs/sd_tiny/clip', head='runs/sd_tiny/aesthetic.safetensors',
-                         temperature=0.1)
-    config.sampler.update(num_steps=4, num_samples=4)
-    config.search.update(budget=16, num_particles=2, block_size=2, branch_every=2,
-                         sop_start=2, sop_renoise=1, sop_denoise=2)
+    text_to_image.tiny(
+        config, path='tests/models/data/flux/' + ('dev' if 'dev' in tokens else 'schnell'),
+        image_size=16, guidance=3.5 if 'dev' in tokens else 0.0, max_sequence_length=16)
   return config

@@ -29,13 +29,14 @@ import jax.numpy as jnp
 import rewards
 import search as search_lib
 from experiments import files
+from experiments.evaluation import tables
 from experiments import mesh as mesh_lib
-from experiments import plots
+from experiments.evaluation import plots
 from experiments import search as search_exp
 from experiments import train as train_exp
 from experiments import train_classifier as train_classifier_exp
 from models import backbone as backbone_lib
-from samplers import sharding
+from samplers.ground import sharding
 
 
 DTS_METHODS = ('dts', 'dts_star')
@@ -294,33 +295,24 @@ def _problem_name(config) -> str:
               f', {config.sampler.num_steps} steps')
 
 
-def _cell(v) -> str:
-  if v is None:
-    return ''
-  return f'{v:d}' if isinstance(v, int) else f'{v:.3g}'
-
-
 def markdown(rows: dict) -> str:
   cols = ('nfe', 'backbone_calls', 'batch', 'wall_s', 'us_per_nfe', 'vs_bon', 'raw_eval_s',
           'overhead', 'compile_s', 'peak_mib', 'devices')
-  lines = ['| method | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
-  for method, r in rows.items():
-    lines.append(f'| {method} | ' + ' | '.join(_cell(r.get(c)) for c in cols) + ' |')
-  return '\n'.join(lines)
+  return tables.markdown(('method',) + cols, [[m] + [r.get(c) for c in cols]
+                                              for m, r in rows.items()])
 
 
 def scaling_markdown(curves: dict) -> str:
   """Wall seconds (and microseconds per NFE) per row and budget."""
   budgets = list(dict.fromkeys(e['budget'] for entries in curves.values() for e in entries))
-  lines = ['| method | ' + ' | '.join(f'{b:.0e} NFE' for b in budgets) +
-           ' | per-NFE cost, largest / smallest budget |', '|---' * (len(budgets) + 2) + '|']
+  rows = []
   for label, entries in curves.items():
     by = {e['budget']: e for e in entries}
-    cells = [f'{by[b]["wall_s"]:.3g} s ({by[b]["us_per_nfe"]:.2g} µs)' if b in by else ''
-             for b in budgets]
-    ratio = entries[-1]['us_per_nfe'] / entries[0]['us_per_nfe']
-    lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {ratio:.2f} |')
-  return '\n'.join(lines)
+    cells = [f'{tables.number(by[b]["wall_s"])} s ({tables.number(by[b]["us_per_nfe"])} µs)'
+             if b in by else '' for b in budgets]
+    rows.append([label] + cells + [entries[-1]['us_per_nfe'] / entries[0]['us_per_nfe']])
+  return tables.markdown(['method'] + [f'{b:.0e} NFE' for b in budgets]
+                         + ['per-NFE cost, largest / smallest budget'], rows)
 
 
 def memory_markdown(memory: dict) -> str:

@@ -17,7 +17,8 @@ import os
 import numpy as np
 
 from experiments import files
-from experiments import recorders
+from experiments.evaluation import tables
+from experiments.evaluation import recorders
 from experiments import search as search_exp
 
 COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'accuracy',
@@ -63,19 +64,13 @@ def run(config, workdir: str) -> dict:
 
 
 def _cell(column, v) -> str:
-  if v is None:
-    return ''
-  if column == 'spent':
-    return f'{100 * v:.1f}%'
-  return f'{v:d}' if isinstance(v, int) else f'{v:.4g}'
+  return tables.percent(v) if column == 'spent' else tables.number(v)
 
 
 def markdown_table(rows: dict) -> str:
   cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
-  lines = ['| method | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
-  for method, r in rows.items():
-    lines.append(f'| {method} | ' + ' | '.join(_cell(c, r.get(c)) for c in cols) + ' |')
-  return '\n'.join(lines)
+  return tables.markdown(['method'] + cols,
+                         [[m] + [_cell(c, r.get(c)) for c in cols] for m, r in rows.items()])
 
 
 def ranks(rows: dict, spent_at_least: float) -> tuple:
@@ -98,15 +93,13 @@ def markdown_ranks(rows: dict, spent_at_least: float) -> str:
   lines = []
   if by_metric:
     metrics = list(by_metric)
+    order = sorted(by_metric[metrics[0]], key=by_metric[metrics[0]].get)
     lines += [f'Ranks among the methods that spent at least {100 * spent_at_least:.0f}% of the '
               'budget (1 = best; ' + ', '.join(
                   f'{m}: {dict(RANKED)[m]} is better' for m in metrics) + '):', '',
-              '| method | spent | ' + ' | '.join(metrics) + ' |',
-              '|---' * (len(metrics) + 2) + '|']
-    for method in sorted(by_metric[metrics[0]], key=by_metric[metrics[0]].get):
-      cells = [str(by_metric[m].get(method, '')) for m in metrics]
-      lines.append(f'| {method} | {_cell("spent", rows[method]["spent"])} | '
-                   + ' | '.join(cells) + ' |')
+              tables.markdown(['method', 'spent'] + metrics, [
+                  [m, tables.percent(rows[m]['spent'])]
+                  + [str(by_metric[x].get(m, '')) for x in metrics] for m in order])]
   if unranked:
     lines += ['', 'Not ranked (spent less than that): ' + '; '.join(
         f'{m} spent {rows[m]["nfe"]} of {rows[m]["budget"]} NFEs '

@@ -1,7 +1,7 @@
 """The device mesh of a run (config.mesh) and where each input goes on it.
 
 config.mesh.axes names the axes and config.mesh.shape their sizes (-1: all remaining devices).
-The `particles` axis splits every method's particles or chains (samplers/sharding.py); a
+The `particles` axis splits every method's particles or chains (samplers/ground/sharding.py); a
 `model` axis, when present, splits large backbone parameters FSDP-style (`fsdp_specs`).
 Everything else is replicated: the PRNG key, the conditions, the reward's parameters, and the
 backbone's parameters when there is no `model` axis.
@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from samplers import sharding
+from samplers.ground import sharding
 
 AXES = (sharding.PARTICLES, 'model')
 # Logical axis rules for FSDP: a parameter's largest dimension that the `model` axis divides

@@ -1,5 +1,5 @@
 """Turns a config into a problem: backbone, sampler, reward, conditions, the closed-form target
-where there is one, and the recorder of its domain (experiments/recorders.py).
+where there is one, and the recorder of its domain (experiments/evaluation/recorders.py).
 
 Everything here validates on the host; nothing compiles.
 """
@@ -14,7 +14,7 @@ import rewards
 import search as search_lib
 from rewards import heldout as heldout_lib
 from experiments import runtime
-from experiments import recorders
+from experiments.evaluation import recorders
 from samplers import sampler as sampler_lib
 
 
@@ -27,7 +27,7 @@ class Problem(NamedTuple):
   prompts: tuple = ()     # text prompts; when set, cond is batched over them
   batch: int = 0          # B independent searches (prompts, or target classes x runs); 0: one
   row_classes: tuple = () # the target class of each of the B searches, when classes are batched
-  recorder: Any = None    # what happens after the program returns (experiments/recorders.py)
+  recorder: Any = None    # what happens after the program returns (experiments/evaluation/recorders.py)
   heldout: tuple = ()     # ((label, Reward, cond), ...): reward.heldout, scored after the search
 
 
@@ -41,7 +41,7 @@ def build(config, guidance: bool = False) -> Problem:
   sampler = sampler_lib.from_config(config.sampler, backbone)
   temperature = float(config.reward.temperature)
   search_lib.base.check_temperature(temperature)
-  cond = condition(config)
+  cond = models.condition(config)
   batch, row_classes = 0, ()
   if prompts:
     cond = text_conditions(text, reward, prompts)
@@ -159,9 +159,3 @@ def tilted_target(config) -> Optional[dict]:
   if mixture is None or tilt is None:
     return None
   return tilt(mixture(config.model), config.reward, float(config.reward.temperature))
-
-
-def condition(config):
-  """The class label passed to a class-conditional backbone (config.condition >= 0), or None."""
-  c = int(config.get('condition', -1))
-  return None if c < 0 else c

@@ -12,7 +12,7 @@ def compile_and_run(fn, *args, mesh=None):
   """Returns (output, compile_s, wall_s) of jax.jit-ed `fn` on args; output is ready.
 
   With a mesh, the program is traced and run under `jax.set_mesh(mesh)`, so the particle
-  sharding constraints of samplers/sharding.py take effect; args should already be placed on it.
+  sharding constraints of samplers/ground/sharding.py take effect; args should already be placed on it.
   A host callback's own exception (rewards/host.py) is raised in place of XLA's wrapper of it.
   """
   host.take_failure()  # a failure left over from an earlier program is not this one's

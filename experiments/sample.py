@@ -6,7 +6,7 @@ import numpy as np
 from experiments import files
 from experiments import mesh as mesh_lib
 from experiments import problem as problem_lib
-from experiments import recorders
+from experiments.evaluation import recorders
 from experiments import runtime
 
 

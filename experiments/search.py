@@ -11,9 +11,9 @@ import numpy as np
 import search as search_lib
 from experiments import files
 from experiments import mesh as mesh_lib
-from experiments import metrics as metrics_lib
+from experiments.evaluation import metrics as metrics_lib
 from experiments import problem as problem_lib
-from experiments import recorders
+from experiments.evaluation import recorders
 from experiments import runtime
 from experiments import search_memory
 

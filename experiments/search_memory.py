@@ -12,7 +12,7 @@ share; the outputs come back to the host.
 A run is refused when its estimate is more than half of a device's memory (the accelerator's
 limit, or this host's RAM on a CPU), or its outputs more than half of the host's RAM: the
 backbone's own activations and XLA's temporaries need the rest. The estimate is a floor, not
-the compiler's figure (experiments/model_memory.py measures whole programs of the big
+the compiler's figure (experiments/tools/model_memory.py measures whole programs of the big
 backbones); it stops the sizes that cannot fit from reaching the compiler.
 """
 
@@ -22,7 +22,7 @@ import jax
 
 import rewards
 import search as search_lib
-from samplers import checks
+from samplers.ground import checks
 
 COPIES = 8
 FLOAT = 4

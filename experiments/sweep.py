@@ -40,9 +40,10 @@ import tqdm
 
 import search as search_lib
 from experiments import files
+from experiments.evaluation import tables
 from experiments import identity as identity_lib
 from experiments import mesh as mesh_lib
-from experiments import plots
+from experiments.evaluation import plots
 from experiments import problem as problem_lib
 from experiments import search as search_exp
 from experiments import validation
@@ -311,20 +312,16 @@ _PAIRED_FIELDS = ('axis', 'a', 'b', 'metric', 'num_seeds', 'difference', 'ci95',
 
 def markdown_paired(entries) -> str:
   """One table per compared axis."""
-  tables = []
+  out = []
   for axis in dict.fromkeys(e['axis'] for e in entries):
     rows = [e for e in entries if e['axis'] == axis]
     others = [k for k in rows[0] if k not in _PAIRED_FIELDS]
-    head = [f'{axis}: a − b'] + others + ['metric', 'seeds', 'difference', 'verdict']
-    lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
-    for e in rows:
-      mean = 0.0 if abs(e['difference']) < 1e-12 else e['difference']   # float noise
-      diff = f'{mean:+.3g} ± {e["ci95"]:.2g}' if e['ci95'] is not None else f'{mean:+.3g}'
-      cells = [f'{e["a"]} − {e["b"]}'] + [str(e[o]) for o in others] + [
-          e['metric'], str(e['num_seeds']), diff, e['verdict']]
-      lines.append('| ' + ' | '.join(cells) + ' |')
-    tables.append('\n'.join(lines))
-  return '\n\n'.join(tables)
+    out.append(tables.markdown(
+        [f'{axis}: a − b'] + others + ['metric', 'seeds', 'difference', 'verdict'],
+        [[f'{e["a"]} − {e["b"]}'] + [str(e[o]) for o in others]
+         + [e['metric'], str(e['num_seeds']), tables.difference(e['difference'], e['ci95']),
+            e['verdict']] for e in rows]))
+  return '\n\n'.join(out)
 
 
 def _write_csv(path: str, columns, rows) -> None:
@@ -358,16 +355,9 @@ def _as_dict(node):
 
 
 def markdown_summary(summary, group_axes, metrics) -> str:
-  head = group_axes + metrics
-  lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
-  for e in summary:
-    cells = [str(e[a]) for a in group_axes]
-    for m in metrics:
-      v, s = e.get(m), e.get(m + '_ci95')
-      cells.append('' if v is None else (f'{v:.4g} ± {s:.2g}' if s is not None
-                                         else f'{v:.4g}'))
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines)
+  return tables.markdown(group_axes + list(metrics), [
+      [str(e[a]) for a in group_axes] + [tables.mean_ci(e.get(m), e.get(m + '_ci95'))
+                                         for m in metrics] for e in summary])
 
 
 def reach_line(summary, group_axes, a: str, b: str, metric: str, lower: bool = False) -> str:

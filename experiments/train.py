@@ -24,12 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import data2d
-from experiments import digits
+from experiments.data import data2d
+from experiments.data import digits
 from experiments import files
 from experiments import validation
-from models import checkpoint
-from models import trained
+from models.loading import checkpoint
+from models.loading import trained
 from samplers import interpolants
 from samplers import predictions
 
@@ -96,7 +96,7 @@ def make_train_chunk(module, interp, prediction, optimizer, batch_size, num_step
 def training_data(config, workdir: str = ''):
   """(data [N, ...] or reflow pairs (x0, eps), labels [N] or None) on the host."""
   if config.data.name == 'reflow':
-    from experiments import reflow  # pylint: disable=g-import-not-at-top
+    from experiments.data import reflow  # pylint: disable=g-import-not-at-top
     if config.model.prediction != 'velocity' or config.model.interpolant != 'linear':
       raise ValueError('reflow trains a flow: model.prediction must be velocity and '
                        'model.interpolant linear.')
@@ -139,7 +139,7 @@ def run(config, workdir: str) -> dict:
     saved.model.data_shape = shape  # what a sampler needs to rebuild the module
   files.claim_workdir(workdir, saved)   # refuses a workdir that holds another run
   if config.data.name == 'reflow':
-    from experiments import reflow  # pylint: disable=g-import-not-at-top
+    from experiments.data import reflow  # pylint: disable=g-import-not-at-top
     reflow.save_pairs(workdir, data)
 
   key = jax.random.key(config.seed)

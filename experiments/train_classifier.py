@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import digits
+from experiments.data import digits
 from experiments import files
 from experiments import validation
-from models import checkpoint
+from models.loading import checkpoint
 from rewards import classifier as classifier_lib
 
 

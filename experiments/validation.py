@@ -12,8 +12,8 @@ import numbers
 import ml_collections
 import numpy as np
 
-from samplers.checks import check_float32
-from samplers.checks import check_positive_float32  # pylint: disable=unused-import
+from samplers.ground.checks import check_float32
+from samplers.ground.checks import check_positive_float32  # pylint: disable=unused-import
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 SEED_LIMIT = 2**62   # jax.random.key takes 64-bit seeds; runs derive seed + 1, seed + 2

@@ -2,7 +2,7 @@
 `model.name`, discovered from this package.
 
 Every module here that declares `BACKBONE = backbone.BackboneKind(...)` is a backbone; its name
-is the module's (samplers/registry.py, the project's one registration style). Today:
+is the module's (samplers/ground/registry.py, the project's one registration style). Today:
   gmm  the analytic Gaussian mixture (model.means, model.stds, model.weights).
   mlp  a trained 2D MLP restored from a train run's workdir (model.checkpoint).
   unet a trained image U-Net restored likewise; model.guidance_weight sets its CFG weight.
@@ -13,7 +13,7 @@ is the module's (samplers/registry.py, the project's one registration style). To
 """
 
 from models import backbone
-from samplers import registry
+from samplers.ground import registry
 
 REGISTRY = registry.Registry(__name__, 'BACKBONE', 'model.name')
 
@@ -43,3 +43,10 @@ def read_prompts(config) -> list:
 def encode_prompts(cfg, prompts):
   """The backbone's text conditioning [P, L, D] of the prompts."""
   return get_kind(cfg.name).encode_prompts(cfg, prompts)
+
+
+def condition(config):
+  """The class label passed to a class-conditional backbone (config.condition >= 0), or None."""
+  c = int(config.get('condition', -1))
+  return None if c < 0 else c
+

@@ -9,7 +9,7 @@ A latent backbone (Stable Diffusion) also carries a `Decoder` from its states to
 image rewards are composed with; for the others `decoder` is None.
 
 A backbone is a module in models/ that declares `BACKBONE = BackboneKind(...)`; models/__init__.py
-discovers such modules (samplers/registry.py), and nothing else lists them.
+discovers such modules (samplers/ground/registry.py), and nothing else lists them.
 """
 
 import dataclasses

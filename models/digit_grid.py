@@ -14,7 +14,7 @@ that follows from the per-cell class frequencies: the search has something to fi
 
 import jax.numpy as jnp
 
-from models import trained
+from models.loading import trained
 from models.backbone import Backbone, BackboneKind
 
 

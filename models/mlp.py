@@ -3,7 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from models import trained
+from models.loading import trained
 from models.backbone import Backbone
 from models.backbone import BackboneKind
 from samplers import interpolants as interpolants_lib

@@ -26,17 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import hub
-from samplers import checks
-from models import pixels
+from models import diffusers_folder
 from models.backbone import Backbone
 from models.backbone import BackboneKind
 from models.backbone import Decoder
+from models.loading import hub
 from samplers import interpolants as interpolants_lib
+from samplers.ground import checks
 
 COMPONENTS = ('unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler')
 PREDICTIONS = {'epsilon': 'epsilon', 'v_prediction': 'v'}
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+DTYPES = diffusers_folder.DTYPES
 _FLAX_WEIGHTS = {'unet': 'diffusion_flax_model.msgpack', 'vae': 'diffusion_flax_model.msgpack',
                  'text_encoder': 'flax_model.msgpack'}
 _HUB_FILES = ['model_index.json', '*/*.json', '*/*.txt', '*/*.msgpack']
@@ -46,14 +46,8 @@ _HUB_FILES_PT = _HUB_FILES + ['*/*.safetensors', '*/*.bin']
 def folder(cfg) -> str:
   """The local diffusers folder of model.path (a hub id is downloaded), layout checked."""
   from_pt = bool(cfg.get('from_pt', False))
-  path = hub.resolve(cfg.path, cfg.get('revision', ''), 'Stable Diffusion model',
-                     _HUB_FILES_PT if from_pt else _HUB_FILES)
-  if not os.path.isfile(os.path.join(path, 'model_index.json')):
-    raise ValueError(f'{cfg.path!r} is not a diffusers model folder: it has no model_index.json.')
-  missing = [c for c in COMPONENTS if not os.path.isdir(os.path.join(path, c))]
-  if missing:
-    raise ValueError(f'{cfg.path!r} is not a Stable Diffusion folder: it lacks '
-                     f'{", ".join(missing)} (needs {", ".join(COMPONENTS)}).')
+  path = diffusers_folder.resolve(cfg, 'Stable Diffusion', COMPONENTS,
+                                  _HUB_FILES_PT if from_pt else _HUB_FILES)
   for name, weights in _FLAX_WEIGHTS.items():
     if not from_pt and not os.path.isfile(os.path.join(path, name, weights)):
       raise ValueError(f'{cfg.path!r}/{name} has no Flax weights ({weights}); if it has PyTorch '
@@ -123,22 +117,14 @@ def components(cfg):
 
 def latent_shape(cfg, unet, vae) -> tuple:
   """(h, w, C) of the latents for model.image_size (0: the U-Net's native sample size)."""
-  vae_factor = _vae_factor(vae)
+  vae_factor = diffusers_folder.vae_factor(vae.config)
   unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
   native = int(unet.config.sample_size) * vae_factor
-  size = int(cfg.get('image_size', 0)) or native
-  if size <= 0 or size % (vae_factor * unet_factor):
-    raise ValueError(
-        f'model.image_size={size} cannot be taken by this model: the VAE downsamples by '
-        f'{vae_factor} and the U-Net by {unet_factor} more, so the size must be a multiple of '
-        f'{vae_factor * unet_factor} (native: {native}).')
+  size = diffusers_folder.image_size(
+      cfg, native, vae_factor * unet_factor,
+      f'the VAE downsamples by {vae_factor} and the U-Net by {unet_factor} more')
   h = size // vae_factor
   return (h, h, int(unet.config.in_channels))
-
-
-def _vae_factor(vae) -> int:
-  """Pixels per latent along each side: the VAE halves the size at each block but the last."""
-  return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def encode_prompts(cfg, prompts) -> np.ndarray:
@@ -146,10 +132,8 @@ def encode_prompts(cfg, prompts) -> np.ndarray:
   _, _, _, _, text_encoder, text_params, tokenizer = components(cfg)
   ids = tokenizer(list(prompts), padding='max_length', max_length=tokenizer.model_max_length,
                   truncation=True, return_tensors='np').input_ids
-  vocab = text_encoder.config.vocab_size
-  if ids.max() >= vocab:
-    raise ValueError(f'the tokenizer of {cfg.path!r} produced token {ids.max()}, but its text '
-                     f'encoder embeds only {vocab}: they do not belong together.')
+  diffusers_folder.check_vocab(ids, text_encoder.config.vocab_size, cfg.path, 'tokenizer',
+                              'text encoder')
   return np.asarray(_text_states_fn(text_encoder)(text_params, ids), np.float32)
 
 
@@ -172,23 +156,9 @@ def make_backbone(cfg) -> Backbone:
     raise ValueError(f'the text encoder of {cfg.path!r} gives {uncond.shape[-1]}-dim states, '
                      f'the U-Net cross-attends to {text_dim}.')
   dtype = DTYPES[cfg.get('dtype', 'float32')]
-  decoder = decoder_from(vae, vae_params, dtype, data_shape)
+  decoder = diffusers_folder.vae_decoder(vae, vae_params, dict(vae.config), dtype, data_shape[:2])
   return assemble(unet, unet_params, jnp.asarray(uncond), interp, prediction, data_shape, scale, dtype,
                   decoder)
-
-
-def decoder_from(vae, vae_params, dtype, data_shape) -> Decoder:
-  """The Decoder of a Flax VAE and its params (real or abstract) for latents of data_shape."""
-  scaling = float(vae.config.scaling_factor)
-
-  def decode_fn(params, latents):
-    images = vae.apply({'params': params}, (latents / scaling).astype(dtype), method=vae.decode)
-    images = jnp.transpose(images.sample, (0, 2, 3, 1)).astype(jnp.float32)
-    return pixels.signed_to_unit(images)
-
-  factor = _vae_factor(vae)
-  image_shape = (data_shape[0] * factor, data_shape[1] * factor, int(vae.config.out_channels))
-  return Decoder(params=vae_params, apply_fn=decode_fn, output_shape=image_shape)
 
 
 def assemble(unet, unet_params, uncond, interp, prediction: str, data_shape: tuple,
@@ -217,22 +187,6 @@ def assemble(unet, unet_params, uncond, interp, prediction: str, data_shape: tup
                   data_shape=tuple(data_shape), decoder=decoder)
 
 
-def read_prompts(cfg) -> list:
-  """The prompts of a run: config.prompt_file (one per line) if set, else config.prompt."""
-  path = cfg.get('prompt_file', '')
-  if path:
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f'prompt_file {path!r} does not exist.')
-    with open(path) as f:
-      prompts = [line.strip() for line in f if line.strip()]
-    if not prompts:
-      raise ValueError(f'prompt_file {path!r} holds no prompts (one per line).')
-    return prompts
-  prompt = cfg.get('prompt', '')
-  if isinstance(prompt, (tuple, list)):
-    return [str(p) for p in prompt]
-  return [str(prompt)]
-
-
-BACKBONE = BackboneKind(make_backbone, read_prompts=read_prompts, encode_prompts=encode_prompts,
+BACKBONE = BackboneKind(make_backbone, read_prompts=diffusers_folder.read_prompts,
+                        encode_prompts=encode_prompts,
                         order=10)

@@ -14,7 +14,7 @@ num_classes is the "no class" token that training drops labels to with probabili
 import flax.linen as nn
 import jax.numpy as jnp
 
-from models import trained
+from models.loading import trained
 from models.backbone import Backbone
 from models.backbone import BackboneKind
 from models.mlp import sinusoidal_embedding

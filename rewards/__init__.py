@@ -2,7 +2,7 @@
 from this package.
 
 Every module here that declares `REWARD = base.RewardKind(...)` (or a tuple `REWARDS` of named
-ones) is a reward; its name is the module's unless it gives one (samplers/registry.py, the
+ones) is a reward; its name is the module's unless it gives one (samplers/ground/registry.py, the
 project's one registration style). Its fields and their defaults are in its declaration, and
 configs/common.py builds the `reward` config section from them.
 
@@ -14,9 +14,9 @@ latent backbone (Stable Diffusion) they are composed with its decoder, so they s
 Tweedie latent; on a pixel backbone (digits, values in [-1, 1]) the pixels are mapped to [0, 1].
 """
 
-from models import pixels
+from samplers.ground import pixels
 from rewards import base
-from samplers import registry
+from samplers.ground import registry
 
 Reward = base.Reward
 stateless = base.stateless

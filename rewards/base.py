@@ -2,7 +2,7 @@
 
 A reward is a module in rewards/ with
   REWARD = base.RewardKind(build=..., fields={...})   (or REWARDS, a tuple of named ones)
-rewards/__init__.py discovers such modules (samplers/registry.py); nothing else lists them.
+rewards/__init__.py discovers such modules (samplers/ground/registry.py); nothing else lists them.
 """
 
 import dataclasses
@@ -64,6 +64,10 @@ class RewardKind:
     p(x) exp(r(x) / lambda) of a Gaussian mixture is again one (models/gmm.py); None.
   row_bytes: cfg -> the bytes its evaluation needs per scored row beyond the sample itself
     (experiments/search_memory.py), where that grows with a field; None: nothing to speak of.
+  evaluation: which metrics judge the runs it scores (experiments/evaluation/recorders.py):
+    'classifier' (digit images judged by its classifier: Frechet distance, accuracy,
+    diversity), 'cells' (a prompt about a grid of digits: success by its classifier and the
+    held-out one), or '' (none beyond the reward).
   order: its place in listings; name, module: filled in by the registry.
   """
   build: Callable[..., Reward]
@@ -73,6 +77,7 @@ class RewardKind:
   target: Optional[Callable] = None
   mixture_tilt: Optional[Callable] = None
   row_bytes: Optional[Callable] = None
+  evaluation: str = ''
   order: int = 100
   name: str = ''
   module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models import checkpoint
+from models.loading import checkpoint
 from rewards import base
 
 
@@ -136,9 +136,12 @@ def build_class_set(cfg, shape, prompts=()) -> base.Reward:
 _FIELDS = dict(checkpoint='', target_class=0, target_classes=(), classes=(0, 2, 4, 6, 8))
 REWARDS = (
     base.RewardKind(_build_target(logodds=False), _FIELDS, per_class=True, order=10,
-                    target=lambda cfg: int(cfg.target_class), name='classifier'),
+                    target=lambda cfg: int(cfg.target_class), name='classifier',
+                    evaluation='classifier'),
     base.RewardKind(_build_target(logodds=True), _FIELDS, per_class=True, order=11,
-                    target=lambda cfg: int(cfg.target_class), name='classifier_logodds'),
+                    target=lambda cfg: int(cfg.target_class), name='classifier_logodds',
+                    evaluation='classifier'),
     base.RewardKind(build_class_set, _FIELDS, order=12,
-                    target=lambda cfg: tuple(int(c) for c in cfg.classes), name='classifier_set'),
+                    target=lambda cfg: tuple(int(c) for c in cfg.classes), name='classifier_set',
+                    evaluation='classifier'),
 )

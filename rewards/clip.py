@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import hub
-from samplers import checks
-from models import torch_weights
+from models.loading import hub
+from samplers.ground import checks
+from models.loading import torch_weights
 from rewards import base
 from rewards import open_clip
 

@@ -147,6 +147,6 @@ class _Spec:
 _FIELDS = dict(checkpoint='', count_class=7, count=2, left_class=3, right_class=7, step=False,
                count_error=False)
 REWARDS = (
-    base.RewardKind(build, _FIELDS, order=13, name='digit_count'),
-    base.RewardKind(build, _FIELDS, order=14, name='digit_left_of'),
+    base.RewardKind(build, _FIELDS, order=13, name='digit_count', evaluation='cells'),
+    base.RewardKind(build, _FIELDS, order=14, name='digit_left_of', evaluation='cells'),
 )

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from models import pixels
+from samplers.ground import pixels
 
 
 _failure = []

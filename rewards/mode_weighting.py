@@ -3,7 +3,7 @@
 
 from rewards import analytic
 from rewards import base
-from samplers import checks
+from samplers.ground import checks
 
 
 def build(cfg, shape, prompts=()) -> base.Reward:

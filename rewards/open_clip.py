@@ -5,7 +5,7 @@ An OpenCLIP folder holds
   open_clip_model.safetensors  the state dict under OpenCLIP's own keys
   vocab.json, merges.txt       the BPE tokenizer in transformers' CLIPTokenizer format
 which is the layout of LAION's hub repositories plus the tokenizer files. HPSv2 and HPSv2.1
-are published only as PyTorch pickles; `python -m rewards.convert_open_clip` turns one into
+are published only as PyTorch pickles; `python -m experiments.tools.convert_open_clip` turns one into
 such a folder in an environment with torch and open_clip (docs/rewards.md). This module only
 reads safetensors.
 
@@ -24,9 +24,9 @@ import re
 
 import numpy as np
 
-from models import hub
-from models import torch_weights
-from samplers import checks
+from models.loading import hub
+from models.loading import torch_weights
+from samplers.ground import checks
 
 CONFIG = 'open_clip_config.json'
 WEIGHTS = 'open_clip_model.safetensors'
@@ -198,10 +198,10 @@ def load(folder: str):
   weights = os.path.join(folder, WEIGHTS)
   if not os.path.isfile(weights):
     raise FileNotFoundError(f'the OpenCLIP folder {folder!r} has no {WEIGHTS}; convert a PyTorch '
-                            'checkpoint with python -m rewards.convert_open_clip.')
+                            'checkpoint with python -m experiments.tools.convert_open_clip.')
   if not os.path.isfile(os.path.join(folder, 'vocab.json')):
     raise ValueError(f'the OpenCLIP folder {folder!r} has no tokenizer (vocab.json, merges.txt); '
-                     'python -m rewards.convert_open_clip writes them.')
+                     'python -m experiments.tools.convert_open_clip writes them.')
   with hub.reading('CLIP tokenizer', folder):
     tokenizer = CLIPTokenizer.from_pretrained(folder)
   clip_cfg = clip_config(config['model_cfg'], tokenizer)

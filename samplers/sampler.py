@@ -23,7 +23,7 @@ from samplers import conversion
 from samplers import interpolants
 from samplers import predictions
 from samplers import schedules
-from samplers import sharding
+from samplers.ground import sharding
 
 
 class Denoised(NamedTuple):

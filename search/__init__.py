@@ -1,7 +1,7 @@
 """Inference-time search methods, chosen by `search.method`, discovered from this package.
 
 Every module here that declares `METHOD = base.Method(...)` (or a tuple `METHODS` of named
-ones) is a method; its name is the module's (samplers/registry.py, the project's one
+ones) is a method; its name is the module's (samplers/ground/registry.py, the project's one
 registration style). Adding a method is adding its file: its knobs and
 defaults, its particle count for the mesh and its default output are all in its declaration
 (search/base.py: Method), and the configs, the mesh check, compare, sweeps and the CLI's
@@ -15,7 +15,7 @@ reward, config, cond)` is a pure function, jitted with `config` static, returnin
 
 import jax
 
-from samplers import registry
+from samplers.ground import registry
 from search import base
 
 REGISTRY = registry.Registry(__name__, 'METHOD', 'search.method')

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers import checks
-from samplers import sharding
+from samplers.ground import checks
+from samplers.ground import sharding
 
 OUTPUTS = ('samples', 'best')
 # The `search` config fields every method reads, with their defaults (configs/common.py builds

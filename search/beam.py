@@ -20,7 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from samplers import sharding
+from samplers.ground import sharding
 from search import base
 from search import code
 

@@ -12,7 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from samplers import sharding
+from samplers.ground import sharding
 from search import base
 
 METHOD = base.Method(

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers import sharding
+from samplers.ground import sharding
 from search import base
 
 SELECTIONS = ('softmax', 'uniform', 'uct')

@@ -36,7 +36,7 @@ import blackjax.smc.ess as blackjax_ess
 import jax
 import jax.numpy as jnp
 
-from samplers import sharding
+from samplers.ground import sharding
 from search import base
 
 POTENTIALS = ('difference', 'immediate', 'max', 'sum')

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers import sharding
+from samplers.ground import sharding
 from search import base
 
 METHOD = base.Method(

@@ -22,7 +22,7 @@ import blackjax.smc.solver as blackjax_solver
 import jax
 import jax.numpy as jnp
 
-from samplers import sharding
+from samplers.ground import sharding
 from search import base
 
 METHOD = base.Method(

@@ -24,7 +24,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from samplers import sharding
+from samplers.ground import sharding
 from search import base
 
 NEIGHBORHOODS = ('sphere', 'ball')

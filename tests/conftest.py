@@ -32,8 +32,8 @@ def fast_compilation():
 @pytest.fixture(scope='session')
 def sd_tiny(tmp_path_factory):
   """Folder with stable_diffusion/ (eps), stable_diffusion_v/ (v-prediction), clip/ and
-  aesthetic.safetensors: tiny random weights in the real formats (models.random_weights)."""
-  from models import random_weights  # pylint: disable=g-import-not-at-top
+  aesthetic.safetensors: tiny random weights in the real formats (experiments.tools.random_weights)."""
+  from experiments.tools import random_weights  # pylint: disable=g-import-not-at-top
   root = str(tmp_path_factory.mktemp('sd_tiny'))
   random_weights.write_all(root)
   random_weights.write_stable_diffusion(os.path.join(root, 'stable_diffusion_v'),

@@ -2,11 +2,11 @@
 the `interpolant` field of a model or sampler config section, discovered from this package.
 
 Every module here that declares `INTERPOLANT = base.InterpolantKind(...)` is an interpolant;
-its name is the module's (samplers/registry.py, the project's one registration style). The
+its name is the module's (samplers/ground/registry.py, the project's one registration style). The
 interface is samplers/interpolants/base.py: Interpolant.
 """
 
-from samplers import registry
+from samplers.ground import registry
 from samplers.interpolants import base
 from samplers.interpolants.base import Interpolant
 

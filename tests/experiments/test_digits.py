@@ -9,11 +9,11 @@ import pytest
 import rewards
 import search
 from configs import digits as digits_config
-from experiments import digits
-from experiments import metrics
+from experiments.data import digits
+from experiments.evaluation import metrics
 from experiments import sample as sample_exp
 from experiments import search as search_exp
-from models import trained
+from models.loading import trained
 from rewards import analytic
 from rewards import host
 from tests.search import common
@@ -110,7 +110,7 @@ def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
 
 
 def test_heldout_frechet_sits_at_its_floor_for_real_digits_and_far_above_for_noise(workdirs):
-  from experiments import image_metrics  # pylint: disable=g-import-not-at-top
+  from experiments.evaluation import image_metrics  # pylint: disable=g-import-not-at-top
   x_train, y_train = digits.load('train')
   real = x_train[y_train == 3][:40]
   noise = np.random.default_rng(0).uniform(-1, 1, real.shape).astype(np.float32)
@@ -163,7 +163,7 @@ def test_sampling_and_searching_digits(workdirs, tmp_path):
 def test_reflow_trains_on_the_teachers_own_couplings(digits_tiny, tmp_path):
   """configs/digits.py:reflow: the pairs are the teacher's Linear-ODE map of their noise, cached
   in the workdir (a rerun trains on the same ones), and training starts from the teacher."""
-  from experiments import reflow  # pylint: disable=g-import-not-at-top
+  from experiments.data import reflow  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
   config = digits_config.get_config('reflow,quick')
   config.data.teacher = config.train.init_from = digits_tiny['flow']

@@ -10,22 +10,22 @@ import os
 import numpy as np
 import pytest
 
-from configs import fig_dts_2d
+from configs.figures import dts_2d
 from configs import toy2d
 from experiments import search as search_exp
 from experiments import sweep
 from experiments import train
 
-FIGURES = (('fig_rbf_interpolants', ''), ('fig_rbf_interpolants', 'ablation'),
-           ('fig_rbf_budget', ''), ('fig_dts_2d', ''), ('fig_dts_digits', ''),
-           ('fig_dts_digits', 'even_odd'), ('fig_dts_star', ''), ('dts_scale', ''),
-           ('fig_search_matters', ''), ('fig_search_matters', 'interpolants'),
-           ('fig_search_matters', 'tune'), ('fig_search_matters', 'dts_star'))
-# fig_rbf_budget's quick grid (bon, rbf on digits) is fig_search_matters' default quick grid's.
-SLOW_VARIANTS = {('fig_rbf_budget', ''), ('fig_rbf_interpolants', 'ablation'), ('fig_dts_digits', 'even_odd'),
-                 ('dts_scale', ''), ('fig_search_matters', 'interpolants'),
-                 ('fig_search_matters', 'tune'), ('fig_dts_star', '')}
-# fig_dts_star's quick grid (bon, dts_star) is fig_search_matters:dts_star's on digits cells.
+FIGURES = (('rbf_interpolants', ''), ('rbf_interpolants', 'ablation'),
+           ('rbf_budget', ''), ('dts_2d', ''), ('dts_digits', ''),
+           ('dts_digits', 'even_odd'), ('dts_star', ''), ('dts_scale', ''),
+           ('search_matters', ''), ('search_matters', 'interpolants'),
+           ('search_matters', 'tune'), ('search_matters', 'dts_star'))
+# rbf_budget's quick grid (bon, rbf on digits) is search_matters' default quick grid's.
+SLOW_VARIANTS = {('rbf_budget', ''), ('rbf_interpolants', 'ablation'), ('dts_digits', 'even_odd'),
+                 ('dts_scale', ''), ('search_matters', 'interpolants'),
+                 ('search_matters', 'tune'), ('dts_star', '')}
+# dts_star's quick grid (bon, dts_star) is search_matters:dts_star's on digits cells.
 # These tests check plumbing, not speed: XLA's optimisation passes only cost compile time.
 pytestmark = pytest.mark.usefixtures('fast_compilation')
 
@@ -53,7 +53,7 @@ def _use_tiny_models(node, digits_tiny, toy2d_tiny) -> None:
 
 
 def _quick(name, variant, digits_tiny, toy2d_tiny):
-  module = importlib.import_module(f'configs.{name}')
+  module = importlib.import_module(f'configs.figures.{name}')
   config = module.get_config(','.join(t for t in ('quick', variant) if t))
   _use_tiny_models(config, digits_tiny, toy2d_tiny)
   return config
@@ -109,10 +109,10 @@ def test_figure_quick_variant_runs_end_to_end(name, variant, digits_tiny, toy2d_
   config = _quick(name, variant, digits_tiny, toy2d_tiny)
   sweep.run(config, str(tmp_path))
   rows, summary = _check_sweep_outputs(config, str(tmp_path))
-  if name == 'fig_dts_2d':  # every task has an exact tilted target to measure against
+  if name == 'dts_2d':  # every task has an exact tilted target to measure against
     assert {r['task'] for r in rows} == {'ring', 'checkerboard', 'gmm'}
     assert all(0 <= float(r['mmd']) < 2 for r in rows)
-  elif name == 'fig_search_matters':
+  elif name == 'search_matters':
     assert all(0 <= float(r['heldout_success']) <= 1 for r in rows)
     assert all(float(r['nfe_per_search']) <= float(r['nfe']) for r in rows)
   elif config.reward.get('heldout_checkpoint'):
@@ -127,7 +127,7 @@ def test_figure_quick_variant_runs_end_to_end(name, variant, digits_tiny, toy2d_
 
 def _small_sweep():
   """Four cheap points on the analytic mixture: bon and smc at one budget, two seeds."""
-  config = fig_dts_2d.get_config('quick')
+  config = dts_2d.get_config('quick')
   config.sweep.update(task=('gmm',), method=('bon', 'smc'), budget=(100,), seed=(0, 1))
   return config
 

@@ -4,17 +4,17 @@ verified by the old whole-config hash first."""
 import hashlib
 import json
 
-from configs import fig_dts_2d
+from configs.figures import dts_2d
 from experiments import sweep
 from experiments.tools import migrate_records
 
 
 def test_records_are_verified_then_rekeyed(tmp_path):
-  config = fig_dts_2d.get_config('quick')
+  config = dts_2d.get_config('quick')
   points = sweep.grid(config)[:3]
   (tmp_path / 'points').mkdir()
   (tmp_path / 'sweep.json').write_text(json.dumps(
-      {'command': f'python main.py --config=configs/fig_dts_2d.py:quick --workdir={tmp_path}'}))
+      {'command': f'python main.py --config=configs/figures/dts_2d.py:quick --workdir={tmp_path}'}))
   old_config = json.loads(config.to_json_best_effort())
   del old_config['reward']['heldout']     # recorded before reward.heldout existed
   (tmp_path / 'config.json').write_text(json.dumps(old_config))

@@ -1,12 +1,12 @@
 """The per-device memory measurements of full-size text-to-image models
-(experiments/model_memory.py): the refusal that the text-to-image notebook applies, against the
+(experiments/tools/model_memory.py): the refusal that the text-to-image notebook applies, against the
 committed results, and (slow) one ahead-of-time compilation on abstract full-size FLUX shapes."""
 
 import json
 
 import pytest
 
-from experiments import model_memory
+from experiments.tools import model_memory
 
 
 def _rows(tmp_path, rows):

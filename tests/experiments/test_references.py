@@ -1,5 +1,5 @@
 """A metric that cannot be computed is left out with a warning, never reported as a number
-(experiments/metrics.py: two_sample; experiments/references.py: exact draws that are not
+(experiments/evaluation/metrics.py: two_sample; experiments/evaluation/references.py: exact draws that are not
 finite)."""
 
 import json
@@ -11,7 +11,7 @@ import pytest
 
 import experiments
 from configs import gmm2d
-from experiments import metrics as metrics_lib
+from experiments.evaluation import metrics as metrics_lib
 from models import gmm
 
 pytestmark = pytest.mark.usefixtures('fast_compilation')

@@ -8,7 +8,7 @@ import pytest
 
 import rewards
 from configs import toy2d
-from experiments import data2d
+from experiments.data import data2d
 
 
 @pytest.mark.parametrize('dataset', ['ring', 'checkerboard'])

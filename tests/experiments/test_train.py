@@ -10,8 +10,8 @@ import pytest
 from configs import toy2d
 from experiments import sample
 from experiments import train
-from models import checkpoint
-from models import trained as trained_lib
+from models.loading import checkpoint
+from models.loading import trained as trained_lib
 
 
 def _train_config(prediction, num_steps=3000):

@@ -152,8 +152,8 @@ def test_the_python_api_checks_too():
 
 
 def test_a_sweep_point_with_a_non_finite_preset_is_refused(tmp_path):
-  from configs import fig_dts_2d  # pylint: disable=g-import-not-at-top
-  config = fig_dts_2d.get_config('quick')
+  from configs.figures import dts_2d  # pylint: disable=g-import-not-at-top
+  config = dts_2d.get_config('quick')
   with config.unlocked():
     config.sweep.presets.method['bad'] = {'reward': {'temperature': NAN}}
   config.sweep.method = ('bad',)

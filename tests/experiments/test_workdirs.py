@@ -13,7 +13,7 @@ import pytest
 import experiments
 from configs import gmm2d
 from experiments import files
-from models import trained as trained_lib
+from models.loading import trained as trained_lib
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -99,7 +99,7 @@ def test_two_processes_on_one_workdir_and_a_killed_holder(tmp_path):
   try:
     assert holder.stdout.readline().strip() == 'locked'
     proc = subprocess.run(
-        [sys.executable, 'main.py', '--config=configs/fig_dts_2d.py:quick',
+        [sys.executable, 'main.py', '--config=configs/figures/dts_2d.py:quick',
          f'--workdir={workdir}'], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [l for l in proc.stderr.splitlines() if l.startswith('error:')]

@@ -45,7 +45,7 @@ def tiny_tokenizers(root):
   from tokenizers import processors
   from transformers import T5TokenizerFast
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
-  from models import random_weights  # pylint: disable=g-import-not-at-top
+  from experiments.tools import random_weights  # pylint: disable=g-import-not-at-top
   clip_vocab = random_weights.write_tokenizer(os.path.join(root, 'tokenizer'), max_length=77)
   chars = [chr(c) for c in range(32, 127)] + ['\u2581']
   vocab = [('<pad>', 0.0), ('</s>', 0.0), ('<unk>', 0.0)] + [(c, -1.0) for c in chars]

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from experiments import train
-from models import checkpoint
-from models import trained as trained_lib
+from models.loading import checkpoint
+from models.loading import trained as trained_lib
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

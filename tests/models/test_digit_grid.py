@@ -11,7 +11,7 @@ import pytest
 import models
 import rewards
 from configs import digit_grid as grid_config
-from experiments import image_metrics
+from experiments.evaluation import image_metrics
 from models import digit_grid
 from rewards import digit_grid as grid_rewards
 
@@ -132,7 +132,7 @@ def test_bad_shapes_and_grids(digits_tiny):
 def test_base_rates_judge_every_prompt_on_the_same_samples(digits_tiny, tmp_path):
   # pylint: disable=g-import-not-at-top
   import json
-  from experiments import grid_base_rates
+  from experiments.tools import grid_base_rates
   config = _config(digits_tiny, 'count,sample')
   run = tmp_path / 'flow_vp_sde'
   run.mkdir()

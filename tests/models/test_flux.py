@@ -21,8 +21,11 @@ import numpy as np
 import pytest
 
 from models import flux
-from models import flux_transformer as ft
-from models import torch_weights
+from models.flux import text_encoders
+from models.flux import vae as flux_vae
+from models import diffusers_folder
+from models.flux import transformer as ft
+from models.loading import torch_weights
 from samplers import interpolants
 from samplers import sampler as sampler_lib
 from samplers.interpolants import linear
@@ -58,7 +61,7 @@ def _close(actual, expected, rel=1e-4):
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_prompt_embeddings_match_flux_pipeline(variant):
   ref = _reference()
-  cond = flux.encode_prompts(_cfg(variant), ['a red cat'])
+  cond = text_encoders.encode_prompts(_cfg(variant), ['a red cat'])
   assert cond['text'].shape == (1, TEXT_LENGTH, 32) and cond['pooled'].shape == (1, 24)
   _close(cond['text'][0], ref[f'{variant}_prompt_embeds'])
   _close(cond['pooled'][0], ref[f'{variant}_pooled'])
@@ -67,7 +70,7 @@ def test_prompt_embeddings_match_flux_pipeline(variant):
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_every_block_fed_the_references_inputs(variant):
   ref = _reference()
-  config, params = flux._transformer(os.path.join(DATA, variant), 'float32')  # pylint: disable=protected-access
+  config, params = ft.load(os.path.join(DATA, variant), 'float32')
   heads, head_dim = config.num_attention_heads, config.attention_head_dim
   inputs = lambda block: [ref[f'{variant}_{block}_in_{k}'] for k in
                           ('hidden', 'encoder', 'temb', 'cos', 'sin')]
@@ -94,7 +97,7 @@ def test_every_block_fed_the_references_inputs(variant):
 @pytest.mark.parametrize('size', [(8, 8), (12, 8)])
 def test_whole_transformer_at_two_sizes(variant, size):
   ref = _reference()
-  config, params = flux._transformer(os.path.join(DATA, variant), 'float32')  # pylint: disable=protected-access
+  config, params = ft.load(os.path.join(DATA, variant), 'float32')
   h, w = size
   ids = np.concatenate([np.zeros((TEXT_LENGTH, 3)), ft.image_ids(h, w)])
   cos, sin = ft.rope_tables(ids, config.axes_dims_rope)
@@ -108,14 +111,14 @@ def test_whole_transformer_at_two_sizes(variant, size):
 
 def test_vae_decoder_matches_autoencoder_kl():
   ref = _reference()
-  decoder = flux.make_decoder(os.path.join(DATA, 'schnell'), 'float32', (8, 6))
+  decoder = flux_vae.decoder(os.path.join(DATA, 'schnell'), 'float32', (8, 6))
   z = np.transpose(ref['vae_latents'], (0, 2, 3, 1))
   images = jax.jit(lambda d, x: d(x))(decoder, z)
   expected = np.clip(np.transpose(ref['vae_images'], (0, 2, 3, 1)) / 2 + 0.5, 0, 1)
   assert images.shape == (2, 16, 12, 3) and decoder.output_shape == (16, 12, 3)
   _close(images, expected)
   # The unclipped decoder output, before [-1, 1] -> [0, 1]: FLUX's VAE without quant convs.
-  vae, params, raw = flux._vae(os.path.join(DATA, 'schnell'), 'float32')  # pylint: disable=protected-access
+  vae, params, raw = flux_vae.load(os.path.join(DATA, 'schnell'), 'float32')
   assert raw['use_quant_conv'] is False and raw['use_post_quant_conv'] is False
   raw_images = vae.apply({'params': params}, z / raw['scaling_factor'] + raw['shift_factor'],
                          method=vae.decode).sample
@@ -168,7 +171,7 @@ def test_vp_conversion_on_flux_is_the_linear_model(target):
   """At SNR-matched states, the sampler's Tweedie estimate on any target interpolant is the
   linear FLUX model's own, and the converted velocity is alpha_dot x0 + sigma_dot eps of it."""
   backbone = flux.make_backbone(_cfg('schnell'))
-  cond = {k: jnp.asarray(v[0]) for k, v in flux.encode_prompts(_cfg(), ['a red cat']).items()}
+  cond = {k: jnp.asarray(v[0]) for k, v in text_encoders.encode_prompts(_cfg(), ['a red cat']).items()}
   rng = np.random.default_rng(0)
   x0 = rng.standard_normal((3, 8, 8, 16)).astype(np.float32)
   eps = rng.standard_normal((3, 8, 8, 16)).astype(np.float32)
@@ -238,7 +241,7 @@ def test_dev_knobs_on_schnell_and_their_absence_on_dev():
 def test_every_checkpoint_tensor_goes_to_exactly_one_parameter(tmp_path):
   from safetensors.numpy import load_file, save_file  # pylint: disable=g-import-not-at-top
   config = ft.FluxConfig.from_folder(os.path.join(DATA, 'schnell', 'transformer'))
-  shapes = flux.transformer_shapes(config)
+  shapes = ft.shapes(config)
   tensors = load_file(os.path.join(DATA, 'schnell', 'transformer',
                                    'diffusion_pytorch_model.safetensors'))
   params = torch_weights.assign(shapes, tensors, 'FLUX transformer', np.float32)
@@ -273,10 +276,10 @@ def test_bfloat16_by_default_and_prompts_encoded_once(monkeypatch):
   backbone = flux.make_backbone(cfg)
   assert {p.dtype for p in jax.tree.leaves(backbone.params['transformer'])} == {jnp.dtype(jnp.bfloat16)}
   calls = []
-  original = flux._load_encoders  # pylint: disable=protected-access
-  monkeypatch.setattr(flux, '_load_encoders', lambda *a: calls.append(a) or original(*a))
-  flux.encode_prompts(cfg, ['a new prompt', 'another'])
-  flux.encode_prompts(cfg, ['another', 'a new prompt', ''])
+  original = text_encoders.load
+  monkeypatch.setattr(text_encoders, 'load', lambda *a: calls.append(a) or original(*a))
+  text_encoders.encode_prompts(cfg, ['a new prompt', 'another'])
+  text_encoders.encode_prompts(cfg, ['another', 'a new prompt', ''])
   assert len(calls) == 1   # the second call is served from the cache
 
 
@@ -302,7 +305,7 @@ def test_linear_sde_sampling_runs_on_flux():
   third sampler of the RBF paper samples too, with the caller's seed deciding the draw."""
   backbone = flux.make_backbone(_cfg())
   smp = sampler_lib.make_sampler(backbone, interpolants.get_interpolant('linear'), 4, True)
-  cond = {k: jnp.asarray(v[0]) for k, v in flux.encode_prompts(_cfg(), ['a red cat']).items()}
+  cond = {k: jnp.asarray(v[0]) for k, v in text_encoders.encode_prompts(_cfg(), ['a red cat']).items()}
   fn = jax.jit(lambda s, key: s.sample(key, 2, cond))
   a, b = fn(smp, jax.random.key(0)), fn(smp, jax.random.key(1))
   assert a.x0.shape == (2, 8, 8, 16) and int(a.nfe) == 8

@@ -11,9 +11,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from models import hub
-from models import random_weights
+from models.loading import hub
+from experiments.tools import random_weights
 from models import stable_diffusion
+from models import diffusers_folder
 from samplers import interpolants
 from samplers.interpolants import discrete
 from samplers import sampler as sampler_lib
@@ -172,11 +173,11 @@ def test_prompts_from_a_file_and_missing_files(tmp_path):
   path = tmp_path / 'prompts.txt'
   path.write_text('a red cube\n\n  a blue sphere \n')
   config = ml_collections.ConfigDict(dict(prompt='x', prompt_file=str(path)))
-  assert stable_diffusion.read_prompts(config) == ['a red cube', 'a blue sphere']
+  assert diffusers_folder.read_prompts(config) == ['a red cube', 'a blue sphere']
   config.prompt_file = str(tmp_path / 'missing.txt')
   with pytest.raises(FileNotFoundError, match='missing.txt'):
-    stable_diffusion.read_prompts(config)
+    diffusers_folder.read_prompts(config)
   (tmp_path / 'empty.txt').write_text('\n')
   config.prompt_file = str(tmp_path / 'empty.txt')
   with pytest.raises(ValueError, match='holds no prompts'):
-    stable_diffusion.read_prompts(config)
+    diffusers_folder.read_prompts(config)

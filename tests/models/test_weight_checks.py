@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from models import flux
-from models import torch_weights
+from models.flux import text_encoders
+from models.flux import transformer as ft
+from models.loading import torch_weights
 from rewards import open_clip
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -45,7 +47,7 @@ def test_nan_in_a_safetensors_folder_is_refused_naming_the_tensor(tmp_path):
     torch_weights.read_tensors(str(folder / 'transformer'), 'FLUX transformer')
   # And through the backbone's loader, before anything compiles.
   with pytest.raises(ValueError, match='holds NaN or inf'):
-    flux._transformer(str(folder), 'float32')  # pylint: disable=protected-access
+    ft.load(str(folder), 'float32')
 
 
 def test_a_shard_index_cannot_point_out_of_its_folder(tmp_path):
@@ -107,7 +109,7 @@ def test_a_tokenizer_folder_naming_its_own_code_never_runs_it(tmp_path, monkeypa
     cfg.pop('tokenizer_class', None)   # nothing else to go by
     (folder / sub / 'tokenizer_config.json').write_text(json.dumps(cfg))
   monkeypatch.setattr('builtins.input', lambda *a: pytest.fail('asked to run folder code'))
-  encoders = flux._load_encoders(str(folder), 'float32')  # pylint: disable=protected-access
+  encoders = text_encoders.load(str(folder), 'float32')
   assert encoders[0]('a red cat').input_ids and encoders[3]('a red cat').input_ids
   assert not marker.exists()
   assert 'tokenization_evil' not in sys.modules

@@ -9,7 +9,7 @@ by the reference PyTorch code, and that code's outputs on them, in float32.
   DIR/pickscore/   transformers' PyTorch CLIPModel (model.safetensors, config.json), its
                    tokenizer and CLIPImageProcessor: PickScore's format
   DIR/hpsv2/       an OpenCLIP CLIP saved as HPSv2 ships it (a torch.save'd {'state_dict'}),
-                   then converted by rewards/convert_open_clip.py
+                   then converted by experiments/tools/convert_open_clip.py
   DIR/reference.npz
     images [3, 20, 28, 3] uint8, and PROMPTS
     pick_pixels   CLIPProcessor's pixel values; pick_logits  CLIPModel's logits_per_image [3, 2]
@@ -60,7 +60,7 @@ def hps_preprocess(pil, mean, std):
 
 def write_pickscore(folder: str, imgs, pil):
   from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer  # pylint: disable=g-import-not-at-top
-  from models import random_weights  # pylint: disable=g-import-not-at-top
+  from experiments.tools import random_weights  # pylint: disable=g-import-not-at-top
   vocab = random_weights.write_tokenizer(folder, TEXT_LENGTH, specials_last=True)
   tokenizer = CLIPTokenizer.from_pretrained(folder)
   config = CLIPConfig(
@@ -90,8 +90,8 @@ def write_pickscore(folder: str, imgs, pil):
 def write_hpsv2(folder: str, pil):
   import open_clip  # pylint: disable=g-import-not-at-top
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
-  from models import random_weights  # pylint: disable=g-import-not-at-top
-  from rewards import convert_open_clip  # pylint: disable=g-import-not-at-top
+  from experiments.tools import random_weights  # pylint: disable=g-import-not-at-top
+  from experiments.tools import convert_open_clip  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     vocab = random_weights.write_tokenizer(os.path.join(tmp, 'tok'), TEXT_LENGTH,
                                            specials_last=True)

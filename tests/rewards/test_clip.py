@@ -125,7 +125,7 @@ def test_image_rewards_compose_with_a_latent_decoder(sd_tiny):
 
 def test_mismatched_components_are_refused(sd_tiny, tmp_path):
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
-  from models import random_weights  # pylint: disable=g-import-not-at-top
+  from experiments.tools import random_weights  # pylint: disable=g-import-not-at-top
   head = random_weights.write_aesthetic_head(str(tmp_path / 'wide.safetensors'), input_dim=768)
   with pytest.raises(ValueError, match='768-dim embeddings.*16-dim'):
     rewards.get_reward(_reward_cfg(sd_tiny, name='aesthetic', head=head), (16, 16, 3))

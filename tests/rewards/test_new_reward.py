@@ -44,7 +44,7 @@ def test_a_copied_reward_runs_everywhere(project, tmp_path):
     assert 'energy_distance' in copy
     assert copy == _metrics(tmp_path / 'compare_linear' / method / 'metrics.json')
   # A sweep whose task uses it.
-  proc = _main(project, tmp_path / 'sweep', '--config=configs/fig_dts_2d.py:quick',
+  proc = _main(project, tmp_path / 'sweep', '--config=configs/figures/dts_2d.py:quick',
                '--config.sweep.method=("bon",)', '--config.sweep.task=("gmm",)',
                '--config.sweep.budget=(160,)',
                f'--config.sweep.presets.task.gmm.reward.name={NAME}')

@@ -1,4 +1,4 @@
-"""The one registration style (samplers/registry.py), on throwaway packages."""
+"""The one registration style (samplers/ground/registry.py), on throwaway packages."""
 
 import dataclasses
 import sys
@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 
 import pytest
 
-from samplers import registry
+from samplers.ground import registry
 
 
 @dataclasses.dataclass(frozen=True)

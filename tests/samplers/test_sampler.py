@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import metrics
+from experiments.evaluation import metrics
 from models import backbone as backbone_lib
 from models import gmm
 from samplers import sampler as sampler_lib

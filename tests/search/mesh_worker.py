@@ -54,7 +54,7 @@ def main():
                       help='write the collectives of every method (smc also with island '
                       'resampling) compiled on 8 devices')
   parser.add_argument('--fsdp', default='',
-                      help='a folder of models.random_weights.write_all: text-to-image search '
+                      help='a folder of experiments.tools.random_weights.write_all: text-to-image search '
                       'with the U-Net split over a model axis, against a particles-only mesh')
   parser.add_argument('--fsdp_backbone', default='stable_diffusion',
                       help='stable_diffusion (its tiny folder under --fsdp) or flux (the tiny '

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import search
-from experiments import metrics
+from experiments.evaluation import metrics
 from models import gmm
 from rewards import analytic
 from search import dts

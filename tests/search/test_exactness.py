@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import metrics
+from experiments.evaluation import metrics
 from models import gmm
 from rewards import analytic
 from tests import helpers

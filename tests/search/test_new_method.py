@@ -33,7 +33,7 @@ def test_a_copied_method_runs_everywhere(project, tmp_path):
   rows = project_copy.table(tmp_path / 'compare' / 'table.md')
   assert rows[NAME][1:] == rows['bon'][1:]
   # A sweep over it.
-  proc = _main(project, tmp_path / 'sweep', '--config=configs/fig_dts_2d.py:quick',
+  proc = _main(project, tmp_path / 'sweep', '--config=configs/figures/dts_2d.py:quick',
                f'--config.sweep.method=("{NAME}",)', '--config.sweep.task=("gmm",)',
                '--config.sweep.budget=(160,)')
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,8 +53,8 @@ def test_a_new_method_with_a_knob_leaves_recorded_sweeps_as_they_were(tmp_path_f
   section; runs of the other methods do not read it (experiments/identity.py), so a sweep
   recorded before the file existed resumes in the project with it, recomputing nothing."""
   import experiments  # pylint: disable=g-import-not-at-top
-  from configs import fig_dts_2d  # pylint: disable=g-import-not-at-top
-  config = fig_dts_2d.get_config('quick')
+  from configs.figures import dts_2d  # pylint: disable=g-import-not-at-top
+  config = dts_2d.get_config('quick')
   config.sweep.update(method=('bon',), task=('gmm',), budget=(160,))
   workdir = tmp_path / 'sweep'
   experiments.get_experiment('sweep')(config, str(workdir))
@@ -69,7 +69,7 @@ def test_a_new_method_with_a_knob_leaves_recorded_sweeps_as_they_were(tmp_path_f
   with open(source, 'w') as f:
     f.write(text.replace('METHOD = base.Method(', 'METHOD = base.Method(knobs={"bon_knob": 3}, ',
                          1))
-  proc = _main(project, workdir, '--config=configs/fig_dts_2d.py:quick',
+  proc = _main(project, workdir, '--config=configs/figures/dts_2d.py:quick',
                '--config.sweep.method=("bon",)', '--config.sweep.task=("gmm",)',
                '--config.sweep.budget=(160,)')
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -5,7 +5,7 @@ sampler: any prompt's run, since the samples do not depend on the prompt) and ju
 every prompt of configs/digit_grid.PROMPTS with the searched and the held-out classifier.
 Writes DIR/base_rates.{json,md}.
 
-  python -m experiments.grid_base_rates results/search_matters_base
+  python -m experiments.tools.grid_base_rates results/search_matters_base
 """
 
 import json
@@ -17,7 +17,8 @@ import numpy as np
 
 from configs import digit_grid
 from experiments import files
-from experiments import image_metrics
+from experiments.evaluation import tables
+from experiments.evaluation import image_metrics
 
 
 def base_rates(root: str) -> list:
@@ -45,12 +46,9 @@ def base_rates(root: str) -> list:
 def markdown(rows) -> str:
   prompts = tuple(digit_grid.PROMPTS)
   head = ['run', 'sampler'] + [f'{p} {k}' for p in prompts for k in ('success', 'held-out')]
-  lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
-  for r in rows:
-    cells = [r['run'], r['sampler']] + [f'{r.get(f"{p}/{k}", float("nan")):.4f}'
-                                        for p in prompts for k in ('success', 'heldout_success')]
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines)
+  return tables.markdown(head, [[r['run'], r['sampler']] + [
+      r.get(f'{p}/{k}') for p in prompts for k in ('success', 'heldout_success')]
+                                for r in rows])
 
 
 def main(root: str) -> None:

@@ -11,7 +11,7 @@ jax.ShapeDtypeStructs, compiled, and `memory_analysis()` gives per-device bytes:
 (weights, states, conditions), outputs and the compiler's temporaries (activations, gathered
 weights).
 
-  python -m experiments.model_memory results/memory [MODELS] [--cpu]
+  python -m experiments.tools.model_memory results/memory [MODELS] [--cpu]
 
 It compiles for a TPU v5e (16 GiB of HBM per chip) without one: libtpu's compile-only devices
 (jax.experimental.topologies, topology v5e:2x4), so it needs `pip install "libtpu==0.0.42.*"`
@@ -40,9 +40,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from experiments import mesh as mesh_lib
+from experiments.evaluation import tables
 from models import flux
-from models import flux_transformer as ft
-from models import hub
+from models import diffusers_folder
+from models.flux import vae as flux_vae
+from models.flux import transformer as ft
+from models.loading import hub
 from models import stable_diffusion
 from rewards import clip as clip_lib
 from samplers import interpolants
@@ -72,7 +75,8 @@ SD_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2
                cross_attention_dim=1024, use_linear_projection=True)
 
 
-MEASURED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results',
+MEASURED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        'results',
                         'memory', 'model_memory.json')
 
 
@@ -87,7 +91,7 @@ def check_fits(model: str, particles: int, devices: int, device_gib: float,
   counts = sorted({r['devices'] for r in rows if r['devices'] <= devices})
   if not counts:
     raise ValueError(f'no measurement of {model} on {devices} device(s) or fewer in {source}; '
-                     'run python -m experiments.model_memory for this mesh.')
+                     'run python -m experiments.tools.model_memory for this mesh.')
   rows = [r for r in rows if r['devices'] == counts[-1]]
   above = [r for r in rows if r['particles'] >= particles]
   row = (min(above, key=lambda r: r['particles']) if above else
@@ -139,14 +143,14 @@ def clip_reward():
 def flux_schnell(image_size: int = 1024, text_length: int = 256):
   """(Backbone with abstract params, abstract condition) of FLUX.1-schnell."""
   config = ft.FluxConfig()   # the defaults are FLUX.1's
-  vae = flux.vae_module(FLUX_VAE, BF16)
+  vae = flux_vae.module(FLUX_VAE, BF16)
   vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
   vae_params = {k: vae_params[k] for k in ('decoder', 'post_quant_conv')}
-  h = image_size // flux.vae_factor(FLUX_VAE)
-  decoder = flux.decoder_from(vae, vae_params, FLUX_VAE, BF16, (h, h))
+  h = image_size // diffusers_folder.vae_factor(FLUX_VAE)
+  decoder = diffusers_folder.vae_decoder(vae, vae_params, FLUX_VAE, BF16, (h, h))
   cond = {'text': jax.ShapeDtypeStruct((text_length, 4096), jnp.float32),
           'pooled': jax.ShapeDtypeStruct((768,), jnp.float32)}
-  backbone = flux.assemble(config, flux.transformer_shapes(config, BF16), cond, (h, h, 16),
+  backbone = flux.assemble(config, ft.shapes(config, BF16), cond, (h, h, 16),
                            1.0, 0.0, BF16, decoder)
   return backbone, cond
 
@@ -157,10 +161,10 @@ def stable_diffusion_21(image_size: int = 512):
   from diffusers import FlaxUNet2DConditionModel  # pylint: disable=g-import-not-at-top
   unet = FlaxUNet2DConditionModel(**SD_UNET, dtype=BF16)
   unet_params = abstract(jax.eval_shape(unet.init_weights, jax.random.key(0)))
-  vae = flux.vae_module(SD_VAE, BF16)
+  vae = flux_vae.module(SD_VAE, BF16)
   vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
-  h = image_size // flux.vae_factor(SD_VAE)
-  decoder = stable_diffusion.decoder_from(vae, vae_params, BF16, (h, h, 4))
+  h = image_size // diffusers_folder.vae_factor(SD_VAE)
+  decoder = diffusers_folder.vae_decoder(vae, vae_params, SD_VAE, BF16, (h, h))
   interp = interpolants.get_interpolant('discrete', beta_schedule='scaled_linear',
                                         beta_start=0.00085, beta_end=0.012)
   assert isinstance(interp, discrete.Discrete)
@@ -233,18 +237,18 @@ def measure(model: str, particles: int, mesh_shape: tuple, devices=None) -> dict
 
 
 def table(rows) -> str:
-  lines = ['| model | particles | devices (particles × model) | backbone weights | arguments | '
-           'temporaries | peak per device |', '|---|---|---|---|---|---|---|']
+  cells = []
   for r in rows:
-    where = f"{r['devices']} ({r['mesh'][0]} × {r['mesh'][1]})"
+    first = [r['model'], r['particles'], f"{r['devices']} ({r['mesh'][0]} × {r['mesh'][1]})",
+             tables.gib(r['backbone_weights_gib'])]
     if 'error' in r:
-      lines.append(f"| {r['model']} | {r['particles']} | {where} | "
-                   f"{r['backbone_weights_gib']:.2f} GiB | does not fit: {r['error']} | | |")
-      continue
-    lines.append(f"| {r['model']} | {r['particles']} | {where} | "
-                 f"{r['backbone_weights_gib']:.2f} GiB | {r['arguments_gib']:.2f} GiB | "
-                 f"{r['temporaries_gib']:.2f} GiB | **{r['peak_gib']:.2f} GiB** |")
-  return '\n'.join(lines) + '\n'
+      cells.append(first + [f"does not fit: {r['error']}", '', ''])
+    else:
+      cells.append(first + [tables.gib(r['arguments_gib']), tables.gib(r['temporaries_gib']),
+                            f"**{tables.gib(r['peak_gib'])}**"])
+  return tables.markdown(['model', 'particles', 'devices (particles × model)',
+                          'backbone weights', 'arguments', 'temporaries', 'peak per device'],
+                         cells) + '\n'
 
 
 def _short_error(e: Exception) -> str:

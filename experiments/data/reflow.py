@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import files
-from models import trained
+from models.loading import trained
 from samplers import sampler as sampler_lib
 
 BATCH = 1024  # pairs generated per compiled call

@@ -3,7 +3,7 @@ embeddings, adaptive-norm modulation, timestep (and FLUX.1-dev's guidance) embed
 
 Module and parameter names follow diffusers' `FluxTransformer2DModel` key for key (`.` -> `/`,
 `blocks.3` -> `blocks_3`, `weight` -> `kernel` or `scale`), so that a diffusers checkpoint maps
-onto the tree by renaming alone (models/torch_weights.py).
+onto the tree by renaming alone (models/loading/torch_weights.py).
 
 Shapes: image tokens `img` [B, S, in_channels] (latents packed 2x2, `pack`), text tokens `txt`
 [B, L, joint_attention_dim] (T5 states), pooled text [B, pooled_projection_dim] (CLIP),
@@ -13,6 +13,7 @@ Norms and the softmax run in float32 whatever the parameter dtype.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -22,6 +23,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from models import diffusers_folder
+from models.loading import torch_weights
 
 ROPE_THETA = 10000.0
 TIME_CHANNELS = 256
@@ -365,3 +369,28 @@ class _TimeTextEmbed(nn.Module):
     if self.guidance_embeds:
       temb = temb + Projection(self.dim, name='guidance_embedder', **kw)(features(guidance))
     return temb + Projection(self.dim, name='text_embedder', **kw)(pooled)
+
+
+# -- weights -------------------------------------------------------------------------------
+
+
+def shapes(config: FluxConfig, dtype=jnp.float32, text_length: int = 1):
+  """The abstract parameter tree of the transformer (jax.eval_shape; nothing allocated)."""
+  module = FluxTransformer(config, param_dtype=dtype)
+  cos, sin = rope_tables(np.zeros((text_length + 1, 3)), config.axes_dims_rope)
+  args = (jnp.zeros((1, 1, config.in_channels)),
+          jnp.zeros((1, text_length, config.joint_attention_dim)),
+          jnp.zeros((1, config.pooled_projection_dim)), jnp.zeros((1,)), jnp.zeros((1,)),
+          cos, sin)
+  return jax.eval_shape(module.init, jax.random.key(0), *args)['params']
+
+
+@functools.lru_cache(maxsize=2)
+def load(path: str, dtype_name: str):
+  """(FluxConfig, params) of the folder's transformer/ (sharded or not), cast to dtype."""
+  sub = os.path.join(path, 'transformer')
+  config = FluxConfig.from_folder(sub)
+  tensors = torch_weights.read_tensors(sub, 'FLUX transformer')
+  params = torch_weights.assign(shapes(config), tensors, 'FLUX transformer',
+                                diffusers_folder.DTYPES[dtype_name])
+  return config, jax.tree.map(jnp.asarray, params)

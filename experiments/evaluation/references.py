@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 import models
-from experiments import data2d
+from experiments.data import data2d
 from models import gmm
 
 

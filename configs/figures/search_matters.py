@@ -28,13 +28,13 @@ docs/results.md. Variants:
                or budget (there the VP-SDE protocols coincide, so no `_sharp` series)
   quick        tiny, for tests
 5 seeds (0-4) of 24 searches each (the tuning sweep: 3 of 32).
-  python main.py --config=configs/fig_search_matters.py:tune --workdir=results/search_matters_tune
-  python main.py --config=configs/fig_search_matters.py:interpolants \
+  python main.py --config=configs/figures/search_matters.py:tune --workdir=results/search_matters_tune
+  python main.py --config=configs/figures/search_matters.py:interpolants \
       --workdir=results/search_matters_interpolants
-  python main.py --config=configs/fig_search_matters.py --workdir=results/search_matters_budget
-  python main.py --config=configs/fig_search_matters.py:dts_star \
+  python main.py --config=configs/figures/search_matters.py --workdir=results/search_matters_budget
+  python main.py --config=configs/figures/search_matters.py:dts_star \
       --workdir=results/search_matters_dts_star
-  python main.py --config=configs/fig_search_matters.py:count_error,reflow \
+  python main.py --config=configs/figures/search_matters.py:count_error,reflow \
       --workdir=results/search_matters_reflow_count_error
 """
 
@@ -212,7 +212,7 @@ def get_config(arg=None):
 
 
 # Plain samples' held-out success on the Linear-ODE, 10 steps (2,048 samples each;
-# results/search_matters_base/base_rates.md, `python -m experiments.grid_base_rates`): the
+# results/search_matters_base/base_rates.md, `python -m experiments.tools.grid_base_rates`): the
 # floor a search starts from. (The VP-SDE on the adaptive grid is lower: 0.0010 for count.)
 BASE_RATES = {('count', False): 0.0029, ('count2', False): 0.0591, ('left_of', False): 0.0186,
               ('count', True): 0.0049, ('count2', True): 0.0669, ('left_of', True): 0.0200}

@@ -4,8 +4,8 @@
 The paper's counting accuracy becomes the held-out classifier's accuracy on the target class:
 one search per output digit, towards each of the 10 classes, 8 searches per class, 3 seeds.
 Reward: the classifier's log-odds of the target class. Needs the same runs/digits folders as
-configs/fig_rbf_interpolants.py.
-  python main.py --config=configs/fig_rbf_budget.py --workdir=results/rbf_budget
+configs/figures/rbf_interpolants.py.
+  python main.py --config=configs/figures/rbf_budget.py --workdir=results/rbf_budget
 """
 
 from configs import common

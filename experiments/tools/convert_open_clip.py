@@ -3,7 +3,7 @@ reads without torch (rewards/open_clip.py). Run it once, in an environment with 
 open_clip, never inside the project's own runs:
 
   pip install torch open-clip-torch          # a separate environment is fine
-  python -m rewards.convert_open_clip --checkpoint HPS_v2.1_compressed.pt --model ViT-H-14 \
+  python -m experiments.tools.convert_open_clip --checkpoint HPS_v2.1_compressed.pt --model ViT-H-14 \
       --out runs/hpsv2.1
   python main.py --config=configs/sd.py --config.reward.name=hpsv2 \
       --config.reward.model=runs/hpsv2.1 ...
@@ -78,7 +78,7 @@ def convert(checkpoint: str, out: str, model_cfg: dict, tokenizer: str = '',
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m rewards.convert_open_clip', description=__doc__,
+  parser = argparse.ArgumentParser(prog='python -m experiments.tools.convert_open_clip', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--checkpoint', required=True, help='the .pt/.pth/.bin pickle')
   parser.add_argument('--out', required=True, help='the folder to write')

@@ -19,7 +19,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
-from samplers import checks
+from samplers.ground import checks
 
 MANIFEST = 'integrity.json'
 

@@ -6,7 +6,7 @@ import os
 import jax
 import ml_collections
 
-from models import checkpoint
+from models.loading import checkpoint
 
 
 def get_module_lib(name: str):

@@ -16,7 +16,7 @@ import os
 import jax
 import numpy as np
 
-from models import hub
+from models.loading import hub
 
 TEXT_LENGTH = 16
 
@@ -161,6 +161,6 @@ def write_all(root: str) -> None:
 if __name__ == '__main__':
   import sys  # pylint: disable=g-import-not-at-top
   if len(sys.argv) != 2:
-    sys.exit('usage: python -m models.random_weights DIR')
+    sys.exit('usage: python -m experiments.tools.random_weights DIR')
   write_all(sys.argv[1])
   print(f'wrote tiny random Stable Diffusion, CLIP and aesthetic head under {sys.argv[1]}')

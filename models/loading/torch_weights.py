@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
-from models import hub
-from samplers import checks
+from models.loading import hub
+from samplers.ground import checks
 
 INDEX_SUFFIX = '.safetensors.index.json'
 

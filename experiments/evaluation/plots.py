@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from experiments import files
-from models import pixels
+from samplers.ground import pixels
 
 
 def _writer_only(fn):

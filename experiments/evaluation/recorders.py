@@ -18,11 +18,14 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+import models
+import rewards
 from experiments import files
-from experiments import metrics as metrics_lib
-from experiments import plots
-from experiments import references
-from models import pixels
+from experiments.evaluation import metrics as metrics_lib
+from experiments.evaluation import image_metrics as image_metrics_lib
+from experiments.evaluation import plots
+from experiments.evaluation import references
+from samplers.ground import pixels
 
 
 class Run(NamedTuple):
@@ -156,26 +159,21 @@ def image_metrics(config, x0, towards_reward: bool, row_classes=None) -> dict:
   """Classifier-based metrics for digit images (Frechet distance to held-out digits of the
   target class, accuracy, feature diversity); {} for other data or without a classifier.
 
-  The target class is config.condition; a search (towards_reward) falls back to the class the
-  reward pulls towards (rewards/base.py: RewardKind.target). Without a target, the reference is
+  Which metrics apply is the reward's declaration (rewards/base.py: RewardKind.evaluation), not
+  its name. The target class is config.condition; a search (towards_reward) falls back to the
+  class the reward pulls towards (RewardKind.target). Without a target, the reference is
   all held-out digits. With row_classes [N] (searches towards several classes at once), each
   class's samples are judged against its own held-out digits and the metrics averaged over the
   classes.
   """
-  import rewards  # pylint: disable=g-import-not-at-top
-  from experiments import image_metrics as image_metrics_lib  # pylint: disable=g-import-not-at-top
-  from experiments import problem as problem_lib  # pylint: disable=g-import-not-at-top
-  if config.model.name == 'digit_grid':
-    if config.reward.name not in ('digit_count', 'digit_left_of'):
-      return {}
+  kind = rewards.get_kind(config.reward.name)
+  if kind.evaluation == 'cells':
     return image_metrics_lib.evaluate_grid(x0, config.reward)
-  if config.get('data', {}).get('name') != 'digits':
-    return {}
   classifier_dir = config.reward.get('checkpoint', '')
-  if not classifier_dir:
+  if kind.evaluation != 'classifier' or not classifier_dir:
     return {}
-  target = problem_lib.condition(config)
-  reward_target = rewards.get_kind(config.reward.name).target
+  target = models.condition(config)
+  reward_target = kind.target
   if towards_reward and target is None and reward_target is not None:
     target = reward_target(config.reward)
   heldout = config.reward.get('heldout_checkpoint', '')

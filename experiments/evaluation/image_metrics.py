@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import scipy.special
 
-from experiments import digits
-from experiments import metrics as metrics_lib
+from experiments.data import digits
+from experiments.evaluation import metrics as metrics_lib
 from rewards import classifier as classifier_lib
 
 
