@@ -316,9 +316,7 @@ def scaling_markdown(curves: dict) -> str:
 
 
 def memory_markdown(memory: dict) -> str:
-  lines = ['| method | budget (NFE) | tree nodes | tree MiB | XLA peak MiB |', '|---|---|---|---|---|']
-  for label, per_budget in memory.items():
-    for budget, m in per_budget.items():
-      lines.append(f'| {label} | {int(budget):.0e} | {m["nodes"]} | {m["tree_mib"]:.1f} | '
-                   f'{_cell(m["peak_mib"])} |')
-  return '\n'.join(lines)
+  return tables.markdown(
+      ['method', 'budget (NFE)', 'tree nodes', 'tree MiB', 'XLA peak MiB'],
+      [[label, f'{int(budget):.0e}', m['nodes'], f'{m["tree_mib"]:.1f}', m['peak_mib']]
+       for label, per_budget in memory.items() for budget, m in per_budget.items()])

@@ -44,7 +44,6 @@ from experiments.evaluation import tables
 from experiments import identity as identity_lib
 from experiments import mesh as mesh_lib
 from experiments.evaluation import plots
-from experiments import problem as problem_lib
 from experiments import search as search_exp
 from experiments import validation
 

@@ -24,7 +24,6 @@ import ml_collections
 from ml_collections import config_flags
 
 from experiments import files
-from experiments import identity
 from experiments import sweep
 
 # configs/common.py's list when identities replaced it (section, field), oldest first.

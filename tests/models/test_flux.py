@@ -23,7 +23,6 @@ import pytest
 from models import flux
 from models.flux import text_encoders
 from models.flux import vae as flux_vae
-from models import diffusers_folder
 from models.flux import transformer as ft
 from models.loading import torch_weights
 from samplers import interpolants

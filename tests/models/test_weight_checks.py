@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 
-from models import flux
 from models.flux import text_encoders
 from models.flux import transformer as ft
 from models.loading import torch_weights
