@@ -232,7 +232,7 @@ def _scaling(config, repeats) -> dict:
 
 def _memory(config) -> dict:
   """label -> budget -> XLA's peak MiB of the compiled DTS rows (compiled, not run), beside the
-  tree's own size (search/dts.py: memory_bytes)."""
+  tree's own size (search/dts/config.py: memory_bytes)."""
   from search import dts  # pylint: disable=g-import-not-at-top
   out = {}
   for label, method, overrides in _rows(config):

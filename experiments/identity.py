@@ -5,8 +5,9 @@ identity(config) is the resolved config as plain JSON values, less what the run 
     and the `compare` and `benchmark` sections outside those experiments;
   - in `search`, all but the fields every method reads (search/base.py: COMMON_FIELDS) and the
     knobs of the methods the run runs; in `reward`, all but the common fields
-    (rewards/base.py: COMMON_FIELDS) and the fields of the rewards it builds (the searched one
-    and the held-out ones). The declarations in search/ and rewards/ say whose each knob and
+    (rewards/base.py: COMMON_FIELDS), the fields of the rewards it builds (the searched one
+    and the held-out ones) and those its evaluation reads (rewards/base.py:
+    EVALUATION_FIELDS). The declarations in search/ and rewards/ say whose each knob and
     field is, so a knob that no method declares any more drops out too.
 So a knob added for one method, or a default changed for one method, leaves every other
 method's runs as they were.
@@ -20,6 +21,8 @@ changes nothing. Any other field that one side lacks is a difference.
 
 import hashlib
 import json
+
+import ml_collections
 
 import rewards
 import search
@@ -70,6 +73,9 @@ def identity(config) -> dict:
     for name in rewards_built(out['reward']):
       if name in rewards.names():
         keep |= set(rewards.get_kind(name).fields)
+    if out['reward'].get('name') in rewards.names():   # what the run's evaluation reads
+      keep |= set(rewards.base.EVALUATION_FIELDS.get(
+          rewards.evaluation(ml_collections.ConfigDict(out)), ()))
     out['reward'] = {k: v for k, v in out['reward'].items() if k in keep}
   return out
 

@@ -9,7 +9,7 @@ is the module's (samplers/ground/registry.py, the project's one registration sty
   stable_diffusion  a diffusers Stable Diffusion folder or hub id (model.path), text-conditioned
        on prompts (config.prompt or config.prompt_file); see models/stable_diffusion.py.
   flux  FLUX.1-schnell or -dev from a diffusers folder or hub id (PyTorch safetensors, read
-       without torch) in the project's Flax port; see models/flux.py.
+       without torch) in the project's Flax port; see models/flux/.
 """
 
 from models import backbone

@@ -60,6 +60,9 @@ class BackboneKind:
   mixture(model_cfg) -> params of the Gaussian mixture (models/gmm.py) that the backbone
     denoises exactly, where it is one: exact draws, and closed-form tilted targets with the
     rewards that declare one; None.
+  evaluation: which metrics judge its samples where the reward declares none
+    (rewards/base.py: RewardKind.evaluation): 'classifier' for digit images, judged by the
+    digit classifier at reward.checkpoint whatever the reward searched; '' for none.
   order: its place in listings; name, module: filled in by the registry.
   """
   build: Callable[..., Backbone]
@@ -67,6 +70,7 @@ class BackboneKind:
   read_prompts: Optional[Callable] = None
   encode_prompts: Optional[Callable] = None
   mixture: Optional[Callable] = None
+  evaluation: str = ''
   order: int = 100
   name: str = ''
   module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)

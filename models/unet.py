@@ -105,4 +105,4 @@ def make_backbone(module: UNet, params, cfg, data_shape) -> Backbone:
                   interpolant=interpolants_lib.from_config(cfg), data_shape=tuple(data_shape))
 
 
-BACKBONE = BackboneKind(trained.build, trainable=True, order=2)
+BACKBONE = BackboneKind(trained.build, trainable=True, evaluation='classifier', order=2)

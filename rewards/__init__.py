@@ -32,6 +32,18 @@ def get_kind(name: str) -> base.RewardKind:
   return REGISTRY.get(name)
 
 
+def evaluation(config) -> str:
+  """Which metrics judge a run (rewards/base.py: RewardKind.evaluation): the reward's
+  declaration, else its backbone's (models/backbone.py: BackboneKind.evaluation); '' for
+  none beyond the reward."""
+  declared = get_kind(config.reward.name).evaluation
+  if declared:
+    return declared
+  import models  # pylint: disable=g-import-not-at-top  (models' rewards import this package)
+  model = config.get('model', {}).get('name', '')
+  return models.get_kind(model).evaluation if model in models.names() else ''
+
+
 def fields() -> dict:
   """Every reward's fields with their defaults (the `reward` config section beyond the common
   fields); a field shared by two rewards must have one default."""

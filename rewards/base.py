@@ -25,6 +25,11 @@ COMMON_FIELDS = dict(
 )
 
 
+# The `reward` fields each evaluation reads beyond the reward's own (experiments/identity.py
+# keeps them in the identity of a run that is judged that way).
+EVALUATION_FIELDS = dict(classifier=('checkpoint',), cells=())
+
+
 @struct.dataclass
 class Reward:
   """A batched reward r(x0 [N, ...], cond) -> [N]. Its `params` (network weights, or None) are
@@ -65,9 +70,10 @@ class RewardKind:
   row_bytes: cfg -> the bytes its evaluation needs per scored row beyond the sample itself
     (experiments/search_memory.py), where that grows with a field; None: nothing to speak of.
   evaluation: which metrics judge the runs it scores (experiments/evaluation/recorders.py):
-    'classifier' (digit images judged by its classifier: Frechet distance, accuracy,
-    diversity), 'cells' (a prompt about a grid of digits: success by its classifier and the
-    held-out one), or '' (none beyond the reward).
+    'classifier' (digit images judged by the classifier at reward.checkpoint: Frechet
+    distance, accuracy, diversity), 'cells' (a prompt about a grid of digits: success by its
+    classifier and the held-out one), or '' (the backbone's declaration decides:
+    models/backbone.py: BackboneKind.evaluation).
   order: its place in listings; name, module: filled in by the registry.
   """
   build: Callable[..., Reward]

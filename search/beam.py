@@ -16,6 +16,7 @@ and the output's reward with them (tests/search/test_invalid_rewards.py measures
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 from samplers.ground import sharding
 from search import base
 from search import code
+from search import levels
 
 METHOD = base.Method(particle_field='num_chains', output='best', order=9)
 
@@ -40,31 +42,25 @@ def select(rewards, n: int):
   return jax.lax.top_k(rewards, n)[1]
 
 
+def step(state: code.State, k, loop_key, sampler, reward, config: Config, cond=None):
+  """Level k -> k + 1: K children of every beam, the N best of all of them kept."""
+  xs, ds, rs, bad = base.children(jax.random.fold_in(loop_key, k), sampler, reward, cond, k,
+                                  state.x, state.d, config.num_candidates)
+  top = select(sharding.replicated(rs), config.num_chains)   # across every beam's children
+  x, d, r = sharding.rows(base.take_rows((xs, ds, rs), top))
+  return code.State(x, d, r), levels.Report(r, bad)
+
+
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   n, kc, m = config.num_chains, config.num_candidates, sampler.num_steps
   init_key, loop_key = jax.random.split(key)
-  x = sampler.init_noise(init_key, n)
-  d = sampler.denoise(x, 0, cond)
-  r, bad_first = base.score_rows(reward, d.x0, cond)
-
-  def level(carry, k):
-    x, d = carry
-    xs, ds, rs, bad = base.children(jax.random.fold_in(loop_key, k), sampler, reward, cond, k,
-                                    x, d, kc)
-    top = select(sharding.replicated(rs), n)   # across every beam's children
-    x, d, r = sharding.rows(base.take_rows((xs, ds, rs), top))
-    return (x, d), (r, bad)
-
-  (x, d), (r_by_level, bad_by_level) = jax.lax.scan(level, (x, d), jnp.arange(m - 1))
-  r_last = r_by_level[-1]
-  trace_nfe = n + n * kc * jnp.arange(m)
-  trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([r[None], r_by_level]), axis=1))
-  nfe = n + n * kc * (m - 1)
-  return base.finalize(key, config.common, candidates=d.x0, rewards=r_last, log_weights=None,
-                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
-                       trace_best=trace_best,
-                       num_invalid=jnp.sum(bad_first) + jnp.sum(bad_by_level),
-                       num_scored=nfe)
+  state, first = code.init(init_key, sampler, reward, config, cond)
+  advance = functools.partial(step, loop_key=loop_key, sampler=sampler, reward=reward,
+                              config=config, cond=cond)
+  costs = [n] + [n * kc] * (m - 1)
+  return levels.drive(key, config.common, state, first,
+                      [levels.Segment(advance, jnp.arange(m - 1))], levels.chains_output,
+                      costs=costs, scored=sum(costs))[0]
 
 
 rows = code.rows   # each chain's candidates, evaluated together

@@ -8,12 +8,13 @@ K = (budget - N) // (N (M - 1)). L = 1 is SVDD.
 """
 
 import dataclasses
-
+import functools
 import jax
 import jax.numpy as jnp
 
 from samplers.ground import sharding
 from search import base
+from search import levels
 
 METHOD = base.Method(
     knobs=dict(block_size=5),       # L levels rolled out per candidate before selection
@@ -50,54 +51,60 @@ class Config:
     return cls(common, n, k, block)
 
 
-def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
-  n, kc, m = config.num_chains, config.num_candidates, sampler.num_steps
-  init_key, loop_key = jax.random.split(key)
-  x = sampler.init_noise(init_key, n)
+State = levels.Chains   # the chains between blocks (the scan's carry)
+
+
+def init(key, sampler, reward, config: Config, cond=None):
+  """(State, Report) of N chains evaluated at level 0."""
+  x = sampler.init_noise(key, config.num_chains)
   d = sampler.denoise(x, 0, cond)
-  r, invalid = base.score_rows(reward, d.x0, cond)
+  r, bad = base.score_rows(reward, d.x0, cond)
+  return State(x, d, r), levels.Report(r, bad)
 
-  # Blocks cover levels 0 -> M-1: full blocks of L levels, then one shorter remainder.
-  num_full, rest = divmod(m - 1, config.block_size)
 
-  def block(carry, start, length):
-    x, d, r, invalid = carry
-    xs, ds = sharding.rows(base.repeat_rows((x, d), kc))
-    block_key = jax.random.fold_in(loop_key, start)
+def step(state: State, start, length: int, loop_key, sampler, reward, config: Config,
+         cond=None):
+  """The block of `length` levels from level `start`: each chain's K candidates rolled out
+  through it, the best kept. Per-chain bookkeeping only: the reductions over chains wait until
+  after the loop, so a chain's whole block runs on its own device with no collective."""
+  n, kc = config.num_chains, config.num_candidates
+  xs, ds = sharding.rows(base.repeat_rows((state.x, state.d), kc))
+  block_key = jax.random.fold_in(loop_key, start)
 
-    def level(j, state):
-      xs, ds = state
-      noise = jax.random.normal(jax.random.fold_in(block_key, j), xs.shape, xs.dtype)
-      xs = sampler.step(xs, ds, start + j, noise)
-      return sharding.rows((xs, sampler.denoise(xs, start + j + 1, cond)))
+  def level(j, carry):
+    xs, ds = carry
+    noise = jax.random.normal(jax.random.fold_in(block_key, j), xs.shape, xs.dtype)
+    xs = sampler.step(xs, ds, start + j, noise)
+    return sharding.rows((xs, sampler.denoise(xs, start + j + 1, cond)))
 
-    xs, ds = jax.lax.fori_loop(0, length, level, (xs, ds))
-    rs, bad = base.score_rows(reward, ds.x0, cond)
-    x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
-    # Per-chain bookkeeping only: reductions over chains wait until after the loop, so a
-    # chain's whole block runs on its own device with no collective.
-    return (x, d, r, invalid + bad.reshape(n, kc).sum(axis=1)), r
+  xs, ds = jax.lax.fori_loop(0, length, level, (xs, ds))
+  rs, bad = base.score_rows(reward, ds.x0, cond)
+  x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
+  return State(x, d, r), levels.Report(r, bad.reshape(n, kc).sum(axis=1))
 
-  carry = (x, d, r, invalid)
-  chain_bests = [r[None]]
+
+finish = levels.chains_output
+
+
+def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
+  """Blocks cover levels 0 -> M-1: full blocks of L levels, then one shorter remainder."""
+  n, kc, m, block = config.num_chains, config.num_candidates, sampler.num_steps, config.block_size
+  init_key, loop_key = jax.random.split(key)
+  state, first = init(init_key, sampler, reward, config, cond)
+  num_full, rest = divmod(m - 1, block)
+  advance = lambda length: functools.partial(step, length=length, loop_key=loop_key,
+                                             sampler=sampler, reward=reward, config=config,
+                                             cond=cond)
+  segments = []
   if num_full:
-    starts = config.block_size * jnp.arange(num_full)
-    carry, full_r = jax.lax.scan(lambda c, s: block(c, s, config.block_size), carry, starts)
-    chain_bests.append(full_r)
+    segments.append(levels.Segment(advance(block), block * jnp.arange(num_full)))
   if rest:
-    carry, rest_r = block(carry, num_full * config.block_size, rest)
-    chain_bests.append(rest_r[None])
-  x, d, r, invalid = carry
-  bests = jnp.max(jnp.concatenate(chain_bests), axis=1)
-
-  ends = [0] + [config.block_size * (i + 1) for i in range(num_full)] + ([m - 1] if rest else [])
-  trace_nfe = n + n * kc * jnp.asarray(ends)
-  nfe = n + n * kc * (m - 1)
-  scored = n + n * kc * (num_full + (1 if rest else 0))  # rewards are scored at block ends
-  return base.finalize(key, config.common, candidates=d.x0, rewards=r, log_weights=None,
-                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
-                       trace_best=jax.lax.cummax(bests), num_invalid=jnp.sum(invalid),
-                       num_scored=scored)
+    segments.append(levels.Segment(advance(rest), [num_full * block], unrolled=True))
+  blocks = num_full + (1 if rest else 0)
+  costs = [n] + [n * kc * block] * num_full + ([n * kc * rest] if rest else [])
+  # Rewards are scored at block ends.
+  return levels.drive(key, config.common, state, first, segments, finish, costs=costs,
+                      scored=n + n * kc * blocks)[0]
 
 
 def rows(config: Config) -> int:

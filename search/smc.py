@@ -31,13 +31,17 @@ price of results that depend on the number of devices.
 """
 
 import dataclasses
+import functools
+from typing import NamedTuple
 
 import blackjax.smc.ess as blackjax_ess
 import jax
 import jax.numpy as jnp
 
 from samplers.ground import sharding
+from samplers.sampler import Denoised
 from search import base
+from search import levels
 
 POTENTIALS = ('difference', 'immediate', 'max', 'sum')
 SCOPES = ('global', 'island')
@@ -97,86 +101,114 @@ class Config:
     return cls(common, schedule[0], cfg.potential, threshold, levels, scope, schedule)
 
 
-def _level_potential(potential, r, valid, stats, temperature):
-  """(log G_k [N], updated stats) for rewards r at one level, given the particle's statistics
-  over the valid rewards of its ancestral path so far: (last valid reward, or 0 before any;
-  running max, -inf before any; running sum). An invalid reward leaves the statistics as they
-  were and gets the potential of an unscored level."""
-  ref, run_max, run_sum = stats
-  ref_new = jnp.where(valid, r, ref)
-  max_new = jnp.where(valid, jnp.maximum(run_max, r), run_max)
-  sum_new = run_sum + jnp.where(valid, r, 0.0)
+class PathStats(NamedTuple):
+  """A particle's statistics over the valid rewards of its ancestral path so far."""
+  ref: jax.Array        # [N] the last valid reward (0 before any)
+  max: jax.Array        # [N] the running max (-inf before any)
+  sum: jax.Array        # [N] the running sum
+
+
+class State(NamedTuple):
+  """The particles between levels (the scan's carry)."""
+  x: jax.Array          # [N, ...] states at the current level
+  d: Denoised           # their evaluation
+  r: jax.Array          # [N] rewards of their Tweedie estimates
+  log_w: jax.Array      # [N] log-weights since the last resampling
+  path: jax.Array       # [N] the sum of log-potentials along each particle's path
+  stats: PathStats
+  resamples: jax.Array  # resamplings so far
+
+
+def _level_potential(potential, r, valid, stats: PathStats, temperature):
+  """(log G_k [N], updated stats) for rewards r at one level, given the particle's path
+  statistics. An invalid reward leaves the statistics as they were and gets the potential of
+  an unscored level."""
+  ref_new = jnp.where(valid, r, stats.ref)
+  max_new = jnp.where(valid, jnp.maximum(stats.max, r), stats.max)
+  sum_new = stats.sum + jnp.where(valid, r, 0.0)
   if potential == 'difference':
-    log_g = jnp.where(valid, r - ref, 0.0)
+    log_g = jnp.where(valid, r - stats.ref, 0.0)
   elif potential == 'immediate':
     log_g = jnp.where(valid, r, 0.0)
   elif potential == 'max':
     log_g = jnp.where(jnp.isfinite(max_new), max_new, 0.0)
   else:
     log_g = sum_new
-  return log_g / temperature, (ref_new, max_new, sum_new)
+  return log_g / temperature, PathStats(ref_new, max_new, sum_new)
+
+
+def _empty_stats(n: int) -> PathStats:
+  return PathStats(jnp.zeros(n), jnp.full(n, -jnp.inf), jnp.zeros(n))
+
+
+def init(key, sampler, reward, config: Config, cond=None):
+  """(State, Report) of N fresh particles evaluated and weighted at level 0."""
+  n, lam = config.num_particles, config.common.temperature
+  x = sampler.init_noise(key, n)
+  d = sampler.denoise(x, 0, cond)
+  r, bad = base.score_rows(reward, d.x0, cond)
+  log_w, stats = _level_potential(config.potential, r, bad == 0, _empty_stats(n), lam)
+  return State(x, d, r, log_w, log_w, stats, jnp.int32(0)), levels.Report(r, bad)
+
+
+def step(state: State, k, loop_key, sampler, reward, config: Config, cond=None):
+  """Level k -> k + 1: resample (by the ESS rule or at the listed levels), move by the base
+  kernel, weight by the potential."""
+  n, lam = config.num_particles, config.common.temperature
+  x, d, r, log_w, path, stats, resamples = state
+  k_res, k_prop = jax.random.split(jax.random.fold_in(loop_key, k))
+  # Under a mesh the log-weights are all-gathered here: every device then computes the same
+  # ESS and the same ancestors from the same values (global resampling).
+  all_log_w = sharding.replicated(log_w)
+  if config.resample_levels:
+    do = jnp.any(jnp.asarray(config.resample_levels, jnp.int32) == k)
+  else:
+    do = blackjax_ess.ess(all_log_w) < config.ess_threshold * n
+  islands = sharding.particle_axis_size() if config.scope == 'island' else 1
+  particles = (x, d, r, path, stats)
+
+  def resampled(particles):
+    if islands > 1:
+      moved = base.take_in_groups(particles, _island_ancestors(k_res, log_w, islands, config))
+    else:
+      idx = base.resample(k_res, all_log_w, n, config.common.resampling)
+      moved = sharding.rows(base.take_rows(particles, idx))
+    return moved + (jnp.zeros_like(log_w),)
+
+  # Only a resampling level pays for the gather (lax.cond runs one branch).
+  x, d, r, path, stats, log_w = jax.lax.cond(
+      do, resampled, lambda p: p + (log_w,), particles)
+
+  noise = jax.random.normal(k_prop, x.shape, x.dtype)
+  x = sampler.step(x, d, k, noise)
+  d = sampler.denoise(x, k + 1, cond)
+  r_new, bad = base.score_rows(reward, d.x0, cond)
+  log_g, stats = _level_potential(config.potential, r_new, bad == 0, stats, lam)
+  moved = sharding.rows((x, d, r_new, log_w + log_g, path + log_g, stats))
+  return State(*moved, resamples + do.astype(jnp.int32)), levels.Report(r_new, bad)
+
+
+def finish(state: State, config: Config) -> levels.Output:
+  """The particles weighted by their terminal correction: a path's final weight becomes
+  exp(r_{M-1} / lambda) overall (every potential is finite, so this never meets
+  -inf - -inf); an invalid end: weight 0."""
+  lam = config.common.temperature
+  log_w = jnp.where(jnp.isfinite(state.r), state.log_w + state.r / lam - state.path, -jnp.inf)
+  return levels.Output(state.d.x0, state.r, log_w)
 
 
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   if config.schedule:
     return _run_scheduled(key, sampler, reward, config, cond)
-  n, m, lam = config.num_particles, sampler.num_steps, config.common.temperature
+  n, m = config.num_particles, sampler.num_steps
   init_key, loop_key, out_key = jax.random.split(key, 3)
-  x = sampler.init_noise(init_key, n)
-  d = sampler.denoise(x, 0, cond)
-  r_first, bad_first = base.score_rows(reward, d.x0, cond)
-  empty = (jnp.zeros(n), jnp.full(n, -jnp.inf), jnp.zeros(n))
-  log_w, stats = _level_potential(config.potential, r_first, bad_first == 0, empty, lam)
-  path = log_w                                   # sum of log-potentials along the path
-  levels = jnp.asarray(config.resample_levels or (-1,), jnp.int32)
-  islands = sharding.particle_axis_size() if config.scope == 'island' else 1
-
-  def step(carry, k):
-    x, d, r, log_w, path, stats, resamples = carry
-    k_res, k_prop = jax.random.split(jax.random.fold_in(loop_key, k))
-    # Under a mesh the log-weights are all-gathered here: every device then computes the same
-    # ESS and the same ancestors from the same values (global resampling).
-    all_log_w = sharding.replicated(log_w)
-    if config.resample_levels:
-      do = jnp.any(levels == k)
-    else:
-      do = blackjax_ess.ess(all_log_w) < config.ess_threshold * n
-    particles = (x, d, r, path, stats)
-
-    def resampled(particles):
-      if islands > 1:
-        moved = base.take_in_groups(particles, _island_ancestors(k_res, log_w, islands, config))
-      else:
-        idx = base.resample(k_res, all_log_w, n, config.common.resampling)
-        moved = sharding.rows(base.take_rows(particles, idx))
-      return moved + (jnp.zeros_like(log_w),)
-
-    # Only a resampling level pays for the gather (lax.cond runs one branch).
-    x, d, r, path, stats, log_w = jax.lax.cond(
-        do, resampled, lambda p: p + (log_w,), particles)
-
-    noise = jax.random.normal(k_prop, x.shape, x.dtype)
-    x = sampler.step(x, d, k, noise)
-    d = sampler.denoise(x, k + 1, cond)
-    r_new, bad = base.score_rows(reward, d.x0, cond)
-    log_g, stats = _level_potential(config.potential, r_new, bad == 0, stats, lam)
-    carry = sharding.rows((x, d, r_new, log_w + log_g, path + log_g, stats))
-    return carry + (resamples + do.astype(jnp.int32),), (r_new, bad)
-
-  carry = (x, d, r_first, log_w, path, stats, jnp.int32(0))
-  carry, (r_by_level, bad_by_level) = jax.lax.scan(step, carry, jnp.arange(m - 1))
-  x, d, r, log_w, path, _, _ = carry
-  # Terminal correction: the final weight of a path becomes exp(r_{M-1} / lambda) overall
-  # (every potential is finite, so this never meets -inf - -inf); an invalid end: weight 0.
-  log_w = jnp.where(jnp.isfinite(r), log_w + r / lam - path, -jnp.inf)
-
-  # Bests and invalid counts are reduced over particles once, after the loop.
-  trace_nfe = n * jnp.arange(1, m + 1)
-  trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([r_first[None], r_by_level]), axis=1))
-  invalid = jnp.sum(bad_first) + jnp.sum(bad_by_level)
-  return base.finalize(out_key, config.common, candidates=d.x0, rewards=r, log_weights=log_w,
-                       nfe=n * m, nfe_evaluated=n * m, trace_nfe=trace_nfe,
-                       trace_best=trace_best, num_invalid=invalid, num_scored=n * m)
+  state, first = init(init_key, sampler, reward, config, cond)
+  advance = functools.partial(step, loop_key=loop_key, sampler=sampler, reward=reward,
+                              config=config, cond=cond)
+  return levels.drive(out_key, config.common, state, first,
+                      [levels.Segment(advance, jnp.arange(m - 1))],
+                      functools.partial(finish, config=config), costs=[n] * m,
+                      scored=n * m)[0]
 
 
 def _island_ancestors(key, log_w, g: int, config):
@@ -196,23 +228,22 @@ def _run_scheduled(key, sampler, reward, config: Config, cond):
   x = sampler.init_noise(init_key, counts[0])
   d = sampler.denoise(x, 0, cond)
   r, bad = base.score_rows(reward, d.x0, cond)
-  empty = (jnp.zeros(counts[0]), jnp.full(counts[0], -jnp.inf), jnp.zeros(counts[0]))
-  log_w, stats = _level_potential(config.potential, r, bad == 0, empty, lam)
-  path, bests, invalid = log_w, [jnp.max(r)], [jnp.sum(bad)]
-  for k, count in enumerate(counts[1:]):
+  log_w, stats = _level_potential(config.potential, r, bad == 0, _empty_stats(counts[0]), lam)
+  state = State(x, d, r, log_w, log_w, stats, jnp.int32(0))
+
+  def advance(state: State, k):
+    count = counts[k + 1]
     x, d, (path, stats), r, bad = base.resample_move(
-        jax.random.fold_in(loop_key, k), sampler, reward, cond, k, log_w, count,
-        config.common.resampling, x, d, (path, stats))
+        jax.random.fold_in(loop_key, k), sampler, reward, cond, k, state.log_w, count,
+        config.common.resampling, state.x, state.d, (state.path, state.stats))
     log_g, stats = _level_potential(config.potential, r, bad == 0, stats, lam)
-    log_w, path = log_g, path + log_g
-    bests.append(jnp.max(r))
-    invalid.append(jnp.sum(bad))
-  log_w = jnp.where(jnp.isfinite(r), log_w + r / lam - path, -jnp.inf)   # as in run()
-  nfe = sum(counts)
-  return base.finalize(out_key, config.common, candidates=d.x0, rewards=r, log_weights=log_w,
-                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=jnp.cumsum(jnp.asarray(counts)),
-                       trace_best=jax.lax.cummax(jnp.stack(bests)), num_invalid=sum(invalid),
-                       num_scored=nfe)
+    return (State(x, d, r, log_g, path + log_g, stats, state.resamples + 1),
+            levels.Report(r, bad))
+
+  return levels.drive(out_key, config.common, state, levels.Report(r, bad),
+                      [levels.Segment(advance, range(len(counts) - 1), unrolled=True)],
+                      functools.partial(finish, config=config), costs=list(counts),
+                      scored=sum(counts))[0]
 
 
 def rows(config: Config) -> int:

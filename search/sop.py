@@ -9,6 +9,7 @@ largest number of candidates that fits the budget.
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import numpy as np
 
 from samplers.ground import sharding
 from search import base
+from search import levels
 
 METHOD = base.Method(
     knobs=dict(
@@ -72,52 +74,58 @@ def _ode(sampler):
   return sampler.replace(sde=False)
 
 
+State = levels.Chains   # the chains between iterations (the scan's carry)
+
+
+def solve(sampler, x, d, begin, end, cond):
+  """The ODE from level `begin` (x evaluated as d) to level `end`, evaluating at each level."""
+  ode = _ode(sampler)
+
+  def body(k, carry):
+    x, d = carry
+    x = ode.step(x, d, k, jnp.zeros_like(x))
+    return sharding.rows((x, ode.denoise(x, k + 1, cond)))
+  return jax.lax.fori_loop(begin, end, body, (x, d))
+
+
+def init(key, sampler, reward, config: Config, cond=None):
+  """(State, Report) of N chains run by the ODE to the start level and scored there."""
+  x = sampler.init_noise(key, config.num_chains)
+  x, d = solve(sampler, x, _ode(sampler).denoise(x, 0, cond), 0, config.start, cond)
+  r, bad = base.score_rows(reward, d.x0, cond)
+  return State(x, d, r), levels.Report(r, bad)
+
+
+def step(state: State, jl, loop_key, sampler, reward, config: Config, cond=None):
+  """One iteration: each chain at level k_now re-noised back to level j into K candidates,
+  each solved forward to level L and scored, the best kept. jl = (j, L, k_now). Per-chain
+  bookkeeping only: bests and counts are reduced over chains after the loop."""
+  n, kc = config.num_chains, config.num_candidates
+  j, level, k_now = jl[0], jl[1], jl[2]
+  scale, std = sampler.interpolant.transition(sampler.grid[k_now], sampler.grid[j])
+  xs = sharding.rows(jnp.repeat(state.x, kc, axis=0))
+  noise = jax.random.normal(jax.random.fold_in(loop_key, j), xs.shape, xs.dtype)
+  xs = scale * xs + std * noise
+  xs, ds = solve(sampler, xs, _ode(sampler).denoise(xs, j, cond), j, level, cond)
+  rs, bad = base.score_rows(reward, ds.x0, cond)
+  x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
+  return State(x, d, r), levels.Report(r, bad.reshape(n, kc).sum(axis=1))
+
+
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   n, kc = config.num_chains, config.num_candidates
-  ode = _ode(sampler)
-  interp = sampler.interpolant
   init_key, loop_key = jax.random.split(key)
-
-  def solve(x, d, begin, end):
-    """ODE from level `begin` (x evaluated as d) to level `end`, evaluating at each level."""
-    def body(k, state):
-      x, d = state
-      x = ode.step(x, d, k, jnp.zeros_like(x))
-      return sharding.rows((x, ode.denoise(x, k + 1, cond)))
-    return jax.lax.fori_loop(begin, end, body, (x, d))
-
-  x = sampler.init_noise(init_key, n)
-  x, d = solve(x, ode.denoise(x, 0, cond), 0, config.start)
-  r, invalid = base.score_rows(reward, d.x0, cond)
-
-  def iteration(carry, jl):
-    x, d, r, invalid = carry
-    j, level, k_now = jl[0], jl[1], jl[2]
-    scale, std = interp.transition(sampler.grid[k_now], sampler.grid[j])
-    xs = sharding.rows(jnp.repeat(x, kc, axis=0))
-    noise = jax.random.normal(jax.random.fold_in(loop_key, j), xs.shape, xs.dtype)
-    xs = scale * xs + std * noise
-    xs, ds = solve(xs, ode.denoise(xs, j, cond), j, level)
-    rs, bad = base.score_rows(reward, ds.x0, cond)
-    x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
-    # Per-chain bookkeeping; bests and counts are reduced over chains after the loop.
-    return (x, d, r, invalid + bad.reshape(n, kc).sum(axis=1)), r
-
+  state, first = init(init_key, sampler, reward, config, cond)
   pairs = np.asarray(config.iterations, np.int32)           # (j, L) per iteration
   previous = np.concatenate([[config.start], pairs[:-1, 1]])  # the level each one starts from
-  xs_in = jnp.asarray(np.concatenate([pairs, previous[:, None]], axis=1).astype(np.int32))
-  start_r = r
-  (x, d, r, invalid), chain_r = jax.lax.scan(iteration, (x, d, r, invalid), xs_in)
-
-  costs = np.cumsum([n * kc * (level - j + 1) for j, level in config.iterations])
-  first = n * (config.start + 1)
-  trace_nfe = jnp.asarray(np.concatenate([[first], first + costs]))
-  trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([start_r[None], chain_r]), axis=1))
-  nfe = int(first + costs[-1])
-  return base.finalize(key, config.common, candidates=d.x0, rewards=r, log_weights=None,
-                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe, trace_best=trace_best,
-                       num_invalid=jnp.sum(invalid),
-                       num_scored=n + n * kc * len(config.iterations))
+  xs = jnp.asarray(np.concatenate([pairs, previous[:, None]], axis=1).astype(np.int32))
+  advance = functools.partial(step, loop_key=loop_key, sampler=sampler, reward=reward,
+                              config=config, cond=cond)
+  costs = [n * (config.start + 1)] + [n * kc * (level - j + 1)
+                                      for j, level in config.iterations]
+  return levels.drive(key, config.common, state, first, [levels.Segment(advance, xs)],
+                      levels.chains_output, costs=costs,
+                      scored=n + n * kc * len(config.iterations))[0]
 
 
 def rows(config: Config) -> int:

@@ -9,12 +9,13 @@ noises (the chain starts from the best); the others are children, as above.
 """
 
 import dataclasses
+import functools
 
 import jax
-import jax.numpy as jnp
 
 from search import base
 from search import code
+from search import levels
 
 
 METHOD = base.Method(knobs=dict(particle_schedule='constant'),   # constant | linear
@@ -44,28 +45,35 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   return code.run(key, sampler, reward, config, cond)
 
 
+def init_scheduled(key, sampler, reward, config: Config, cond=None):
+  """(State, Report): each chain starts from the best of its K_0 initial noises."""
+  x = sampler.init_noise(key, config.num_chains * config.schedule[0])
+  d = sampler.denoise(x, 0, cond)
+  rs, bad = base.score_rows(reward, d.x0, cond)
+  x, d, r = base.best_in_groups((x, d, rs), rs, config.schedule[0])
+  return code.State(x, d, r), levels.Report(rs, bad)
+
+
+def step_scheduled(state: code.State, k, loop_key, sampler, reward, config: Config, cond=None):
+  """Level k -> k + 1 with K_{k+1} children per chain, the best kept."""
+  kc = config.schedule[k + 1]
+  xs, ds, rs, bad = base.children(jax.random.fold_in(loop_key, k), sampler, reward, cond, k,
+                                  state.x, state.d, kc)
+  x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
+  return code.State(x, d, r), levels.Report(rs, bad)
+
+
 def _run_scheduled(key, sampler, reward, config: Config, cond):
   """SVDD with K_k candidates per chain at level k; the levels are unrolled (their shapes
   differ)."""
-  n, counts = config.num_chains, config.schedule
+  costs = [config.num_chains * c for c in config.schedule]
   init_key, loop_key = jax.random.split(key)
-  x = sampler.init_noise(init_key, n * counts[0])
-  d = sampler.denoise(x, 0, cond)
-  rs, bad = base.score_rows(reward, d.x0, cond)
-  x, d, r = base.best_in_groups((x, d, rs), rs, counts[0])
-  bests, invalid = [jnp.max(rs)], [jnp.sum(bad)]
-  for k, kc in enumerate(counts[1:]):
-    xs, ds, rs, bad = base.children(jax.random.fold_in(loop_key, k), sampler, reward, cond, k,
-                                    x, d, kc)
-    x, d, r = base.best_in_groups((xs, ds, rs), rs, kc)
-    bests.append(jnp.max(rs))
-    invalid.append(jnp.sum(bad))
-  nfe = n * sum(counts)
-  trace_nfe = n * jnp.cumsum(jnp.asarray(counts))
-  return base.finalize(key, config.common, candidates=d.x0, rewards=r, log_weights=None,
-                       nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
-                       trace_best=jax.lax.cummax(jnp.stack(bests)),
-                       num_invalid=sum(invalid), num_scored=nfe)
+  state, first = init_scheduled(init_key, sampler, reward, config, cond)
+  advance = functools.partial(step_scheduled, loop_key=loop_key, sampler=sampler,
+                              reward=reward, config=config, cond=cond)
+  return levels.drive(key, config.common, state, first,
+                      [levels.Segment(advance, range(len(costs) - 1), unrolled=True)],
+                      levels.chains_output, costs=costs, scored=sum(costs))[0]
 
 
 rows = code.rows   # each chain's candidates, evaluated together

@@ -16,6 +16,8 @@ final reward gets weight zero.
 """
 
 import dataclasses
+import functools
+from typing import NamedTuple
 
 import blackjax.smc.ess as blackjax_ess
 import blackjax.smc.solver as blackjax_solver
@@ -23,7 +25,9 @@ import jax
 import jax.numpy as jnp
 
 from samplers.ground import sharding
+from samplers.sampler import Denoised
 from search import base
+from search import levels
 
 METHOD = base.Method(
     knobs=dict(tempering_ess=0.5),   # the ESS fraction the adaptive schedule keeps per level
@@ -73,46 +77,64 @@ def next_beta(beta_prev, value_prev, r, valid, temperature, target_ess: float):
   return jnp.where(room > 0, beta_prev + delta, beta_prev)
 
 
+class State(NamedTuple):
+  """The particles between levels (the scan's carry)."""
+  x: jax.Array        # [N, ...] states at the current level
+  d: Denoised         # their evaluation
+  r: jax.Array        # [N] rewards of their Tweedie estimates
+  log_w: jax.Array    # [N] this level's incremental log-weights
+  value: jax.Array    # [N] the tempered values beta r (the last valid one where r is invalid)
+  beta: jax.Array     # the inverse temperature reached
+
+
+def init(key, sampler, reward, config: Config, cond=None):
+  """(State, Report) of N fresh particles at level 0, beta_0 chosen by the ESS rule."""
+  n, lam = config.num_particles, config.common.temperature
+  x = sampler.init_noise(key, n)
+  d = sampler.denoise(x, 0, cond)
+  r, bad = base.score_rows(reward, d.x0, cond)
+  valid = bad == 0
+  zeros = jnp.zeros(n)
+  beta = next_beta(0.0, zeros, sharding.replicated(r), sharding.replicated(valid), lam,
+                   config.tempering_ess)
+  log_w, value = increments(beta, zeros, r, valid, lam)
+  return State(x, d, r, log_w, value, beta), levels.Report(r, bad, beta)
+
+
+def step(state: State, k, loop_key, sampler, reward, config: Config, cond=None):
+  """Level k -> k + 1: resample by the weights, move by the base kernel, choose beta_{k+1}
+  (1 at the last level)."""
+  n, m, lam = config.num_particles, sampler.num_steps, config.common.temperature
+  x, d, value, r, bad = base.resample_move(jax.random.fold_in(loop_key, k), sampler, reward,
+                                           cond, k, state.log_w, n, config.common.resampling,
+                                           state.x, state.d, state.value)
+  valid = bad == 0
+  solved = next_beta(state.beta, sharding.replicated(value), sharding.replicated(r),
+                     sharding.replicated(valid), lam, config.tempering_ess)
+  beta = jnp.where(k + 1 == m - 1, 1.0, solved)
+  log_w, value = increments(beta, value, r, valid, lam)
+  return (State(*sharding.rows((x, d, r, log_w, value)), beta),
+          levels.Report(r, bad, beta))
+
+
+def finish(state: State) -> levels.Output:
+  """The particles by their last weights; an invalid end: weight zero."""
+  return levels.Output(state.d.x0, state.r,
+                       jnp.where(jnp.isfinite(state.r), state.log_w, -jnp.inf))
+
+
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   return run_with_schedule(key, sampler, reward, config, cond)[0]
 
 
 def run_with_schedule(key, sampler, reward, config: Config, cond=None):
   """(SearchResult, the inverse temperatures beta_0..beta_{M-1} [M] it chose)."""
-  n, m, lam = config.num_particles, sampler.num_steps, config.common.temperature
+  n, m = config.num_particles, sampler.num_steps
   init_key, loop_key, out_key = jax.random.split(key, 3)
-  x = sampler.init_noise(init_key, n)
-  d = sampler.denoise(x, 0, cond)
-  r, bad_first = base.score_rows(reward, d.x0, cond)
-  valid = bad_first == 0
-  zeros = jnp.zeros(n)
-  all_r = sharding.replicated(r)
-  beta = next_beta(0.0, zeros, all_r, sharding.replicated(valid), lam, config.tempering_ess)
-  log_w, value = increments(beta, zeros, r, valid, lam)
-
-  def step(carry, k):
-    x, d, _, log_w, value, beta = carry
-    x, d, value, r, bad = base.resample_move(jax.random.fold_in(loop_key, k), sampler, reward,
-                                             cond, k, log_w, n, config.common.resampling, x, d,
-                                             value)
-    valid = bad == 0
-    solved = next_beta(beta, sharding.replicated(value), sharding.replicated(r),
-                       sharding.replicated(valid), lam, config.tempering_ess)
-    beta = jnp.where(k + 1 == m - 1, 1.0, solved)
-    log_w, value = increments(beta, value, r, valid, lam)
-    return sharding.rows((x, d, r, log_w, value)) + (beta,), (r, bad, beta)
-
-  first_beta = beta
-  carry = (x, d, r, log_w, value, beta)
-  carry, (r_by_level, bad_by_level, betas) = jax.lax.scan(step, carry, jnp.arange(m - 1))
-  _, d, r_last, log_w, _, _ = carry
-  log_w = jnp.where(jnp.isfinite(r_last), log_w, -jnp.inf)   # an invalid end: weight zero
-  trace_nfe = n * jnp.arange(1, m + 1)
-  trace_best = jax.lax.cummax(jnp.max(jnp.concatenate([r[None], r_by_level]), axis=1))
-  invalid = jnp.sum(bad_first) + jnp.sum(bad_by_level)
-  result = base.finalize(out_key, config.common, candidates=d.x0, rewards=r_last,
-                         log_weights=log_w, nfe=n * m, nfe_evaluated=n * m,
-                         trace_nfe=trace_nfe, trace_best=trace_best, num_invalid=invalid,
-                         num_scored=n * m)
-  return result, jnp.concatenate([jnp.asarray(first_beta)[None], betas])
-
+  state, first = init(init_key, sampler, reward, config, cond)
+  advance = functools.partial(step, loop_key=loop_key, sampler=sampler, reward=reward,
+                              config=config, cond=cond)
+  result, (betas,) = levels.drive(out_key, config.common, state, first,
+                                  [levels.Segment(advance, jnp.arange(m - 1))], finish,
+                                  costs=[n] * m, scored=n * m)
+  return result, jnp.concatenate([jnp.asarray(first.extra)[None], betas])

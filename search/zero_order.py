@@ -19,13 +19,16 @@ ignored: both always integrate the ODE of its interpolant, on its grid.
 """
 
 import dataclasses
+import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from samplers.ground import sharding
 from search import base
+from search import levels
 
 NEIGHBORHOODS = ('sphere', 'ball')
 _KNOBS = dict(
@@ -102,37 +105,54 @@ def neighbours(key, pivots, config: Config):
   return eps + (length * direction).reshape(eps.shape)
 
 
+class State(NamedTuple):
+  """The chains between rounds (the scan's carry)."""
+  pivot: jax.Array   # [N, ...] each chain's pivot noise
+  x0: jax.Array      # [N, ...] its ODE sample
+  r: jax.Array       # [N] that sample's reward
+
+
+def init(key, sampler, reward, config: Config, cond=None):
+  """(State, Report) of N pivot noises run to t = 0 by the ODE and scored."""
+  pivot = sharding.rows(jax.random.normal(key, (config.num_chains,) + tuple(sampler.data_shape)))
+  x0 = ode_samples(sampler, pivot, cond)
+  r, bad = base.score_rows(reward, x0, cond)
+  return State(pivot, x0, r), levels.Report(r, bad)
+
+
+def step(state: State, i, loop_key, sampler, reward, config: Config, cond=None):
+  """Round i: K neighbours of every pivot run by the ODE and scored; the pivot moves to the
+  best one (when it beats the pivot, with zo_keep_pivot or random search). The report's
+  rewards are the best each chain has seen this round; everything stays per chain (the
+  reductions over chains happen once, after the loop: each chain's rounds stay on its
+  device)."""
+  n, kn = config.num_chains, config.num_neighbors
+  pivot, x0, r = state
+  eps = neighbours(jax.random.fold_in(loop_key, i), pivot, config)
+  cand_x0 = ode_samples(sampler, eps, cond)
+  cand_r, bad = base.score_rows(reward, cand_x0, cond)
+  best_eps, best_x0, best_r = base.best_in_groups((eps, cand_x0, cand_r), cand_r, kn)
+  move = best_r > r if (config.keep_pivot or config.random) else jnp.ones_like(r, bool)
+  choose = lambda new, old: jnp.where(move.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+  state = State(*sharding.rows((choose(best_eps, pivot), choose(best_x0, x0),
+                                jnp.where(move, best_r, r))))
+  return state, levels.Report(jnp.maximum(best_r, r), bad.reshape(n, kn).sum(axis=1))
+
+
+def finish(state: State) -> levels.Output:
+  return levels.Output(state.x0, state.r)
+
+
 def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   n, kn, m = config.num_chains, config.num_neighbors, sampler.num_steps
   init_key, loop_key, out_key = jax.random.split(key, 3)
-  pivot = sharding.rows(jax.random.normal(init_key, (n,) + tuple(sampler.data_shape)))
-  x0 = ode_samples(sampler, pivot, cond)
-  r, invalid = base.score_rows(reward, x0, cond)
-
-  def round_(carry, i):
-    pivot, x0, r, invalid = carry
-    eps = neighbours(jax.random.fold_in(loop_key, i), pivot, config)
-    cand_x0 = ode_samples(sampler, eps, cond)
-    cand_r, bad = base.score_rows(reward, cand_x0, cond)
-    best_eps, best_x0, best_r = base.best_in_groups((eps, cand_x0, cand_r), cand_r, kn)
-    move = best_r > r if (config.keep_pivot or config.random) else jnp.ones_like(r, bool)
-    choose = lambda new, old: jnp.where(move.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-    carry = sharding.rows((choose(best_eps, pivot), choose(best_x0, x0),
-                           jnp.where(move, best_r, r)))
-    kept = jnp.maximum(best_r, r)   # the best this chain has seen this round, for the trace
-    return carry + (invalid + bad.reshape(n, kn).sum(axis=1),), kept
-
-  carry, seen = jax.lax.scan(round_, (pivot, x0, r, invalid), jnp.arange(config.num_rounds))
-  _, x0, r_final, invalid = carry
-  rounds = config.num_rounds
-  # Reductions over chains happen once, after the loop: each chain's rounds stay on its device.
-  trace_best = jax.lax.cummax(jnp.concatenate([jnp.max(r)[None], jnp.max(seen, axis=1)]))
-  trace_nfe = n * m * (1 + kn * jnp.arange(rounds + 1))
-  nfe = n * m * (1 + rounds * kn)
-  return base.finalize(out_key, config.common, candidates=x0, rewards=r_final,
-                       log_weights=None, nfe=nfe, nfe_evaluated=nfe, trace_nfe=trace_nfe,
-                       trace_best=trace_best, num_invalid=jnp.sum(invalid),
-                       num_scored=n * (1 + rounds * kn))
+  state, first = init(init_key, sampler, reward, config, cond)
+  advance = functools.partial(step, loop_key=loop_key, sampler=sampler, reward=reward,
+                              config=config, cond=cond)
+  return levels.drive(out_key, config.common, state, first,
+                      [levels.Segment(advance, jnp.arange(config.num_rounds))], finish,
+                      costs=[n * m] + [n * kn * m] * config.num_rounds,
+                      scored=n * (1 + config.num_rounds * kn))[0]
 
 
 def rows(config: Config) -> int:

@@ -19,7 +19,7 @@ def fast_compilation():
   jit's cache does not key on this flag, so the caches are cleared on the way out: otherwise a
   later module would reuse an unoptimised executable (a train step, say), whose results differ
   in the last bit from the optimised one a fresh process compiles, and a bitwise comparison
-  with a subprocess's run (tests/models/test_checkpoints.py) fails depending on test order.
+  with a subprocess's run (tests/models/loading/test_checkpoint.py) fails depending on test order.
   """
   import jax  # pylint: disable=g-import-not-at-top
   previous = jax.config.read('jax_disable_most_optimizations')

@@ -1,5 +1,6 @@
 """A copy of the project with one extra file, run through main.py on an 8-device mesh: what the
-"one new file" tests (tests/search/test_new_method.py, tests/rewards/test_new_reward.py) use."""
+"one new file" tests (tests/search/test_adding_a_method.py,
+tests/rewards/test_adding_a_reward.py) use."""
 
 import os
 import shutil

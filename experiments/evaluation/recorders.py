@@ -159,18 +159,18 @@ def image_metrics(config, x0, towards_reward: bool, row_classes=None) -> dict:
   """Classifier-based metrics for digit images (Frechet distance to held-out digits of the
   target class, accuracy, feature diversity); {} for other data or without a classifier.
 
-  Which metrics apply is the reward's declaration (rewards/base.py: RewardKind.evaluation), not
-  its name. The target class is config.condition; a search (towards_reward) falls back to the
+  Which metrics apply is the reward's declaration, else the backbone's (rewards.evaluation),
+  never a name. The target class is config.condition; a search (towards_reward) falls back to the
   class the reward pulls towards (RewardKind.target). Without a target, the reference is
   all held-out digits. With row_classes [N] (searches towards several classes at once), each
   class's samples are judged against its own held-out digits and the metrics averaged over the
   classes.
   """
-  kind = rewards.get_kind(config.reward.name)
-  if kind.evaluation == 'cells':
+  kind, evaluation = rewards.get_kind(config.reward.name), rewards.evaluation(config)
+  if evaluation == 'cells':
     return image_metrics_lib.evaluate_grid(x0, config.reward)
   classifier_dir = config.reward.get('checkpoint', '')
-  if kind.evaluation != 'classifier' or not classifier_dir:
+  if evaluation != 'classifier' or not classifier_dir:
     return {}
   target = models.condition(config)
   reward_target = kind.target

@@ -77,18 +77,15 @@ def make_backbone(cfg) -> Backbone:
   if not config.guidance_embeds and guidance:
     raise ValueError(f'model.guidance={guidance} is a FLUX.1-dev knob, but {cfg.path!r} has no '
                      'guidance embedding (FLUX.1-schnell); leave model.guidance at 0.')
-  t5_width = int(folder_lib.component_config(path, 'text_encoder_2', 'text encoder 2')
-                 .get('d_model', -1))
-  if t5_width != config.joint_attention_dim:
-    raise ValueError(f'the FLUX transformer\'s joint_attention_dim is '
-                     f'{config.joint_attention_dim}, but text_encoder_2 (T5) gives {t5_width}-dim '
-                     'states: they do not belong together.')
-  clip_width = int(folder_lib.component_config(path, 'text_encoder', 'text encoder')
-                   .get('hidden_size', -1))
-  if clip_width != config.pooled_projection_dim:
-    raise ValueError(f'the FLUX transformer\'s pooled_projection_dim is '
-                     f'{config.pooled_projection_dim}, but text_encoder (CLIP) gives '
-                     f'{clip_width}-dim pooled states.')
+  for component, label, width_key, field, states in (
+      ('text_encoder_2', 'T5', 'd_model', 'joint_attention_dim', 'states'),
+      ('text_encoder', 'CLIP', 'hidden_size', 'pooled_projection_dim', 'pooled states')):
+    width = int(folder_lib.component_config(path, component, component.replace('_', ' '))
+                .get(width_key, -1))
+    if width != getattr(config, field):
+      raise ValueError(f'the FLUX transformer\'s {field} is {getattr(config, field)}, but '
+                       f'{component} ({label}) gives {width}-dim {states}: they do not belong '
+                       'together.')
   h, w, _ = data_shape
   shift = scheduler_shift(path, (h // 2) * (w // 2))
   uncond = text_encoders.encode_prompts(cfg, [''])   # before the transformer: T5 is gone then

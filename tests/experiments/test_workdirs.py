@@ -132,6 +132,14 @@ def test_a_run_is_the_fields_it_reads():
   other = gmm2d.get_config('smc')
   other.reward.heldout = ('service',)
   assert 'address' in identity.identity(other)['reward']
+  # Digit images are judged by the classifier at reward.checkpoint whatever reward searched
+  # (the U-Net declares that evaluation): that field stays part of a compressibility run.
+  from configs import digits  # pylint: disable=g-import-not-at-top
+  config = digits.get_config('svdd')
+  config.reward.name = 'compressibility'
+  assert 'checkpoint' in identity.identity(config)['reward']
+  config.model.name = 'mlp'
+  assert 'checkpoint' not in identity.identity(config)['reward']
 
 
 def test_fields_added_to_the_project_since_a_run_do_not_make_it_another_run(tmp_path):

@@ -1,5 +1,5 @@
 """Outputs of the sequential DTS of commit f8af28a (the last one before the indexed tree and
-batched rollouts), kept in tests/search/data/dts_sequential.npz for test_dts_scale.py to check
+batched rollouts), kept in tests/search/data/dts_sequential.npz for test_dts.py to check
 that dts_batch = 1 is still that algorithm.
 
   python -m tests.search.dts_reference   # rewrites the file (needs git and that commit)

@@ -1,4 +1,5 @@
-"""Budget accounting, search quality, invalid rewards, bad input, batching."""
+"""Every method: budget accounting, search quality, bad input and bad knobs refused before
+compiling, batching."""
 
 import jax
 import jax.numpy as jnp
@@ -129,3 +130,22 @@ def test_prompts_are_batched():
   x = np.asarray(result.x0)                                           # [prompt, chain, 2]
   dist = np.linalg.norm(x[:, :, None, :] - np.asarray(centres)[None, None], axis=-1)
   np.testing.assert_array_equal(np.argmin(dist, axis=-1), np.arange(3)[:, None].repeat(4, 1))
+
+
+@pytest.mark.parametrize('method,overrides,message', [
+    ('smc', dict(particle_schedule='cubic'), 'Unknown search.particle_schedule'),
+    ('smc', dict(particle_schedule='linear', resample_levels=(2,)), 'resamples at every level'),
+    ('smc', dict(particle_schedule='linear', budget=150), 'too small for smc'),
+    ('svdd', dict(particle_schedule='linear', budget=90), 'too small for svdd'),
+    ('code', dict(particle_schedule='linear'), 'is for svdd and smc'),
+    ('tempered_smc', dict(tempering_ess=1.0), r'tempering_ess must lie in \(0, 1\)'),
+    ('zero_order', dict(zo_radius=0.0), 'zo_radius must be a positive number'),
+    ('zero_order', dict(zo_neighborhood='cube'), 'Unknown search.zo_neighborhood'),
+    ('random_search', dict(zo_neighbors=0), 'zo_neighbors must be >= 1'),
+    ('zero_order', dict(budget=79), 'too small for zero_order'),
+    ('beam', dict(budget=10), 'too small for beam'),
+])
+def test_bad_knobs_are_refused_before_compiling(method, overrides, message):
+  cfg = common.search_cfg(method, **dict(dict(budget=1000, num_particles=4), **overrides))
+  with pytest.raises(ValueError, match=message):
+    search.make_config(cfg, 1.0, 10)

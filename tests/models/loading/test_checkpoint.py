@@ -22,7 +22,7 @@ from models.loading import checkpoint
 from models.loading import trained as trained_lib
 from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _config():
@@ -143,7 +143,7 @@ _KILL_DURING_SAVE = textwrap.dedent('''
     import glob, os, signal, sys, threading, time
     sys.path.insert(0, {root!r})
     from experiments import train
-    from tests.models.test_checkpoints import _config
+    from tests.models.loading.test_checkpoint import _config
 
     def kill_when_a_save_is_half_written():
       # orbax writes a step into STEP.orbax-checkpoint-tmp-* and renames it when complete.

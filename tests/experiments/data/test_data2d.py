@@ -1,5 +1,5 @@
-"""Exact draws of the DTS paper's tilted 2D targets (experiments/data2d.tilted_draws), checked
-against self-normalised importance weighting of many data draws by exp(r)."""
+"""Exact draws of the DTS paper's tilted 2D targets (experiments/data/data2d.py: tilted_draws),
+checked against self-normalised importance weighting of many data draws by exp(r)."""
 
 import jax.numpy as jnp
 import ml_collections
