@@ -6,10 +6,12 @@ is the module's (samplers/ground/registry.py, the project's one registration sty
   gmm  the analytic Gaussian mixture (model.means, model.stds, model.weights).
   mlp  a trained 2D MLP restored from a train run's workdir (model.checkpoint).
   unet a trained image U-Net restored likewise; model.guidance_weight sets its CFG weight.
-  stable_diffusion  a diffusers Stable Diffusion folder or hub id (model.path), text-conditioned
-       on prompts (config.prompt or config.prompt_file); see models/stable_diffusion.py.
-  flux  FLUX.1-schnell or -dev from a diffusers folder or hub id (PyTorch safetensors, read
-       without torch) in the project's Flax port; see models/flux/.
+  stable_diffusion  SD 1.x, 2.x or SDXL from a diffusers folder or hub id (model.path),
+       text-conditioned on prompts (config.prompt or config.prompt_file); see
+       models/stable_diffusion/.
+  flux  FLUX.1-schnell or -dev from a diffusers folder or hub id; see models/flux/.
+Both read PyTorch safetensors without torch into the project's own Flax ports (clip/, t5.py,
+autoencoder_kl.py, stable_diffusion/unet.py, flux/transformer.py).
 """
 
 from models import backbone

@@ -1,11 +1,10 @@
 """What every text-to-image backbone shares: a diffusers folder, its dtypes and configs, the VAE
 decoder of its latents, its tokenizers' vocabulary check, and the run's prompts.
 
-A backbone package (models/flux/, models/stable_diffusion.py) adds its own network and a short
+A backbone package (models/flux/, models/stable_diffusion/) adds its own network and a short
 declaration; the folder layout, the latent <-> image plumbing and the prompt reader are here.
 """
 
-import json
 import os
 
 import jax.numpy as jnp
@@ -30,26 +29,12 @@ def resolve(cfg, what: str, components, hub_files) -> str:
   return path
 
 
-def read_json(path: str, what: str) -> dict:
-  """A component's JSON config, or one line naming the missing or unreadable file."""
-  if not os.path.isfile(path):
-    raise ValueError(f'the {what} has no {os.path.basename(path)} at {path!r}.')
-  with hub.reading(f'{what} config', path):
-    with open(path) as f:
-      return json.load(f)
-
-
 def dtype_name(cfg, default: str, allowed=tuple(DTYPES)) -> str:
   """model.dtype, checked against the names this backbone supports."""
   name = cfg.get('dtype', default)
   if name not in allowed:
     raise ValueError(f'model.dtype {name!r} is not supported; valid: {", ".join(allowed)}.')
   return name
-
-
-def vae_factor(vae_config: dict) -> int:
-  """Pixels per latent along each side: the VAE halves the size at each block but the last."""
-  return 2 ** (len(vae_config['block_out_channels']) - 1)
 
 
 def image_size(cfg, native: int, multiple: int, why: str) -> int:
@@ -61,20 +46,19 @@ def image_size(cfg, native: int, multiple: int, why: str) -> int:
   return size
 
 
-def vae_decoder(vae, params, vae_config: dict, dtype, latent_hw: tuple) -> Decoder:
-  """The Decoder of a Flax AutoencoderKL and its params (real or abstract): latents
-  z [N, h, w, C] (NHWC, normalised as diffusers' pipelines do: z = (latent - shift) * scale)
-  -> images [N, H, W, 3] in [0, 1]."""
-  scaling = float(vae_config.get('scaling_factor', 1.0))
-  shift = float(vae_config.get('shift_factor', 0.0) or 0.0)
+def vae_decoder(vae, params, config, dtype, latent_hw: tuple) -> Decoder:
+  """The Decoder of an AutoencoderKL (models/autoencoder_kl.py) and its decoder params (real or
+  abstract): latents z [N, h, w, C] (NHWC, normalised as diffusers' pipelines do:
+  z = (latent - shift) * scale) -> images [N, H, W, 3] in [0, 1]."""
+  scaling, shift = float(config.scaling_factor), float(config.shift_factor or 0.0)
 
   def decode_fn(p, z):
     latents = (z / scaling + shift).astype(dtype)
-    images = vae.apply({'params': p}, latents, method=vae.decode).sample
-    return pixels.signed_to_unit(jnp.transpose(images, (0, 2, 3, 1)).astype(jnp.float32))
+    images = vae.apply({'params': p}, latents, method=vae.decode)
+    return pixels.signed_to_unit(images.astype(jnp.float32))
 
-  factor = vae_factor(vae_config)
-  shape = (latent_hw[0] * factor, latent_hw[1] * factor, int(vae_config.get('out_channels', 3)))
+  factor = config.factor
+  shape = (latent_hw[0] * factor, latent_hw[1] * factor, int(config.out_channels))
   return Decoder(params=params, apply_fn=decode_fn, output_shape=shape)
 
 

@@ -1,4 +1,5 @@
-"""CLIP-based image rewards in Flax (transformers' FlaxCLIPModel), differentiable and jittable.
+"""CLIP-based image rewards in Flax (the project's CLIP, models/clip/), differentiable and
+jittable.
 
   clip_score  r(x) = cos(CLIP image embedding of x, CLIP text embedding of the prompt)
   pickscore   r(x) = exp(logit_scale) * that cosine, with PickScore's CLIP-H weights
@@ -9,12 +10,13 @@
               with black, centred (its ResizeMaxSize); no logit scale, as HPSv2 scores
   aesthetic   r(x) = a LAION-style aesthetic head on the L2-normalised CLIP image embedding
 
-A model is a transformers CLIP folder (Flax msgpack or PyTorch safetensors weights) or an
-OpenCLIP folder (rewards/open_clip.py), local or a hub id. Images are [N, H, W, C] with values
-in [0, 1]. Preprocessing follows each model's processor in JAX: CLIP's resizes the shorter side
-(bicubic, antialiased) and centre-crops, HPSv2's resizes the longer side and pads; both
-normalise by the model's mean and std (from preprocessor_config.json or open_clip_config.json). The prompt's text
-embedding is computed once on the host and travels in the condition as cond['reward_text'].
+A model is a transformers CLIP folder (PyTorch safetensors weights, config.json, the tokenizer's
+vocab.json and merges.txt) or an OpenCLIP folder (models/clip/open_clip.py), local or a hub id.
+Images are [N, H, W, C] with values in [0, 1]. Preprocessing follows each model's processor in
+JAX: CLIP's resizes the shorter side (bicubic, antialiased) and centre-crops, HPSv2's resizes
+the longer side and pads; both normalise by the model's mean and std (from
+preprocessor_config.json or open_clip_config.json). The prompt's text embedding is computed
+once on the host and travels in the condition as cond['reward_text'].
 
 The aesthetic head is read from a .safetensors or .npz file with PyTorch Linear keys
 `layers.{i}.weight` [out, in] and `layers.{i}.bias` (LAION's improved-aesthetic-predictor
@@ -34,51 +36,38 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models import clip
+from models import tokenizers
 from models.loading import hub
-from samplers.ground import checks
-from models.loading import torch_weights
 from rewards import base
-from rewards import open_clip
+from models.clip import open_clip
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_HUB_FILES = ['*.json', '*.txt', '*.msgpack']
-# A folder without Flax weights: transformers' PyTorch safetensors, or an OpenCLIP folder's.
-_HUB_TORCH_FILES = ['*.json', '*.txt', 'model.safetensors', open_clip.WEIGHTS]
+_HUB_FILES = (['*.json', '*.txt', open_clip.WEIGHTS, 'model.safetensors', '*.safetensors.index.json',
+               'model-*-of-*.safetensors'])
 
 
 @functools.lru_cache(maxsize=4)
 def load(path: str):
-  """(model, params, tokenizer, preprocessing dict) of a CLIP folder or hub id: transformers'
-  format (flax_model.msgpack, or PyTorch model.safetensors converted by transformers' own
-  converter) or OpenCLIP's (open_clip_config.json). No random initialisation happens first."""
+  """(Clip module, params, tokenizer, preprocessing dict) of a CLIP folder or hub id:
+  transformers' format (config.json, model.safetensors, sharded or not) or OpenCLIP's
+  (open_clip_config.json). No random initialisation happens first."""
   folder = hub.resolve(path, what='CLIP model', allow_patterns=_HUB_FILES)
-  if not os.path.isfile(os.path.join(folder, 'flax_model.msgpack')) and not os.path.isdir(path):
-    folder = hub.resolve(path, what='CLIP model', allow_patterns=_HUB_TORCH_FILES)
   if open_clip.is_folder(folder):
     return open_clip.load(folder)
   if not os.path.isfile(os.path.join(folder, 'config.json')):
     raise ValueError(f'{path!r} is not a transformers CLIP folder: it has no config.json.')
-  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
-  from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
-  hub.silence_flax_deprecation()
-  if os.path.isfile(os.path.join(folder, 'flax_model.msgpack')):
-    with hub.reading('Flax CLIP model', folder):
-      model, params = FlaxCLIPModel.from_pretrained(folder, _do_init=False)
-    bad = checks.first_non_finite(params)
-    if bad:
-      raise ValueError(f'the CLIP weights in {folder!r} hold NaN or inf (first: {bad}): the '
-                       'file is damaged or was saved from a diverged model.')
-  else:
-    model, params = torch_weights.flax_transformers_model(folder, 'FlaxCLIPModel', 'CLIP model',
-                                                          jnp.float32)
-  with hub.reading('CLIP tokenizer', folder):
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
-  vocab = model.config.text_config.vocab_size
-  if len(tokenizer) > vocab:
-    raise ValueError(f'the tokenizer of {path!r} has {len(tokenizer)} tokens but its CLIP text '
-                     f'encoder embeds only {vocab}: they do not belong together.')
-  return model, params, tokenizer, _preprocessing(folder, model.config.vision_config.image_size)
+  module, params = clip.load(folder, 'CLIP model')
+  if module.config.vision is None:
+    raise ValueError(f'{path!r} is a {module.config.architecture}, not a CLIPModel: an image '
+                     'reward needs both towers.')
+  tokenizer = tokenizers.clip(folder, what='CLIP tokenizer')
+  vocab = module.config.text.vocab_size
+  if tokenizer.vocab_size > vocab:
+    raise ValueError(f'the tokenizer of {path!r} has {tokenizer.vocab_size} tokens but its CLIP '
+                     f'text encoder embeds only {vocab}: they do not belong together.')
+  return module, params, tokenizer, _preprocessing(folder, module.config.vision.image_size)
 
 
 def _preprocessing(folder: str, image_size: int) -> dict:
@@ -133,20 +122,20 @@ def _normalise(v):
 
 def image_embedding(model, params, images, prep):
   """L2-normalised CLIP image embeddings [N, D]."""
-  return _normalise(model.get_image_features(preprocess(images, prep), params=params))
+  return _normalise(model.apply({'params': params}, preprocess(images, prep),
+                                method=model.image_features))
 
 
 def text_embedding(path: str, prompts) -> np.ndarray:
   """L2-normalised CLIP text embeddings [P, D] of a list of prompts (host side)."""
   model, params, tokenizer, _ = load(path)
-  ids = tokenizer(list(prompts), padding='max_length', max_length=tokenizer.model_max_length,
-                  truncation=True, return_tensors='np').input_ids
-  return np.asarray(_text_features_fn(model)(params, ids), np.float32)
+  return np.asarray(_text_features_fn(model)(params, tokenizer(list(prompts))), np.float32)
 
 
 @functools.lru_cache(maxsize=4)
 def _text_features_fn(model):
-  return jax.jit(lambda p, ids: _normalise(model.get_text_features(ids, params=p)))
+  return jax.jit(lambda p, ids: _normalise(model.apply({'params': p}, ids,
+                                                       method=model.text_features)))
 
 
 def clip_score(path: str, mode: str = ''):
@@ -168,10 +157,10 @@ def clip_score(path: str, mode: str = ''):
 def hpsv2(path: str):
   """(fn, params): HPSv2's score, the cosine on HPSv2's padded 224 x 224 input."""
   model, _, _, _ = load(path)
-  if model.config.vision_config.hidden_size != 1280:
+  if model.config.vision.hidden_size != 1280:
     logging.warning('reward hpsv2: %r is not a ViT-H-14 (width %d): it is scored as HPSv2 '
                     'scores, but HPSv2 and HPSv2.1 are ViT-H-14s.', path,
-                    model.config.vision_config.hidden_size)
+                    model.config.vision.hidden_size)
   return clip_score(path, mode='pad')
 
 

@@ -1,5 +1,5 @@
 """Converts an OpenCLIP PyTorch pickle (HPSv2, HPSv2.1) into an OpenCLIP folder the project
-reads without torch (rewards/open_clip.py). Run it once, in an environment with torch and
+reads without torch (models/clip/open_clip.py). Run it once, in an environment with torch and
 open_clip, never inside the project's own runs:
 
   pip install torch open-clip-torch          # a separate environment is fine
@@ -11,7 +11,7 @@ open_clip, never inside the project's own runs:
 The pickle is read with torch.load(weights_only=True): tensors and plain containers only,
 never arbitrary objects. Writes OUT/open_clip_model.safetensors (the state dict under OpenCLIP's
 keys; a `state_dict` entry is unwrapped, a `module.` prefix dropped), OUT/open_clip_config.json
-(the model config and preprocessing) and the BPE tokenizer in transformers' format (vocab.json,
+(the model config and preprocessing) and the BPE tokenizer in the hub's CLIP format (vocab.json,
 merges.txt: OpenCLIP's own vocabulary, or --tokenizer's files).
 """
 
@@ -38,23 +38,15 @@ def read_state_dict(path: str) -> dict:
 
 
 def write_open_clip_tokenizer(out: str, context_length: int) -> None:
-  """OpenCLIP's BPE vocabulary (its bpe_simple_vocab_16e6.txt.gz) as transformers' CLIPTokenizer
-  files: byte tokens, their end-of-word forms, the merges, then the two special tokens."""
+  """OpenCLIP's BPE vocabulary (its bpe_simple_vocab_16e6.txt.gz) as CLIP tokenizer files
+  (models/tokenizers.py reads them): byte tokens, their end-of-word forms, the merges, then the
+  two special tokens."""
   from open_clip import tokenizer as oc_tokenizer  # pylint: disable=g-import-not-at-top
-  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
-  from transformers.models.clip.tokenization_clip import bytes_to_unicode  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+  from models import tokenizers  # pylint: disable=g-import-not-at-top
   with gzip.open(oc_tokenizer.default_bpe()) as f:
     merges = f.read().decode('utf-8').split('\n')[1:49152 - 256 - 2 + 1]
-  merges = [tuple(m.split()) for m in merges]
-  vocab = list(bytes_to_unicode().values())
-  vocab += [v + '</w>' for v in vocab] + [''.join(m) for m in merges]
-  vocab += ['<|startoftext|>', '<|endoftext|>']
-  with open(os.path.join(out, 'vocab.json'), 'w') as f:
-    json.dump({token: i for i, token in enumerate(vocab)}, f)
-  with open(os.path.join(out, 'merges.txt'), 'w') as f:
-    f.write('#version: 0.2\n' + '\n'.join(' '.join(m) for m in merges) + '\n')
-  CLIPTokenizer(os.path.join(out, 'vocab.json'), os.path.join(out, 'merges.txt'),
-                model_max_length=context_length).save_pretrained(out)
+  tokenizers.write_clip_files(out, merges, context_length)
 
 
 def convert(checkpoint: str, out: str, model_cfg: dict, tokenizer: str = '',

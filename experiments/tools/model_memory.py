@@ -14,8 +14,8 @@ weights).
   python -m experiments.tools.model_memory results/memory [MODELS] [--cpu]
 
 It compiles for a TPU v5e (16 GiB of HBM per chip) without one: libtpu's compile-only devices
-(jax.experimental.topologies, topology v5e:2x4), so it needs `pip install "libtpu==0.0.42.*"`
-(the release jax 0.10.2 pairs with; not a project dependency) and no TPU. With --cpu it
+(jax.experimental.topologies, topology v5e:2x4), so it needs the libtpu that jax's `tpu` extra
+names (`libtpu==0.0.53.*` for jax 0.12.1; not a project dependency) and no TPU. With --cpu it
 compiles for 8 simulated CPU devices instead; XLA's CPU compiler converts bfloat16 weights to
 float32 around every matmul, so its temporaries hold a float32 copy of the weights and say
 little about an accelerator.
@@ -27,6 +27,7 @@ batch) at 512x512. Meshes: 1 device (1, 1); 4 devices (particles, model) = (1, 4
 figure of what it needs.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -41,12 +42,14 @@ from jax.sharding import PartitionSpec as P
 
 from experiments import mesh as mesh_lib
 from experiments.evaluation import tables
-from models import flux
+from models import autoencoder_kl
 from models import diffusers_folder
-from models.flux import vae as flux_vae
-from models.flux import transformer as ft
-from models.loading import hub
+from models import flux
 from models import stable_diffusion
+from models.clip import config as clip_config
+from models.clip import network as clip_network
+from models.flux import transformer as ft
+from models.stable_diffusion import unet as unet_lib
 from rewards import clip as clip_lib
 from samplers import interpolants
 from samplers import sampler as sampler_lib
@@ -59,20 +62,28 @@ MESHES = ((1, 1), (1, 4), (2, 4))   # (particles, model)
 TPU_TOPOLOGY = 'v5e:2x4'
 TPU_HBM_GIB = 16.0
 
-# Published configurations (the hub's config.json files), as the loaders would read them.
-FLUX_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
-                block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn='silu',
-                down_block_types=('DownEncoderBlock2D',) * 4,
-                up_block_types=('UpDecoderBlock2D',) * 4, sample_size=1024,
-                scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
-                use_post_quant_conv=False)
-SD_VAE = dict(FLUX_VAE, latent_channels=4, sample_size=768, scaling_factor=0.18215,
-              shift_factor=0.0, use_quant_conv=True, use_post_quant_conv=True)
-SD_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-               down_block_types=('CrossAttnDownBlock2D',) * 3 + ('DownBlock2D',),
-               up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',) * 3,
-               block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
-               cross_attention_dim=1024, use_linear_projection=True)
+# Published configurations (the hub's config.json files), as the loaders read them.
+FLUX_VAE = autoencoder_kl.VAEConfig(
+    in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+    block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn='silu',
+    down_block_types=('DownEncoderBlock2D',) * 4, up_block_types=('UpDecoderBlock2D',) * 4,
+    sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+    use_post_quant_conv=False)
+SD_VAE = dataclasses.replace(FLUX_VAE, latent_channels=4, sample_size=768,
+                             scaling_factor=0.18215, shift_factor=0.0, use_quant_conv=True,
+                             use_post_quant_conv=True)
+SD_UNET = unet_lib.UNetConfig(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    down_block_types=('CrossAttnDownBlock2D',) * 3 + ('DownBlock2D',),
+    up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',) * 3,
+    block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024, use_linear_projection=True)
+CLIP_L14 = clip_config.from_dict(dict(
+    architectures=['CLIPModel'], projection_dim=768,
+    text_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                     num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77),
+    vision_config=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+                       num_hidden_layers=24, image_size=224, patch_size=14)))
 
 
 MEASURED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -119,35 +130,27 @@ def abstract(tree, dtype=BF16):
 def clip_reward():
   """(score fn(params, images, cond), abstract params) of CLIP ViT-L/14 (the clip_score
   reward's default), from its published configuration."""
-  hub.silence_flax_deprecation()
-  from transformers import CLIPConfig  # pylint: disable=g-import-not-at-top
-  from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
-  config = CLIPConfig(
-      text_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                       num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77,
-                       projection_dim=768),
-      vision_config=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
-                         num_hidden_layers=24, image_size=224, patch_size=14,
-                         projection_dim=768),
-      projection_dim=768)
-  model = FlaxCLIPModel(config, _do_init=False, dtype=BF16)
+  model = clip_network.Clip(CLIP_L14, dtype=BF16, param_dtype=BF16)
   prep = {'size': 224, 'crop': 224, 'mean': clip_lib._CLIP_MEAN, 'std': clip_lib._CLIP_STD}  # pylint: disable=protected-access
 
   def score(params, images, cond):
     emb = clip_lib.image_embedding(model, params, images, prep)
     return jnp.sum(emb * cond['reward_text'].astype(emb.dtype), axis=-1)
 
-  return score, abstract(model.params_shape_tree)
+  return score, abstract(clip_network.shapes(CLIP_L14))
+
+
+def _vae_decoder(config, image_size: int):
+  vae = autoencoder_kl.AutoencoderKL(config, ('decoder',), dtype=BF16, param_dtype=BF16)
+  params = abstract(autoencoder_kl.shapes(config, ('decoder',)))
+  h = image_size // config.factor
+  return h, diffusers_folder.vae_decoder(vae, params, config, BF16, (h, h))
 
 
 def flux_schnell(image_size: int = 1024, text_length: int = 256):
   """(Backbone with abstract params, abstract condition) of FLUX.1-schnell."""
   config = ft.FluxConfig()   # the defaults are FLUX.1's
-  vae = flux_vae.module(FLUX_VAE, BF16)
-  vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
-  vae_params = {k: vae_params[k] for k in ('decoder', 'post_quant_conv')}
-  h = image_size // diffusers_folder.vae_factor(FLUX_VAE)
-  decoder = diffusers_folder.vae_decoder(vae, vae_params, FLUX_VAE, BF16, (h, h))
+  h, decoder = _vae_decoder(FLUX_VAE, image_size)
   cond = {'text': jax.ShapeDtypeStruct((text_length, 4096), jnp.float32),
           'pooled': jax.ShapeDtypeStruct((768,), jnp.float32)}
   backbone = flux.assemble(config, ft.shapes(config, BF16), cond, (h, h, 16),
@@ -157,21 +160,15 @@ def flux_schnell(image_size: int = 1024, text_length: int = 256):
 
 def stable_diffusion_21(image_size: int = 512):
   """(Backbone with abstract params, abstract condition) of Stable Diffusion 2.1-base."""
-  hub.silence_flax_deprecation()
-  from diffusers import FlaxUNet2DConditionModel  # pylint: disable=g-import-not-at-top
-  unet = FlaxUNet2DConditionModel(**SD_UNET, dtype=BF16)
-  unet_params = abstract(jax.eval_shape(unet.init_weights, jax.random.key(0)))
-  vae = flux_vae.module(SD_VAE, BF16)
-  vae_params = abstract(jax.eval_shape(vae.init_weights, jax.random.key(0)))
-  h = image_size // diffusers_folder.vae_factor(SD_VAE)
-  decoder = diffusers_folder.vae_decoder(vae, vae_params, SD_VAE, BF16, (h, h))
+  unet_params = abstract(unet_lib.shapes(SD_UNET))
+  h, decoder = _vae_decoder(SD_VAE, image_size)
   interp = interpolants.get_interpolant('discrete', beta_schedule='scaled_linear',
                                         beta_start=0.00085, beta_end=0.012)
   assert isinstance(interp, discrete.Discrete)
-  uncond = jax.ShapeDtypeStruct((77, 1024), jnp.float32)
-  backbone = stable_diffusion.assemble(unet, unet_params, uncond, interp, 'epsilon', (h, h, 4), 7.5,
-                                       BF16, decoder)
-  return backbone, {'text': uncond}
+  uncond = {'text': jax.ShapeDtypeStruct((77, 1024), jnp.float32)}
+  backbone = stable_diffusion.assemble(SD_UNET, unet_params, uncond, interp, 'epsilon',
+                                       (h, h, 4), 7.5, BF16, decoder)
+  return backbone, dict(uncond)
 
 
 MODELS = {'flux_schnell_1024': flux_schnell, 'sd21_base_512': stable_diffusion_21}

@@ -3,8 +3,10 @@ without torch:
 
   folder         the folder's components, configs and dtypes
   transformer    the project's Flax port of the transformer, and its weights
-  vae            diffusers' Flax VAE with FLUX's 16-channel layout, and the latent decoder
-  text_encoders  transformers' Flax CLIP-L and T5, and the prompts' conditioning
+  vae            the project's AutoencoderKL (models/autoencoder_kl.py) with FLUX's
+                 16-channel layout, and the latent decoder
+  text_encoders  the project's CLIP-L and T5 encoder (models/clip/, models/t5.py), and the
+                 prompts' conditioning
 
 States are VAE latents [B, h, w, C] NHWC (C = 16 for FLUX.1), normalised as diffusers' pipeline
 does: z = (vae latent - shift_factor) * scaling_factor. The 2x2 packing into transformer tokens
@@ -51,10 +53,10 @@ def scheduler_shift(path: str, image_tokens: int) -> float:
   return float(sched.get('shift', 1.0))
 
 
-def latent_shape(cfg, vae_config: dict, in_channels: int) -> tuple:
+def latent_shape(cfg, vae_config, in_channels: int) -> tuple:
   """(h, w, C) of the latents for model.image_size (0: 1024, FLUX.1's native size)."""
-  factor = diffusers_folder.vae_factor(vae_config)
-  channels = int(vae_config['latent_channels'])
+  factor = vae_config.factor
+  channels = int(vae_config.latent_channels)
   if channels * 4 != in_channels:
     raise ValueError(f'the FLUX transformer takes {in_channels} channels per token, but the '
                      f'VAE has {channels} latent channels ({4 * channels} once packed 2x2).')
@@ -68,7 +70,7 @@ def make_backbone(cfg) -> Backbone:
   path = folder_lib.resolve(cfg)
   dtype_name = folder_lib.dtype_name(cfg)
   config = ft.FluxConfig.from_folder(f'{path}/transformer')
-  vae_config = folder_lib.component_config(path, 'vae', 'VAE')
+  vae_config = vae_lib.read_config(path)
   data_shape = latent_shape(cfg, vae_config, config.in_channels)
   guidance = float(cfg.get('guidance', 0.0))
   if config.guidance_embeds and guidance <= 0:

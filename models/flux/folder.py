@@ -3,6 +3,7 @@
 import os
 
 from models import diffusers_folder
+from models.loading import hub
 
 COMPONENTS = ('transformer', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2',
               'scheduler')
@@ -17,7 +18,7 @@ def resolve(cfg) -> str:
 
 def component_config(path: str, component: str, what: str, name: str = 'config.json') -> dict:
   """A component's JSON config (transformer/config.json, scheduler/scheduler_config.json...)."""
-  return diffusers_folder.read_json(os.path.join(path, component, name), f'FLUX {what}')
+  return hub.read_json(os.path.join(path, component, name), f'FLUX {what}')
 
 
 def dtype_name(cfg) -> str:

@@ -25,11 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import diffusers_folder
+from models.layers import attention  # pylint: disable=unused-import
+from models.layers import layer_norm
+from models.layers import Projection
+from models.layers import QUERY_CHUNK  # pylint: disable=unused-import
+from models.layers import RMSNorm
 from models.loading import torch_weights
 
 ROPE_THETA = 10000.0
 TIME_CHANNELS = 256
-QUERY_CHUNK = 1024   # attention queries per chunk (see `attention`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,39 +144,6 @@ def timestep_features(t, dim: int = TIME_CHANNELS):
 # ----------------------------------------------------------------------------- layers
 
 
-def layer_norm(x, eps: float = 1e-6):
-  """LayerNorm without affine parameters, in float32."""
-  x32 = x.astype(jnp.float32)
-  mean = x32.mean(-1, keepdims=True)
-  var = jnp.square(x32 - mean).mean(-1, keepdims=True)
-  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
-
-
-class RMSNorm(nn.Module):
-  eps: float = 1e-6
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    scale = self.param('scale', nn.initializers.ones, (x.shape[-1],), self.param_dtype)
-    x32 = x.astype(jnp.float32)
-    x32 = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps)
-    return (x32 * scale.astype(jnp.float32)).astype(x.dtype)
-
-
-class Projection(nn.Module):
-  """linear_1 -> SiLU -> linear_2 (diffusers' TimestepEmbedding and PixArtAlphaTextProjection)."""
-  features: int
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    dense = lambda name: nn.Dense(self.features, dtype=self.dtype,
-                                  param_dtype=self.param_dtype, name=name)
-    return dense('linear_2')(nn.silu(dense('linear_1')(x)))
-
-
 class Modulation(nn.Module):
   """linear(silu(temb)) split into `chunks` vectors [B, dim] (AdaLayerNorm*'s `linear`)."""
   dim: int
@@ -213,25 +184,6 @@ class _GeluProjection(nn.Module):
   def __call__(self, x):
     dense = nn.Dense(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name='proj')
     return nn.gelu(dense(x), approximate=True)
-
-
-def attention(q, k, v, chunk: int = QUERY_CHUNK):
-  """Softmax attention over [B, T, N, H] (scale 1/sqrt(H)) -> [B, T, N * H].
-
-  Queries go in chunks of `chunk` (lax.map) when T is longer: each query's softmax is over all
-  keys either way, so the result is the same, but the logits held at once are [B, N, chunk, T]
-  rather than [B, N, T, T] (at 1024x1024, T = 4352 and one particle's full logits take 1.7 GiB
-  per layer in float32)."""
-  b, t, n, h = q.shape
-  if t <= chunk:
-    out = jax.nn.dot_product_attention(q, k, v)
-  else:
-    pad = -t % chunk
-    chunks = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, -1, chunk, n, h)
-    out = jax.lax.map(lambda qc: jax.nn.dot_product_attention(qc, k, v),
-                      jnp.swapaxes(chunks, 0, 1))
-    out = jnp.swapaxes(out, 0, 1).reshape(b, t + pad, n, h)[:, :t]
-  return out.reshape(b, t, n * h)
 
 
 def _qkv(x, prefix: str, heads: int, head_dim: int, kw):

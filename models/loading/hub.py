@@ -1,6 +1,7 @@
 """Finding pretrained weights: a local folder, or a Hugging Face hub id fetched into the cache."""
 
 import contextlib
+import json
 import os
 
 
@@ -30,26 +31,23 @@ def resolve(name_or_path: str, revision: str = '', what: str = 'model',
         f'fetched ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}).') from None
 
 
-def _drop_flax_deprecation(record) -> bool:
-  return 'classes are deprecated and will be removed' not in record.getMessage()
-
-
-def silence_flax_deprecation() -> None:
-  """Drops the "Flax classes are deprecated" log lines of diffusers 0.39 and transformers 4.57
-  (both pinned on purpose: they are the last releases with Flax models)."""
-  import logging  # pylint: disable=g-import-not-at-top
-  import diffusers  # pylint: disable=g-import-not-at-top,unused-import
-  import transformers  # pylint: disable=g-import-not-at-top,unused-import
-  for library in ('diffusers', 'transformers'):
-    for handler in logging.getLogger(library).handlers:
-      if _drop_flax_deprecation not in handler.filters:
-        handler.addFilter(_drop_flax_deprecation)
+def read_json(path: str, what: str) -> dict:
+  """A JSON file (a model's config.json, ...) as a dict, or one line naming the missing,
+  unreadable or non-object file."""
+  if not os.path.isfile(path):
+    raise ValueError(f'the {what} has no {os.path.basename(path)} at {path!r}.')
+  with reading(f'{what} config', path):
+    with open(path, encoding='utf-8') as f:
+      value = json.load(f)
+  if not isinstance(value, dict):
+    raise ValueError(f'{path} holds no JSON object: not the {what}\'s config.')
+  return value
 
 
 @contextlib.contextmanager
 def reading(what: str, path: str):
   """Turns whatever a weight loader raises on a damaged or foreign file (safetensors' and
-  msgpack's own errors, KeyError, OSError, ...) into one ValueError naming the file."""
+  tokenizers' own errors, KeyError, OSError, ...) into one ValueError naming the file."""
   try:
     yield
   except (ValueError, FileNotFoundError):

@@ -19,13 +19,31 @@ from samplers.ground import checks
 INDEX_SUFFIX = '.safetensors.index.json'
 
 
-def weight_files(folder: str, what: str) -> list:
-  """The safetensors files of a component folder: the shards its *.safetensors.index.json
-  lists, else its single *.safetensors file."""
+def _variant(name: str, suffix: str) -> str:
+  """The variant of a weight file name: 'fp16' for model.fp16.safetensors, '' for
+  model.safetensors."""
+  base = name[:-len(suffix)]
+  return base.split('.', 1)[1] if '.' in base else ''
+
+
+def hub_patterns(variant: str = '') -> list:
+  """Hub download patterns for the safetensors of one variant ('' the default files), so that
+  a repository's other variants are not fetched."""
+  if variant:
+    return [f'*/*.{variant}.safetensors', f'*/*.{variant}-*-of-*.safetensors',
+            f'*/*.{variant}.safetensors.index.json']
+  return ['*/model.safetensors', '*/diffusion_pytorch_model.safetensors',
+          '*/*-of-*.safetensors', '*/*.safetensors.index.json']
+
+
+def weight_files(folder: str, what: str, variant: str = '') -> list:
+  """The safetensors files of a component folder for a variant ('' the default files, 'fp16'
+  the *.fp16.safetensors ones): the shards its *.safetensors.index.json lists, else its single
+  *.safetensors file."""
   if not os.path.isdir(folder):
     raise ValueError(f'the {what} folder {folder!r} does not exist.')
   names = sorted(os.listdir(folder))
-  index = [n for n in names if n.endswith(INDEX_SUFFIX)]
+  index = [n for n in names if n.endswith(INDEX_SUFFIX) and _variant(n, INDEX_SUFFIX) == variant]
   if index:
     with hub.reading(f'{what} shard index', os.path.join(folder, index[0])):
       with open(os.path.join(folder, index[0])) as f:
@@ -44,18 +62,35 @@ def weight_files(folder: str, what: str) -> list:
       raise ValueError(f'the {what} at {folder!r} lacks shard {missing[0]} named by '
                        f'{index[0]}.')
     return [os.path.join(folder, s) for s in shards]
-  single = [n for n in names if n.endswith('.safetensors')]
+  single = [n for n in names if n.endswith('.safetensors')
+            and _variant(n, '.safetensors') == variant]
+  if not single and not variant:
+    flax = [n for n in names if n.endswith('.msgpack')]
+    pickles = [n for n in names if n.endswith(('.bin', '.pt', '.pth', '.ckpt'))]
+    if flax or pickles:
+      raise ValueError(
+          f'the {what} folder {folder!r} holds ' +
+          (f'Flax weights ({flax[0]}), which the project no longer reads' if flax else
+           f'only PyTorch pickles ({pickles[0]}), which the project does not unpickle') +
+          ': it reads the PyTorch safetensors that the hub\'s diffusers and transformers folders '
+          'publish (safetensors.torch.save_file converts a state dict).')
   if len(single) != 1:
-    raise ValueError(f'the {what} folder {folder!r} has {len(single)} .safetensors files and '
-                     f'no {INDEX_SUFFIX}: expected one file or an index of shards.')
+    others = sorted({_variant(n, '.safetensors') for n in names if n.endswith('.safetensors')}
+                    - {variant})
+    hint = (f' (it has variant{"s" if len(others) > 1 else ""} '
+            f'{", ".join(repr(o) for o in others if o) or "none"}: set model.variant)'
+            if not single and any(others) else '')
+    raise ValueError(f'the {what} folder {folder!r} has {len(single)} '
+                     f'{variant + " " if variant else ""}.safetensors files and no '
+                     f'{INDEX_SUFFIX}: expected one file or an index of shards{hint}.')
   return [os.path.join(folder, single[0])]
 
 
-def read_tensors(folder: str, what: str) -> dict:
+def read_tensors(folder: str, what: str, variant: str = '') -> dict:
   """{key: numpy array} of every tensor in a component folder (bfloat16 stays bfloat16)."""
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   tensors = {}
-  for path in weight_files(folder, what):
+  for path in weight_files(folder, what, variant):
     with hub.reading(what, path):
       part = load_file(path)
     for key in part:
@@ -109,16 +144,19 @@ def _to_flax(name: str, tensor: np.ndarray) -> np.ndarray:
   return tensor
 
 
-def assign(shapes, tensors: dict, what: str, dtype, renames=None, skip=()) -> dict:
+def assign(shapes, tensors: dict, what: str, dtype, renames=None, skip=(), ignore=()) -> dict:
   """The parameter tree with the structure of `shapes` (nested dicts of arrays or
   ShapeDtypeStructs) filled from `tensors` {PyTorch key: array}, cast to `dtype`.
 
-  Parameter paths in `skip` are not expected in the checkpoint (the caller fills them)."""
+  Parameter paths in `skip` are not expected in the checkpoint (the caller fills them); keys
+  ending in one of `ignore` are buffers some exports save (CLIP's position_ids), not weights."""
   targets = _flatten(shapes)
   filled = {}
   for key in sorted(tensors):
+    if any(key == i or key.endswith('.' + i) for i in ignore):
+      continue
     path = flax_path(key, renames)
-    if path[-1] == 'weight':
+    if path[-1] == 'weight' and path not in targets:
       kernel, scale = path[:-1] + ('kernel',), path[:-1] + ('scale',)
       path = kernel if kernel in targets else scale
     if path not in targets:
@@ -137,43 +175,3 @@ def assign(shapes, tensors: dict, what: str, dtype, renames=None, skip=()) -> di
                      f'{"/".join(missing[0])}' + (f' (and {len(missing) - 1} more)'
                                                   if len(missing) > 1 else '') + '.')
   return _unflatten(filled)
-
-
-def flax_transformers_model(directory: str, cls_name: str, what: str, dtype):
-  """(model, params) of a transformers Flax class `cls_name` (FlaxCLIPModel, ...) whose weights
-  are the folder's PyTorch safetensors. No random weights are initialised."""
-  hub.silence_flax_deprecation()
-  import transformers  # pylint: disable=g-import-not-at-top
-  cls = getattr(transformers, cls_name)
-  with hub.reading(what, directory):
-    config = cls.config_class.from_pretrained(directory)
-  model = cls(config, _do_init=False, dtype=dtype)
-  return model, transformers_flax_params(model, read_tensors(directory, what), what, directory,
-                                         dtype)
-
-
-def transformers_flax_params(model, tensors: dict, what: str, where: str, dtype):
-  """The params of an uninitialised transformers Flax `model` from a PyTorch state dict
-  {key: numpy array}, by transformers' own converter; every parameter must be filled, at its
-  shape (a one-line ValueError naming the first that is not)."""
-  import types  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from transformers.modeling_flax_pytorch_utils import convert_pytorch_state_dict_to_flax  # pylint: disable=g-import-not-at-top
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  with hub.reading(what, where):
-    # The converter reads only the model's parameter shapes and prefix: give it those, so that
-    # no random weights are ever initialised (T5-XXL's would be 9 GB).
-    shapes = types.SimpleNamespace(params=model.params_shape_tree,
-                                   base_model_prefix=model.base_model_prefix)
-    params = convert_pytorch_state_dict_to_flax(dict(tensors), shapes)
-  want = traverse_util.flatten_dict(model.params_shape_tree)
-  got = traverse_util.flatten_dict(params)
-  missing = [k for k in want if k not in got]
-  if missing:
-    raise ValueError(f'the {what} checkpoint at {where!r} has no tensor for '
-                     f'{"/".join(missing[0])}.')
-  bad = [k for k in want if tuple(got[k].shape) != tuple(want[k].shape)]
-  if bad:
-    raise ValueError(f'the {what} tensor for {"/".join(bad[0])} has shape '
-                     f'{tuple(got[bad[0]].shape)}, the model needs {tuple(want[bad[0]].shape)}.')
-  return traverse_util.unflatten_dict({k: jnp.asarray(got[k], dtype) for k in want})

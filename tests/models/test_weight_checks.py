@@ -14,7 +14,7 @@ import pytest
 from models.flux import text_encoders
 from models.flux import transformer as ft
 from models.loading import torch_weights
-from rewards import open_clip
+from models.clip import open_clip
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 CLIP_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'rewards',
@@ -108,7 +108,7 @@ def test_a_tokenizer_folder_naming_its_own_code_never_runs_it(tmp_path, monkeypa
     cfg.pop('tokenizer_class', None)   # nothing else to go by
     (folder / sub / 'tokenizer_config.json').write_text(json.dumps(cfg))
   monkeypatch.setattr('builtins.input', lambda *a: pytest.fail('asked to run folder code'))
-  encoders = text_encoders.load(str(folder), 'float32')
-  assert encoders[0]('a red cat').input_ids and encoders[3]('a red cat').input_ids
+  encoders = text_encoders.load(str(folder), 'float32', 16)
+  assert encoders[0](['a red cat']).shape == (1, 77) and encoders[3](['a red cat']).shape == (1, 16)
   assert not marker.exists()
   assert 'tokenization_evil' not in sys.modules

