@@ -79,14 +79,21 @@ def _check_signals() -> None:
     _interrupted.set()
 
 
+def check_interrupted() -> None:
+  """Raises Interrupted if Ctrl-C has arrived (once watch_interrupts() ran). A host callback
+  calls it before any work: a program whose callback was interrupted may still call it again
+  before the failure ends the program, and that call must not start a new wait."""
+  _check_signals()
+  if _interrupted.is_set():
+    raise Interrupted('interrupted (Ctrl-C) while waiting for a host reward')
+
+
 def wait_readable(sock, timeout: float) -> None:
   """Waits until `sock` has data; socket.timeout after `timeout` seconds, Interrupted as soon
   as Ctrl-C arrives (once watch_interrupts() ran)."""
   deadline = time.monotonic() + timeout
   while True:
-    _check_signals()
-    if _interrupted.is_set():
-      raise Interrupted('interrupted (Ctrl-C) while waiting for a host reward')
+    check_interrupted()
     remaining = deadline - time.monotonic()
     if remaining <= 0:
       raise socket.timeout('timed out')

@@ -53,6 +53,7 @@ class Client:
                            f'({type(e).__name__}: {e}); start it with python -m rewards.serve '
                            '(docs/rewards.md).') from None
       try:
+        host.wait_readable(sock, self.timeout)   # the service speaks first; Ctrl-C ends the wait
         wire.join(sock, wire.authkey(), f'the reward service at {self.name}', self.timeout)
       except socket.timeout:
         sock.close()
@@ -62,6 +63,9 @@ class Client:
       except wire.HandshakeError as e:
         sock.close()
         raise ServiceError(f'{e}.') from None
+      except host.Interrupted:
+        sock.close()
+        raise
       except (OSError, EOFError, ValueError) as e:
         sock.close()
         raise ServiceError(f'the reward service at {self.name} broke off the handshake '
@@ -79,6 +83,7 @@ class Client:
     x = np.asarray(x)
     if x.dtype != np.uint8:
       x = x.astype(np.float32)
+    host.check_interrupted()   # after Ctrl-C, no new connection, handshake or request
     with self._ids_lock:
       request_id = next(self._ids)
     sock = self._connection()

@@ -74,6 +74,25 @@ def test_every_method_searches_per_prompt(sd_tiny, tmp_path, method):
     np.testing.assert_allclose(np.asarray(again), data['reward'][rows], rtol=1e-4, atol=1e-5)
 
 
+def test_sdxl_searches_with_its_pooled_text_and_size_ids(sd_tiny, tmp_path):
+  """SDXL as a backbone: the tiny folder diffusers' StableDiffusionXLPipeline saved
+  (tests/models/data/sd/sdxl), two prompts, each conditioning on both encoders' states and the
+  pooled text; guidance against the zeroed unconditional input."""
+  config = _config(sd_tiny, tmp_path, 'rbf')
+  config.model.path = os.path.join(os.path.dirname(__file__), '..', 'models', 'data', 'sd',
+                                   'sdxl')
+  config.model.guidance_scale = 3.0
+  workdir = str(tmp_path / 'sdxl')
+  metrics = search_exp.run(config, workdir)
+  assert metrics['num_prompts'] == 2 and metrics['num_invalid'] == 0
+  assert 0 < metrics['nfe'] <= config.search.budget
+  data = np.load(os.path.join(workdir, 'samples.npz'))
+  assert data['x0'].shape[1:] == (8, 8, 4) and data['images'].shape[1:] == (16, 16, 3)
+  assert np.all(np.isfinite(data['reward']))
+  cond = stable_diffusion.encode_prompts(config.model, list(PROMPTS))
+  assert cond['text'].shape == (2, 77, 56) and cond['pooled'].shape == (2, 16)
+
+
 @pytest.mark.parametrize('reward_name', ['aesthetic', 'host_image'])
 def test_other_rewards_drive_the_search(sd_tiny, tmp_path, monkeypatch, reward_name):
   monkeypatch.syspath_prepend(os.path.dirname(__file__))

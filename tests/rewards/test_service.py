@@ -284,3 +284,39 @@ def test_ctrl_c_is_honoured_while_a_host_callback_waits(sd_tiny, tmp_path):
   assert waited < 10, waited
   assert [l for l in err.splitlines() if l.startswith('error:')] == [
       'error: interrupted; finished work is kept (a rerun resumes it).']
+
+
+def test_after_ctrl_c_no_call_connects_and_a_handshake_wait_ends():
+  """A program whose callback was interrupted may call it again before its failure ends the
+  program (jax 0.12 does, now and then): that call raises at once instead of connecting; and a
+  handshake with a service that never speaks ends as soon as Ctrl-C has arrived."""
+  import socket  # pylint: disable=g-import-not-at-top
+  silent = socket.socket()
+  silent.bind(('127.0.0.1', 0))
+  silent.listen(4)   # accepts connections into its backlog, never says hello
+  address = f'127.0.0.1:{silent.getsockname()[1]}'
+  x = np.zeros((2, 4, 4, 3), np.uint8)
+  try:
+    host._interrupted.set()  # pylint: disable=protected-access
+    start = time.time()
+    with pytest.raises(host.Interrupted):
+      service.Client(address, 300.0).score(x)
+    assert time.time() - start < 1.0
+    host._interrupted.clear()  # pylint: disable=protected-access
+    failure = []
+
+    def call():
+      try:
+        service.Client(address, 300.0).score(x)
+      except Exception as e:  # pylint: disable=broad-except
+        failure.append(e)
+    waiting = threading.Thread(target=call)
+    waiting.start()
+    time.sleep(0.5)
+    host._interrupted.set()  # pylint: disable=protected-access
+    waiting.join(timeout=5.0)
+    assert not waiting.is_alive()
+    assert len(failure) == 1 and isinstance(failure[0], host.Interrupted), failure
+  finally:
+    host._interrupted.clear()  # pylint: disable=protected-access
+    silent.close()
