@@ -71,7 +71,7 @@ def _save(folder: str, config: dict, tensors: dict, weights: str) -> None:
   os.makedirs(folder, exist_ok=True)
   with open(os.path.join(folder, 'config.json'), 'w') as f:
     json.dump(config, f, indent=1)
-  save_file(tensors, os.path.join(folder, weights))
+  save_file(tensors, os.path.join(folder, weights), metadata={'format': 'pt'})   # as save_pretrained
 
 
 def write_tokenizer(path: str, max_length: int = TEXT_LENGTH, specials_last: bool = False,
