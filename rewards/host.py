@@ -81,8 +81,8 @@ def _check_signals() -> None:
 
 def check_interrupted() -> None:
   """Raises Interrupted if Ctrl-C has arrived (once watch_interrupts() ran). A host callback
-  calls it before any work: a program whose callback was interrupted may still call it again
-  before the failure ends the program, and that call must not start a new wait."""
+  calls it before any work: one that starts after Ctrl-C (another device's, or the interrupted
+  program's next one before its failure ends it) must not start a new wait."""
   _check_signals()
   if _interrupted.is_set():
     raise Interrupted('interrupted (Ctrl-C) while waiting for a host reward')
