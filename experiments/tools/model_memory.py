@@ -14,8 +14,9 @@ weights).
   python -m experiments.tools.model_memory results/memory [MODELS] [--cpu]
 
 It compiles for a TPU v5e (16 GiB of HBM per chip) without one: libtpu's compile-only devices
-(jax.experimental.topologies, topology v5e:2x4), so it needs the libtpu that jax's `tpu` extra
-names (`libtpu==0.0.53.*` for jax 0.12.1; not a project dependency) and no TPU. With --cpu it
+(jax.experimental.topologies, topology v5e:2x4), so it needs libtpu (jax 0.12.1's `tpu` extra
+names 0.0.53; the committed rows were compiled with 0.0.52, the newest on this machine's
+registry; not a project dependency) and no TPU. With --cpu it
 compiles for 8 simulated CPU devices instead; XLA's CPU compiler converts bfloat16 weights to
 float32 around every matmul, so its temporaries hold a float32 copy of the weights and say
 little about an accelerator.
