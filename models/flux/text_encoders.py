@@ -35,9 +35,6 @@ def load(path: str, dtype_name: str, length: int):
                                        'FLUX text encoder (CLIP)', dtype_name)
   t5_module, t5_params = t5.load(os.path.join(path, 'text_encoder_2'),
                                  'FLUX text encoder 2 (T5)', dtype_name)
-  diffusers_folder.check_vocab(np.asarray([clip_tok.vocab_size - 1]),
-                               clip_module.config.text.vocab_size, path, 'tokenizer',
-                               'text_encoder')
   return clip_tok, clip_module, clip_params, t5_tok, t5_module, t5_params
 
 
@@ -47,8 +44,10 @@ _kept = functools.lru_cache(maxsize=1)(load)
 def _encode(encoders, path: str, prompts: tuple):
   """(T5 states [P, L, D_t5], CLIP pooled [P, D_clip]) in float32."""
   clip_tok, clip_module, clip_params, t5_tok, t5_module, t5_params = encoders
-  out = clip_module.apply({'params': clip_params}, clip_tok(list(prompts)),
-                          method=clip_module.encode_text)
+  ids = clip_tok(list(prompts))
+  diffusers_folder.check_vocab(ids, clip_module.config.text.vocab_size, path, 'tokenizer',
+                               'text_encoder')
+  out = clip_module.apply({'params': clip_params}, ids, method=clip_module.encode_text)
   pooled = np.asarray(out['pooled'], np.float32)
   ids = t5_tok(list(prompts))
   diffusers_folder.check_vocab(ids, t5_module.config.vocab_size, path, 'tokenizer_2',

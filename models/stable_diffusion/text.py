@@ -27,9 +27,6 @@ def encoders(path: str, dtype_name: str, xl: bool) -> tuple:
     tok = tokenizers.clip(os.path.join(path, f'tokenizer{suffix}'),
                           what=f'Stable Diffusion tokenizer{suffix}')
     module, params = clip.load(sub, f'Stable Diffusion text_encoder{suffix}', dtype_name)
-    diffusers_folder.check_vocab(np.asarray([[tok.vocab_size - 1]]),
-                                 module.config.text.vocab_size, path, f'tokenizer{suffix}',
-                                 f'text_encoder{suffix}')
     out.append((tok, module, params))
   if xl and not out[1][1].config.text_projection:
     raise ValueError(f'the SDXL text_encoder_2 of {path!r} is a CLIPTextModel; SDXL pools text '
@@ -46,8 +43,11 @@ def encode(path: str, dtype_name: str, xl: bool, prompts) -> dict:
   """{'text': [P, L, D]} (SD) or {'text': [P, L, D1 + D2], 'pooled': [P, D_pool]} (SDXL),
   float32 numpy."""
   states, pooled = [], None
-  for tok, module, params in encoders(path, dtype_name, xl):
-    out = _encode_fn(module)(params, tok(list(prompts)))
+  for suffix, (tok, module, params) in zip(('', '_2'), encoders(path, dtype_name, xl)):
+    ids = tok(list(prompts))
+    diffusers_folder.check_vocab(ids, module.config.text.vocab_size, path, f'tokenizer{suffix}',
+                                 f'text_encoder{suffix}')
+    out = _encode_fn(module)(params, ids)
     states.append(out['hidden_states'][-2] if xl else out['last_hidden_state'])
     if xl and 'text_embeds' in out:   # the second encoder's
       pooled = out['text_embeds']

@@ -122,13 +122,6 @@ class UNetConfig:
     return _per_block(self.transformer_layers_per_block, len(self.block_out_channels),
                       'transformer_layers_per_block', 'U-Net')
 
-  @property
-  def time_ids(self) -> int:
-    """SDXL's micro-conditioning ids per sample (original size, crop corner, target size)."""
-    if not self.addition_embed_type:
-      return 0
-    return 6
-
 
 class CrossAttention(nn.Module):
   """diffusers' Attention (attn1: self, attn2: cross): to_q, to_k, to_v without bias, to_out.0

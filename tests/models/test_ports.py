@@ -209,3 +209,16 @@ def _no_length(tmp_path, src):
   config.pop('model_max_length')
   (folder / 'tokenizer_config.json').write_text(json.dumps(config))
   return tokenizers.clip(str(folder))
+
+
+def test_chunked_attention_with_a_bias_is_attention():
+  """The query-chunked path with an additive bias (T5's position bias, CLIP's causal mask) is
+  the unchunked one: each chunk gets its own rows of the bias."""
+  from models import layers  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.standard_normal((2, 19, 3, 4)), jnp.float32) for _ in range(3))
+  bias = jnp.asarray(rng.standard_normal((1, 3, 19, 19)), jnp.float32)
+  whole = layers.attention(q, k, v, chunk=64, bias=bias)
+  np.testing.assert_allclose(np.asarray(layers.attention(q, k, v, chunk=8, bias=bias)),
+                             np.asarray(whole), rtol=1e-6, atol=1e-6)
+  assert float(jnp.abs(whole - layers.attention(q, k, v, chunk=64)).max()) > 1e-2
