@@ -26,6 +26,11 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'HOST:PORT of process 0 (auto-detected on TPU pods).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+flags.DEFINE_multi_string(
+    'import', [], 'A module of your own that declares a METHOD, REWARD, BACKBONE or '
+    'INTERPOLANT (docs/extending.md): a dotted name on the Python path or a path to a .py '
+    'file; repeat the flag for several. It is registered before the config is read, so its '
+    'name works in --config variants and fields.')
 
 
 def _quiet_library_logs(record) -> bool:
@@ -46,6 +51,8 @@ def main(argv):
       import jax  # pylint: disable=g-import-not-at-top
       jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     import experiments  # pylint: disable=g-import-not-at-top
+    from samplers.ground import progress  # pylint: disable=g-import-not-at-top
+    progress.enable(config.experiment != 'benchmark')   # the benchmark times bare programs
     run = experiments.get_experiment(config.experiment)
     metrics = run(config, _WORKDIR.value)
   except KeyboardInterrupt:
@@ -85,12 +92,31 @@ def _fail(message: str, code: int = 2):
 def _parse_flags(argv):
   """absl's flag parsing, with every parse error (an unknown --config. key, a missing config
   file, a bad value) as one `error:` line and exit code 2."""
+  _register_imports(argv)
   try:
     parsed = flags.FLAGS(argv)
     getattr(_CONFIG.value, 'experiment', None)  # a config file that failed to load raises here
     return parsed
   except Exception as e:  # pylint: disable=broad-except
     _fail(_flag_error(e, argv))
+
+
+def _register_imports(argv):
+  """Registers the --import modules before absl reads the config file that may name them."""
+  specs = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--import=')]
+  if '--import' in argv[1:]:
+    _fail('write --import=MODULE (with "="), as for every flag here.')
+  if not specs:
+    return
+  from samplers.ground import registry  # pylint: disable=g-import-not-at-top
+  for spec in specs:
+    try:
+      added = registry.register(spec)
+    except (ValueError, ImportError) as e:
+      _fail(_one_line(e))
+    except Exception as e:  # pylint: disable=broad-except
+      _fail(f'--import {spec} failed while importing: {type(e).__name__}: {_one_line(e)}')
+    logging.info('--import %s: %s', spec, ', '.join(f'{what}={name}' for what, name in added))
 
 
 def _flag_error(e: BaseException, argv) -> str:

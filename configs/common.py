@@ -41,7 +41,13 @@ def reward_config(**overrides) -> ml_collections.ConfigDict:
   return cfg
 
 
-METHODS = search.METHODS  # discovered from search/ (each method's own METHOD declaration)
+def __getattr__(name):
+  # METHODS: discovered from search/ (each method's own METHOD declaration), and the user's own
+  # methods registered by main.py's --import (samplers/ground/registry.py: register).
+  if name == 'METHODS':
+    return search.METHODS
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 
 
 def search_config(**overrides) -> ml_collections.ConfigDict:
@@ -75,7 +81,7 @@ def mesh_config(**overrides) -> ml_collections.ConfigDict:
 def apply_method_variant(config, tokens) -> None:
   """A method token (`:smc`, `:dts`, ...) makes the run a `search` with that method and the
   method's own default output."""
-  chosen = [t for t in tokens if t in METHODS]
+  chosen = [t for t in tokens if t in search.METHODS]
   if len(chosen) > 1:
     raise ValueError(f'Pick one method per run, got {chosen}.')
   if chosen:

@@ -3,7 +3,9 @@
 Variant: DATASET[,epsilon][,METHOD][,quick] with DATASET in gmm | ring | moons | checkerboard.
 Default: train a velocity model by flow matching on the linear interpolant; `epsilon` trains
 an eps-prediction model on the VP interpolant instead. A METHOD token (bon, smc, rbf, dts, ...)
-runs that search on a trained model (set --config.model.checkpoint to the train workdir).
+runs that search on a trained model (set --config.model.checkpoint to the train workdir), on
+the SDE when its candidates differ only through the sampler's noise (SMC, SVDD, RBF, DTS, ...:
+search/base.py, Method.needs_noise), else on the ODE.
 The ring uses the DTS paper's mode-weighting reward, the checkerboard -|x|^2 / 2.
   python main.py --config=configs/toy2d.py:moons --workdir=/tmp/moons
   python main.py --config=configs/toy2d.py:moons --workdir=/tmp/moons_vp \
@@ -13,6 +15,7 @@ The ring uses the DTS paper's mode-weighting reward, the checkerboard -|x|^2 / 2
 
 import ml_collections
 
+import search
 from configs import common
 
 DATASETS = ('gmm', 'ring', 'moons', 'checkerboard')
@@ -53,6 +56,8 @@ def get_config(arg=None):
   config.mesh = common.mesh_config()
   config.compare = ml_collections.ConfigDict(dict(methods=common.METHODS))
   common.apply_method_variant(config, tokens)
+  if config.experiment == 'search' and search.get_method(config.search.method).needs_noise:
+    config.sampler.sde = True   # on the ODE, resampled particles or children are copies
 
   if 'quick' in tokens:
     config.data.num_points = 2000

@@ -36,6 +36,7 @@ from experiments import search as search_exp
 from experiments import train as train_exp
 from experiments import train_classifier as train_classifier_exp
 from models import backbone as backbone_lib
+from samplers.ground import progress
 from samplers.ground import sharding
 
 
@@ -201,7 +202,10 @@ def _one_budget(config, repeats) -> dict:
     if peak is not None:
       row['peak_mib'] = peak / 2**20
     rows[label] = row
-    logging.info('%s: %s', label, row)
+    logging.info('%s: %s NFE in %s (%.1f us/NFE, %.2fx the raw backbone calls), compiled in %s%s',
+                 label, f'{nfe:,}', progress.duration(wall_s), row['us_per_nfe'],
+                 row['overhead'], progress.duration(compile_s),
+                 f", peak {row['peak_mib']:.1f} MiB" if 'peak_mib' in row else '')
   _add_ratio_to_bon(rows)
   return rows
 
@@ -225,9 +229,21 @@ def _scaling(config, repeats) -> dict:
                'nfe_evaluated': int(result.nfe_evaluated), 'wall_s': wall_s,
                'us_per_nfe': 1e6 * wall_s / max(int(result.nfe), 1), 'compile_s': compile_s,
                'peak_mib': None if peak is None else peak / 2**20}
-      logging.info('%s @ %d: %s', label, budget, entry)
+      logging.info('%s at %s NFE: %s (%.1f us/NFE), compiled in %s%s', label,
+                   f'{int(budget):,}', progress.duration(wall_s), entry['us_per_nfe'],
+                   progress.duration(compile_s),
+                   '' if peak is None else f", peak {entry['peak_mib']:.1f} MiB")
       out[label].append(entry)
   return out
+
+
+def scaling_figure(path: str, curves: dict, what: str) -> None:
+  """Wall time against NFEs spent, one line per method (curves: scaling.json's content)."""
+  summary = [dict(method=label, nfe=e['nfe'], wall_s=e['wall_s'])
+             for label, entries in curves.items() for e in entries]
+  plots.sweep_figure(path, summary, 'wall_s', 'nfe', 'method', logx=True, logy=True,
+                     title=f'Search wall time against NFE ({what})',
+                     statistic='the best of the repeated runs')
 
 
 def _memory(config) -> dict:
@@ -262,12 +278,9 @@ def run(config, workdir: str) -> dict:
     files.write_json(os.path.join(workdir, 'scaling.json'), curves)
     table = scaling_markdown(curves)
     files.write_text(workdir, 'scaling.md', table + '\n')
-    summary = [dict(series=label, budget=e['nfe'], wall_s=e['wall_s'], wall_s_std=0.0)
-               for label, entries in curves.items() for e in entries]
-    plots.sweep_figure(os.path.join(workdir, 'scaling.png'), summary, 'wall_s', 'budget',
-                       'series', logx=True, logy=True,
-                       title=f'search wall time against NFE ({_problem_name(config)}, '
-                             f'best of {repeats}, {jax.device_count()} device(s))')
+    scaling_figure(os.path.join(workdir, 'scaling.png'), curves,
+                   f'{_problem_name(config)}, best of {repeats}, {jax.device_count()} '
+                   'device(s)')
     flat.update({f'{label}/{e["budget"]}/{k}': v for label, entries in curves.items()
                  for e in entries for k, v in e.items() if v is not None})
   else:

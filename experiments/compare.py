@@ -14,12 +14,14 @@ ranks with what they spent, unranked.
 import copy
 import os
 
+from absl import logging
 import numpy as np
 
 from experiments import files
 from experiments.evaluation import tables
 from experiments.evaluation import recorders
 from experiments import search as search_exp
+from samplers.ground import progress
 
 COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'accuracy',
            'frechet', 'feature_diversity', 'diversity', 'nfe', 'nfe_evaluated', 'spent', 'wall_s',
@@ -42,9 +44,11 @@ def run(config, workdir: str) -> dict:
   files.claim_workdir(workdir, config)
 
   rows, panels, flat = {}, {}, {}
+  eta = progress.Eta(len(prepared))
   for method, (cfg, problem, method_config, mesh) in prepared.items():
     metrics, x0 = search_exp.execute(cfg, os.path.join(workdir, method), problem, method_config,
                                      mesh)
+    logging.info('compare: %s done (method %s)', method, eta.step())
     rows[method], panels[method] = metrics, x0
     flat.update({f'{method}/{k}': v for k, v in metrics.items()})
 

@@ -76,13 +76,20 @@ def build(config, guidance: bool = False) -> Problem:
   return problem._replace(recorder=recorders.for_problem(problem))
 
 
+def parameter_count(problem: Problem) -> int:
+  """Parameters of the backbone and of the reward (its decoder included): the work per NFE,
+  up to a constant."""
+  leaves = jax.tree.leaves((problem.backbone.params, problem.reward))
+  return int(sum(getattr(leaf, 'size', 0) for leaf in leaves))
+
+
 def score_heldout_one(problem: Problem, judge, cond, x0) -> np.ndarray:
   """One held-out reward's scores of x0; a host callback's own exception (a reward service
   that died, say) is raised as itself."""
   score = lambda rw, x, c: rw(x, c)
   if problem.batch:
     score = jax.vmap(score, in_axes=(None, 0, 0))
-  out, _, _ = runtime.compile_and_run(score, judge, np.asarray(x0), cond)
+  out, _, _ = runtime.compile_and_run(score, judge, np.asarray(x0), cond, label='held-out reward')
   return np.asarray(out)
 
 

@@ -8,6 +8,8 @@ from experiments import mesh as mesh_lib
 from experiments import problem as problem_lib
 from experiments.evaluation import recorders
 from experiments import runtime
+from experiments import search_memory
+from samplers.ground import progress
 
 
 def run(config, workdir: str) -> dict:
@@ -19,6 +21,7 @@ def run(config, workdir: str) -> dict:
   if n % devices:
     raise ValueError(f'sampler.num_samples={n} does not divide over the {devices} devices of '
                      'the mesh\'s particle axis; change it or mesh.shape.')
+  search_memory.check_measured(config.model, n, mesh.devices.size)
   problem = problem_lib.build(config)
   reward, sampler = problem.reward, problem.sampler
   files.claim_workdir(workdir, config)
@@ -40,7 +43,9 @@ def run(config, workdir: str) -> dict:
       return sample_one(smp, rew, k, problem.cond)
     args = (reward, sample_key)
   args = (mesh_lib.place_sampler(sampler, mesh),) + mesh_lib.place(args, mesh)
-  out, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
+  progress.for_work(problem_lib.parameter_count(problem),
+                    n * sampler.num_steps * max(len(problem.prompts or ()), 1))
+  out, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh, label='sampling')
   x0, r, nfe = mesh_lib.to_host(out)
   metrics = {'nfe': int(np.max(nfe)), 'num_samples': n, 'wall_s': wall_s,
              'compile_s': compile_s}

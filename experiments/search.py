@@ -16,6 +16,7 @@ from experiments import problem as problem_lib
 from experiments.evaluation import recorders
 from experiments import runtime
 from experiments import search_memory
+from samplers.ground import progress
 
 
 def prepare(config):
@@ -25,9 +26,24 @@ def prepare(config):
                                          config.sampler.num_steps)
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_particles(scfg.method, method_config, mesh)
+  search_memory.check_measured(config.model, search_lib.get_method(scfg.method).rows(
+      method_config), mesh.devices.size)
   problem = problem_lib.build(config, guidance=bool(scfg.get('guidance', False)))
+  check_sampler(scfg.method, problem.sampler)
   check_memory(config, problem, method_config, mesh)
   return problem, method_config, mesh
+
+
+def check_sampler(method: str, sampler) -> None:
+  """Warns of a method whose candidates differ only through the sampler's noise run on a
+  deterministic sampler: its resampled particles, children or branches are copies of one path
+  (search/base.py: Method.needs_noise)."""
+  if search_lib.get_method(method).needs_noise and not sampler.sde:
+    logging.warning(
+        '%s on a deterministic sampler (%s ODE): its candidates differ only through the '
+        'sampler\'s noise, so on an ODE they are copies of the same path and the search '
+        'degenerates; run it on an SDE (--config.sampler.sde=true).', method,
+        sampler.interpolant.name)
 
 
 def check_memory(config, problem, method_config, mesh) -> None:
@@ -76,7 +92,8 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
                                                   if l not in scored))
   else:
     result, compile_s, wall_s = _search(config, problem, method_config, mesh)
-    metrics, scored = search_metrics(config, result, wall_s, compile_s), {}
+    metrics = search_metrics(config, result, wall_s, compile_s, bool(problem.batch))
+    scored = {}
     if not problem.heldout:
       return problem.recorder.record_search(recorders.Run(config, problem, workdir), result,
                                             metrics, title_prefix)
@@ -113,7 +130,10 @@ def _search(config, problem, method_config, mesh):
   args = mesh_lib.place((key, problem.reward, cond), mesh)
   args = args[:1] + (mesh_lib.place_sampler(problem.sampler, mesh),) + args[1:]
   program = _program(method, method_config, bool(problem.batch))
-  result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh)
+  progress.for_work(problem_lib.parameter_count(problem),
+                    method_config.common.budget * max(problem.batch, 1))
+  result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh,
+                                                      label=f'search {method}')
   return mesh_lib.to_host(result), compile_s, wall_s
 
 
@@ -137,32 +157,43 @@ def _load_pending(path):
   return result, metrics, scored
 
 
-def search_metrics(config, result, wall_s: float, compile_s: float) -> dict:
-  """The metrics every search reports, whatever its domain."""
+def search_metrics(config, result, wall_s: float, compile_s: float, batched: bool) -> dict:
+  """The metrics every search reports, whatever its domain; `batched`: result holds B
+  independent searches (prompts, classes), x0 [B, N, ...]."""
   x0, r = np.asarray(result.x0), np.asarray(result.reward)
   num_invalid, num_scored = int(np.sum(result.num_invalid)), int(np.sum(result.num_scored))
   metrics = {
       'nfe': int(np.max(result.nfe)), 'nfe_evaluated': int(np.max(result.nfe_evaluated)),
       'budget': int(config.search.budget), 'num_outputs': int(r.size),
-      'diversity': metrics_lib.mean_pairwise_distance(x0), 'wall_s': wall_s, 'compile_s': compile_s,
+      'wall_s': wall_s, 'compile_s': compile_s,
       'num_invalid': num_invalid, 'num_scored': num_scored,
   }
+  diversity = metrics_lib.diversity(x0, batched)
+  if diversity is not None:
+    metrics['diversity'] = diversity
   metrics.update(invalid_reward_metrics(r, np.asarray(result.trace_best)[..., -1],
-                                        num_invalid, num_scored))
+                                        num_invalid, num_scored, batched))
   return metrics
 
 
-def invalid_reward_metrics(r, best, num_invalid: int, num_scored: int) -> dict:
+def invalid_reward_metrics(r, best, num_invalid: int, num_scored: int,
+                           batched: bool = False) -> dict:
   """Reward statistics over the valid outputs, and what was invalid (docs/reliability.md).
 
   `all_invalid` = 1 means the same for every method: every reward the search scored was NaN
   or infinite, so nothing guided it and its outputs are unselected draws of the base sampler.
+  With `batched` (r [B, N] of B searches), reward_max is the mean over the searches of each
+  one's largest reward.
   `num_invalid_outputs` counts outputs whose own reward is invalid (a chain method's chain can
   end on one; a weighted method draws one only when every final reward is invalid)."""
   valid = np.isfinite(r)
   out = {'num_invalid_outputs': int(r.size - valid.sum())}
   if valid.any():
     out.update(reward_mean=float(np.mean(r[valid])), reward_max=float(np.max(r[valid])))
+  if batched and r.ndim > 1 and valid.any(axis=-1).all():
+    # Each search's largest reward, averaged over the searches (prompts, classes): the best
+    # of one prompt never stands in for another's.
+    out['reward_max'] = float(np.mean(np.max(np.where(valid, r, -np.inf), axis=-1)))
   best = np.asarray(best, np.float64)
   if np.all(np.isfinite(best)):
     out['best_reward'] = float(np.mean(best))

@@ -16,10 +16,14 @@ the compiler's figure (experiments/tools/model_memory.py measures whole programs
 backbones); it stops the sizes that cannot fit from reaching the compiler.
 """
 
+import json
 import math
+import os
+import re
 
 import jax
 
+import models
 import rewards
 import search as search_lib
 from samplers.ground import checks
@@ -86,6 +90,69 @@ def check(method: str, method_config, data_shape, reward_cfg, batch: int = 0,
         f'{method} returns {out / GIB:.2f} GiB of samples to the host, more than half of its '
         f'{host / GIB:.1f} GiB of RAM; lower search.num_particles or the number of prompts, '
         'classes or runs.')
+
+
+# The per-device peaks of the full-size text-to-image models, compiled ahead of time
+# (experiments/tools/model_memory.py; the rows are described in results/memory/model_memory.md).
+MEASURED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results',
+                        'memory', 'model_memory.json')
+_TEMPORARIES = re.compile(r'required for HLO temporaries \(([0-9.]+)G\)')
+
+
+def measured_need(row):
+  """(GiB per device, exact) of a measured row: its peak, or, for a compile that ran out of
+  the chip's memory, its weights plus the temporaries the compiler asked for (a lower bound:
+  the other arguments are not counted). (None, False) when the row holds no figure."""
+  if 'peak_gib' in row:
+    return float(row['peak_gib']), True
+  match = _TEMPORARIES.search(row.get('error', ''))
+  if match is None:
+    return None, False
+  return float(row.get('backbone_weights_gib', 0.0)) + float(match.group(1)), False
+
+
+def check_fits(model: str, particles: int, devices: int, device_gib: float,
+               device_name: str = 'this device', source: str = MEASURED) -> dict:
+  """Refuses (ValueError, with the measured figure) a run of `model` with `particles` rows in
+  flight on `devices` devices of device_gib each, by the committed measurements: those on the
+  largest measured device count <= `devices` (fewer devices hold more each, so this errs on the
+  safe side), the row with the fewest particles >= `particles` (else the most), compared with
+  the device's own memory whatever its kind. Returns the row."""
+  with open(source) as f:
+    rows = [r for r in json.load(f) if r['model'] == model]
+  counts = sorted({r['devices'] for r in rows if r['devices'] <= devices})
+  if not counts:
+    raise ValueError(f'no measurement of {model} on {devices} device(s) or fewer in {source}; '
+                     'run python -m experiments.tools.model_memory for this mesh.')
+  rows = [r for r in rows if r['devices'] == counts[-1]]
+  above = [r for r in rows if r['particles'] >= particles]
+  row = (min(above, key=lambda r: r['particles']) if above else
+         max(rows, key=lambda r: r['particles']))
+  where = (f"{model} with {row['particles']} particles in flight on {row['devices']} "
+           f"device(s), mesh (particles, model) = {tuple(row['mesh'])}")
+  need, exact = measured_need(row)
+  if need is None:
+    raise ValueError(f"{where}: the measurement holds no figure ({row.get('error', '')}); "
+                     'rerun python -m experiments.tools.model_memory for it.')
+  if need > device_gib:
+    raise ValueError(
+        f"{where} needs {'' if exact else 'at least '}{need:.1f} GiB per device (compiled for "
+        f"{row['platform']}, results/memory/model_memory.md), but {device_name} has "
+        f"{device_gib:.1f} GiB: use more devices (mesh.shape with a model axis) or fewer "
+        'particles.')
+  return row
+
+
+def check_measured(model_cfg, rows: int, devices: int):
+  """check_fits for a configuration its backbone declares measured (BackboneKind.
+  measured_memory), against the first device's own memory; before any weight is read. Returns
+  the row, or None where the configuration is not a measured one."""
+  measured = models.get_kind(model_cfg.name).measured_memory
+  key = measured(model_cfg) if measured is not None else None
+  if key is None:
+    return None
+  have, where = device_memory()
+  return check_fits(key, rows, devices, have / GIB, f'{jax.devices()[0].device_kind} ({where})')
 
 
 def _on(devices: int) -> str:

@@ -177,7 +177,7 @@ def run(config, workdir: str) -> dict:
       files.write_json(os.path.join(records_dir, point.name + '.json'), record)
       done[point.name] = record
       progress.update(1)
-  return aggregate(config, workdir, points, [done[p.name] for p in points])
+  return aggregate(config, workdir, points, [done[p.name] for p in points], bool(todo))
 
 
 def _read_record(records_dir: str, point: Point):
@@ -203,7 +203,23 @@ def _read_record(records_dir: str, point: Point):
   return record
 
 
-def aggregate(config, workdir: str, points, records) -> dict:
+def draw_figures(sweep, workdir: str, summary, metric_names) -> None:
+  """One PNG per plotted metric (sweep.plot) from the summary rows. plot.subsets {name: series
+  values}: one figure per subset, METRIC_NAME.png ('' : METRIC.png)."""
+  subsets = _as_dict(sweep.plot.get('subsets', {})) or {'': ()}
+  for metric in sweep.plot.metrics:
+    if metric not in metric_names:
+      continue
+    for name, keep in subsets.items():
+      rows = [e for e in summary if not keep or e[sweep.plot.series] in tuple(keep)]
+      plots.sweep_figure(os.path.join(workdir, f'{metric}{"_" + name if name else ""}.png'),
+                         rows, metric, x=sweep.plot.x, series=sweep.plot.series,
+                         panel=sweep.plot.panel, logx=sweep.plot.logx,
+                         logy=sweep.plot.get('logy', False), title=sweep.get('title', ''),
+                         overlays=_as_dict(sweep.plot.get('overlays', {})).get(metric, {}))
+
+
+def aggregate(config, workdir: str, points, records, computed_now: bool = True) -> dict:
   """points.csv, summary.csv, summary.md, figures, sweep.json and metrics.json from records."""
   axes = [axis for axis, _ in points[0].values]
   metric_names = sorted({k for r in records for k, v in r['metrics'].items()
@@ -249,21 +265,12 @@ def aggregate(config, workdir: str, points, records) -> dict:
     columns = list(dict.fromkeys(k for e in paired for k in e))
     _write_csv(os.path.join(workdir, 'paired.csv'), columns, paired)
   files.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
-  # plot.subsets {name: series values}: one figure per subset, METRIC_NAME.png ('' : METRIC.png).
-  subsets = _as_dict(sweep.plot.get('subsets', {})) or {'': ()}
-  for metric in sweep.plot.metrics:
-    if metric not in metric_names:
-      continue
-    for name, keep in subsets.items():
-      rows = [e for e in summary if not keep or e[sweep.plot.series] in tuple(keep)]
-      plots.sweep_figure(os.path.join(workdir, f'{metric}{"_" + name if name else ""}.png'),
-                         rows, metric, x=sweep.plot.x, series=sweep.plot.series,
-                         panel=sweep.plot.panel, logx=sweep.plot.logx,
-                         logy=sweep.plot.get('logy', False), title=sweep.get('title', ''),
-                         overlays=_as_dict(sweep.plot.get('overlays', {})).get(metric, {}))
-  files.write_json(os.path.join(workdir, 'sweep.json'), {
-      'command': command_line(), 'elapsed_s': elapsed, 'num_points': len(records),
-      'machine': machine(), 'jax': jax.__version__, 'devices': jax.device_count()})
+  draw_figures(sweep, workdir, summary, metric_names)
+  # Where every point was computed by an earlier run, its record of the machine and jax stays.
+  if computed_now or not os.path.isfile(os.path.join(workdir, 'sweep.json')):
+    files.write_json(os.path.join(workdir, 'sweep.json'), {
+        'command': command_line(), 'elapsed_s': elapsed, 'num_points': len(records),
+        'machine': machine(), 'jax': jax.__version__, 'devices': jax.device_count()})
   flat = {}
   for entry in summary:
     prefix = '/'.join(f'{a}={entry[a]}' for a in group_axes)

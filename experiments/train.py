@@ -32,6 +32,7 @@ from models.loading import checkpoint
 from models.loading import trained
 from samplers import interpolants
 from samplers import predictions
+from samplers.ground import progress
 
 T_MIN = 1e-3  # smallest training time: keeps sigma_t > 0 for every native interpolant
 
@@ -189,7 +190,13 @@ def run(config, workdir: str) -> dict:
     step += n
     # [step, mean loss of the chunk, seconds, segment]: one segment per (re)started run.
     log.append([step, loss, time.perf_counter() - start, segment])
-    logging.info('step %d/%d  loss %.5f', step, tcfg.num_steps, loss)
+    seconds = log[-1][2]
+    rate = n / seconds if seconds > 0 else float('inf')
+    # The first chunk of a segment includes compiling it; the rate and the ETA then settle.
+    logging.info('step %d/%d (%.0f%%)  loss %.5f  %.0f steps/s%s  ETA %s', step, tcfg.num_steps,
+                 100 * step / tcfg.num_steps, loss, rate,
+                 ' (with compiling)' if sum(e[3] == segment for e in log) == 1 else '',
+                 progress.duration((tcfg.num_steps - step) / rate))
     checkpoint.save(mngr, step, params, opt_state, extra={'log': log})
 
   # Over every segment of the run, resumed ones included (the log travels in the checkpoints).

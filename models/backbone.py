@@ -63,6 +63,9 @@ class BackboneKind:
   evaluation: which metrics judge its samples where the reward declares none
     (rewards/base.py: RewardKind.evaluation): 'classifier' for digit images, judged by the
     digit classifier at reward.checkpoint whatever the reward searched; '' for none.
+  measured_memory(model_cfg) -> str or None: the row of results/memory/model_memory.json
+    (experiments/tools/model_memory.py) that measures this configuration at full size, so that
+    a run is refused before its weights are read where the device cannot hold it; None.
   order: its place in listings; name, module: filled in by the registry.
   """
   build: Callable[..., Backbone]
@@ -71,6 +74,7 @@ class BackboneKind:
   encode_prompts: Optional[Callable] = None
   mixture: Optional[Callable] = None
   evaluation: str = ''
+  measured_memory: Optional[Callable] = None
   order: int = 100
   name: str = ''
   module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)

@@ -23,6 +23,7 @@ from samplers import conversion
 from samplers import interpolants
 from samplers import predictions
 from samplers import schedules
+from samplers.ground import progress
 from samplers.ground import sharding
 
 
@@ -164,15 +165,18 @@ class Sampler:
             predictions.expand_time(self.grid[jnp.asarray(k) + 1], x))
 
   def sample(self, key, n: int, cond=None) -> SampleResult:
-    """Plain sampling of n particles: one lax.scan over the M levels, exactly M * n NFEs."""
+    """Plain sampling of n particles: one lax.scan over the M levels, exactly M * n NFEs
+    (reported to the host's progress line, samplers/ground/progress.py)."""
     init_key, noise_key = jax.random.split(key)
-    x0 = self.integrate(self.init_noise(init_key, n), cond, noise_key)
+    x0 = self.integrate(self.init_noise(init_key, n), cond, noise_key,
+                        on_level=lambda k: progress.tick((k + 1) * n, self.num_steps * n))
     return SampleResult(x0, jnp.asarray(self.num_steps * n, jnp.int32))
 
-  def integrate(self, x, cond=None, noise_key=None):
+  def integrate(self, x, cond=None, noise_key=None, on_level=None):
     """The sample of states x_{t_0} [n, ...]: all M levels as one lax.scan (M NFEs per row),
     returning the Tweedie estimate at the last level. The SDE's noise at level k is drawn from
-    fold_in(noise_key, k); without a key (for the ODE) no noise is drawn."""
+    fold_in(noise_key, k); without a key (for the ODE) no noise is drawn. on_level(k), if
+    given, is called in the graph after level k."""
     def body(carry, k):
       x, _ = carry
       d = self.denoise(x, k, cond)
@@ -180,6 +184,8 @@ class Sampler:
         noise = jnp.zeros_like(x)
       else:
         noise = jax.random.normal(jax.random.fold_in(noise_key, k), x.shape, x.dtype)
+      if on_level is not None:
+        on_level(k)
       return sharding.rows((self.step(x, d, k, noise), d.x0)), None
 
     (_, x0), _ = jax.lax.scan(body, (x, jnp.zeros_like(x)), jnp.arange(self.num_steps))

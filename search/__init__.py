@@ -19,7 +19,14 @@ from samplers.ground import registry
 from search import base
 
 REGISTRY = registry.Registry(__name__, 'METHOD', 'search.method')
-METHODS = REGISTRY.names()
+
+
+def __getattr__(name):
+  # METHODS: the registered methods' names, the user's own (registry.register) included.
+  if name == 'METHODS':
+    return REGISTRY.names()
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 __all__ = ['base', 'METHODS', 'get_method', 'knobs', 'make_config', 'run_batched']
 
 

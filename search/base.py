@@ -67,6 +67,9 @@ class Method:
   output: the search.output of a run of this method alone (the config variant `:NAME`);
     comparisons and sweeps use the config's own.
   order: its place in listings (compare tables, the default method lists); ties by name.
+  needs_noise: its candidates (resampled particles, children, proposals, branches) differ only
+    through the sampler's noise: on a deterministic (ODE) sampler they are copies of one path,
+    so a run there is warned (experiments/search.py: check_sampler).
   name, module: filled in by the registry (the module's name, unless given).
   """
   knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -74,6 +77,7 @@ class Method:
   particle_source: str = 'search.num_particles'
   output: str = 'samples'
   order: int = 100
+  needs_noise: bool = False
   name: str = ''
   module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)
 

@@ -26,7 +26,7 @@ from search import base
 from search import code
 from search import levels
 
-METHOD = base.Method(particle_field='num_chains', output='best', order=9)
+METHOD = base.Method(particle_field='num_chains', output='best', order=9, needs_noise=True)
 
 
 @dataclasses.dataclass(frozen=True)

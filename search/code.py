@@ -18,7 +18,7 @@ from search import levels
 
 METHOD = base.Method(
     knobs=dict(block_size=5),       # L levels rolled out per candidate before selection
-    particle_field='num_chains', order=4)
+    particle_field='num_chains', order=4, needs_noise=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers.ground import progress
 from search import base
 
 
@@ -64,17 +65,24 @@ def drive(key, common: base.Common, state, first: Report, segments: Sequence[Seg
   costs: the NFEs of the first level and of each level after it (static), so that nfe =
   sum(costs) and the trace's NFEs are their running sum; scored: the rewards scored in all."""
   bests, invalid, extras = [jnp.max(first.rewards)[None]], [jnp.sum(first.invalid)], []
+  spent, total = np.cumsum(costs)[1:], int(sum(costs))   # NFEs spent after each later level
   for segment in segments:
+    ends, spent = spent[:len(segment.xs)], spent[len(segment.xs):]
     if segment.unrolled:   # one call per level: the rows may change from level to level
       reports = []
-      for x in segment.xs:
+      for x, end in zip(segment.xs, ends):
         state, report = segment.step(state, x)
+        progress.tick(int(end), total)
         reports.append(report)
       bests.append(jnp.stack([jnp.max(r.rewards) for r in reports]))
       invalid += [jnp.sum(r.invalid) for r in reports]
       extras.append([r.extra for r in reports])
     else:
-      state, stacked = jax.lax.scan(segment.step, state, segment.xs)
+      def ticked(state, x_end, step=segment.step):
+        state, report = step(state, x_end[0])
+        progress.tick(x_end[1], total)
+        return state, report
+      state, stacked = jax.lax.scan(ticked, state, (segment.xs, jnp.asarray(ends, jnp.int32)))
       bests.append(jnp.max(stacked.rewards.reshape(stacked.rewards.shape[0], -1), axis=1))
       invalid.append(jnp.sum(stacked.invalid))
       extras.append(stacked.extra)

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from samplers.ground import progress
 from samplers.ground import sharding
 from samplers.sampler import Denoised
 from search import base
@@ -55,7 +56,7 @@ METHOD = base.Method(
         rbf_last_level=base.Derived(str),       # absorb (draw until the cap) | quota
         rbf_quota_divisor=base.Derived(int),    # Q = (B - N max(K0, 1)) // (divisor N)
     ),
-    particle_field='num_chains', output='best', order=5)
+    particle_field='num_chains', output='best', order=5, needs_noise=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +270,7 @@ def run_chains(key, sampler, reward, config: Config, cond, first, n) -> Outcome:
                  charged=jnp.zeros(n, jnp.int32), nfe_evaluated=c.nfe_evaluated,
                  num_invalid=c.num_invalid, num_scored=c.num_scored)
     s = jax.lax.while_loop(lambda s: jnp.any(s.active), round_body, init)
+    progress.tick(k + 1, m - 1, 'levels')
     x, d, r = s.take
     # Rollover: the quota left when an improving proposal was taken; nothing otherwise.
     out = Chains(x=x, d=d, r=r, r_star=jnp.where(s.found_any, r, c.r_star),

@@ -55,7 +55,7 @@ METHOD = base.Method(
         particle_schedule='constant',  # constant | linear (decaying particles per level)
     ),
     particle_field='num_particles', particle_source='search.budget // sampler.num_steps',
-    order=2)
+    order=2, needs_noise=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ from search import levels
 
 
 METHOD = base.Method(knobs=dict(particle_schedule='constant'),   # constant | linear
-                     particle_field='num_chains', order=3)
+                     particle_field='num_chains', order=3, needs_noise=True)
 
 
 @dataclasses.dataclass(frozen=True)

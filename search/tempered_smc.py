@@ -32,7 +32,7 @@ from search import levels
 METHOD = base.Method(
     knobs=dict(tempering_ess=0.5),   # the ESS fraction the adaptive schedule keeps per level
     particle_field='num_particles', particle_source='search.budget // sampler.num_steps',
-    order=8)
+    order=8, needs_noise=True)
 
 
 @dataclasses.dataclass(frozen=True)

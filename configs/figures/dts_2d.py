@@ -16,8 +16,8 @@ NFE, 5 seeds. SMC's resampling schedule is the winner of the `tune` variant (SMC
 seeds 100-101 at 10^4 and 10^5 NFE): SMC_TUNED per task.
   python main.py --config=configs/toy2d.py:ring,epsilon --workdir=runs/toy2d/ring
   python main.py --config=configs/toy2d.py:checkerboard,epsilon --workdir=runs/toy2d/checkerboard
-  python main.py --config=configs/figures/dts_2d.py:tune --workdir=results/dts_2d_tune
-  python main.py --config=configs/figures/dts_2d.py --workdir=results/dts_2d_1e6
+  python main.py --config=configs/figures/dts_2d.py:tune --workdir=runs/dts_2d_tune
+  python main.py --config=configs/figures/dts_2d.py --workdir=runs/dts_2d_1e6
 (results/dts_2d holds the earlier 3-seed grid to 3*10^5 with resampling every 20 levels: the
 `v1` variant.)
 """

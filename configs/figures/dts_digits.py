@@ -14,8 +14,8 @@ results/dts_digits); `even_odd`: the DTS paper's even-digit task, r(x) = max ove
 log p(c | x) (with v1: results/dts_even_odd). `quick`: tiny, for tests.
   python main.py --config=configs/digits.py:eps --workdir=runs/digits/eps
   python main.py --config=configs/digits.py:classifier --workdir=runs/digits/classifier
-  python main.py --config=configs/figures/dts_digits.py:tune --workdir=results/dts_digits_tune
-  python main.py --config=configs/figures/dts_digits.py --workdir=results/dts_digits_1e5
+  python main.py --config=configs/figures/dts_digits.py:tune --workdir=runs/dts_digits_tune
+  python main.py --config=configs/figures/dts_digits.py --workdir=runs/dts_digits_1e5
 """
 
 from configs import common

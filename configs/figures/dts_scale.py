@@ -5,7 +5,7 @@ backbone is exact, so the only error left is the method's. VP-SDE, 50 steps, bra
 10 levels, lambda = 1, 2048 output draws against 2048 exact ones (energy_distance), and the
 squared unit-bandwidth MMD with its finite-sample floor (mmd_exact_draws).
 
-  python main.py --config=configs/figures/dts_scale.py --workdir=results/dts_scale
+  python main.py --config=configs/figures/dts_scale.py --workdir=runs/dts_scale
 """
 
 from configs import common

@@ -6,7 +6,7 @@ The reward is the classifier's log-odds of the target class, which keeps rising 
 log p(c | x) is already ~0; each point searches towards all 10 classes (one search each) with
 the flow U-Net on the VP-SDE, 50 steps, branching every 10 levels; the best reward is averaged
 over classes and 3 seeds.
-  python main.py --config=configs/figures/dts_star.py --workdir=results/dts_star
+  python main.py --config=configs/figures/dts_star.py --workdir=runs/dts_star
 """
 
 from configs import common

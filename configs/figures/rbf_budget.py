@@ -5,7 +5,7 @@ The paper's counting accuracy becomes the held-out classifier's accuracy on the 
 one search per output digit, towards each of the 10 classes, 8 searches per class, 3 seeds.
 Reward: the classifier's log-odds of the target class. Needs the same runs/digits folders as
 configs/figures/rbf_interpolants.py.
-  python main.py --config=configs/figures/rbf_budget.py --workdir=results/rbf_budget
+  python main.py --config=configs/figures/rbf_budget.py --workdir=runs/rbf_budget
 """
 
 from configs import common

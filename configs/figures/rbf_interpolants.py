@@ -14,7 +14,7 @@ Variants: `ablation` (RBF on Linear-SDE, adaptive time only, adaptive diffusion 
   python main.py --config=configs/digits.py:classifier --workdir=runs/digits/classifier
   python main.py --config=configs/digits.py:classifier --workdir=runs/digits/classifier_heldout \
       --config.seed=1 --config.classifier.features=64
-  python main.py --config=configs/figures/rbf_interpolants.py --workdir=results/rbf_interpolants
+  python main.py --config=configs/figures/rbf_interpolants.py --workdir=runs/rbf_interpolants
 """
 
 from configs import common

@@ -28,14 +28,14 @@ docs/results.md. Variants:
                or budget (there the VP-SDE protocols coincide, so no `_sharp` series)
   quick        tiny, for tests
 5 seeds (0-4) of 24 searches each (the tuning sweep: 3 of 32).
-  python main.py --config=configs/figures/search_matters.py:tune --workdir=results/search_matters_tune
+  python main.py --config=configs/figures/search_matters.py:tune --workdir=runs/search_matters_tune
   python main.py --config=configs/figures/search_matters.py:interpolants \
-      --workdir=results/search_matters_interpolants
-  python main.py --config=configs/figures/search_matters.py --workdir=results/search_matters_budget
+      --workdir=runs/search_matters_interpolants
+  python main.py --config=configs/figures/search_matters.py --workdir=runs/search_matters_budget
   python main.py --config=configs/figures/search_matters.py:dts_star \
-      --workdir=results/search_matters_dts_star
+      --workdir=runs/search_matters_dts_star
   python main.py --config=configs/figures/search_matters.py:count_error,reflow \
-      --workdir=results/search_matters_reflow_count_error
+      --workdir=runs/search_matters_reflow_count_error
 """
 
 from configs import common

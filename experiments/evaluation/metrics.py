@@ -70,3 +70,15 @@ def mean_pairwise_distance(x) -> float:
   sq = np.sum(x**2, 1)
   d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2.0 * x @ x.T, 0.0))
   return float(d.sum() / (len(x) * (len(x) - 1)))
+
+
+def diversity(x0, batched: bool):
+  """The `diversity` metric: mean pairwise distance among a search's outputs. x0 [N, ...] of
+  one search, or [B, N, ...] of B searches (prompts, classes) when `batched`: then it is
+  computed within each search and averaged, never across searches, so that a method is judged
+  on what it returns for one prompt. None (left out) when no search has two outputs."""
+  x0 = np.asarray(x0)
+  groups = x0 if batched else x0[None]
+  if groups.shape[1] < 2:
+    return None
+  return float(np.mean([mean_pairwise_distance(g) for g in groups]))

@@ -51,8 +51,7 @@ class Recorder:
     metrics.update(self.search_references(run, flat_x0, metrics, title_prefix))
     if problem.batch:
       metrics.update(num_searches=problem.batch, nfe_all_searches=int(np.sum(result.nfe)),
-                     nfe_per_search=float(np.mean(result.nfe)),
-                     diversity=metrics_lib.mean_pairwise_distance(flat_x0))
+                     nfe_per_search=float(np.mean(result.nfe)))
       traces['row_class'] = np.repeat(np.asarray(problem.row_classes), x0.shape[1])
     metrics.update(self.search_images(run, flat_x0, metrics, traces.get('row_class')))
     files.write_samples(run.workdir, x0=flat_x0, reward=r.reshape(-1), **traces,
@@ -113,8 +112,10 @@ class Points2D(Recorder):
       out = {k: v for k, v in out.items() if v is not None}
     ref = exact if exact is not None else references.base_samples(config.model, key, 2048)
     plots.scatter_2d(os.path.join(run.workdir, 'samples.png'), x0, ref,
-                     f'{title_prefix}{config.search.method}: r mean '
-                     f'{metrics.get("reward_mean", np.nan):.3f}, {metrics["nfe"]} NFE')
+                     f'{title_prefix}{config.search.method}, {metrics["nfe"]} NFE: mean '
+                     f'reward {metrics.get("reward_mean", np.nan):.3f} ({config.reward.name}, '
+                     'higher is better); grey: '
+                     + ('the tilted target' if exact is not None else 'the base data'))
     return out
 
   def sample_metrics(self, run, x0, key) -> dict:
@@ -134,8 +135,10 @@ class Points2D(Recorder):
     label = 'tilted target' if ref is not None else 'base data'
     ref = ref if ref is not None else references.base_samples(config.model, key, 2048)
     plots.panels_2d(os.path.join(run.workdir, 'compare.png'), panels, ref, label,
-                    {m: f'{m}: r={rows[m].get("reward_mean", np.nan):.2f}, {rows[m]["nfe"]} NFE'
-                     for m in panels})
+                    {m: f'{m}: mean r = {rows[m].get("reward_mean", np.nan):.2f}, '
+                        f'{rows[m]["nfe"]:,} NFE' for m in panels},
+                    title=f'Each method\'s samples at a budget of {config.search.budget:,} NFE '
+                          f'(reward {config.reward.name}: higher is better)')
 
 
 class Images(Recorder):
@@ -143,8 +146,8 @@ class Images(Recorder):
   digits with a classifier, its metrics."""
 
   def search_images(self, run, x0, metrics, row_classes) -> dict:
-    title = (f'{run.config.search.method}: r mean '
-             f'{metrics.get("reward_mean", np.nan):.3f}')
+    title = (f'{run.config.search.method}, {metrics["nfe"]} NFE: mean reward '
+             f'{metrics.get("reward_mean", np.nan):.3f} ({run.config.reward.name})')
     plots.image_grid(os.path.join(run.workdir, 'samples.png'), x0[:128], title=title)
     return image_metrics(run.config, x0, True, row_classes)
 
@@ -190,22 +193,25 @@ class TextToImage(Recorder):
     x0, r = np.asarray(result.x0), np.asarray(result.reward)
     metrics.update(num_prompts=len(run.problem.prompts),
                    nfe_all_prompts=int(np.sum(result.nfe)))
-    write_prompt_outputs(run, x0, r, trace_nfe=np.asarray(result.trace_nfe),
+    write_prompt_outputs(run, x0, r, f'{run.config.search.method}, {metrics["nfe"]} NFE',
+                         trace_nfe=np.asarray(result.trace_nfe),
                          trace_best=np.asarray(result.trace_best), **(run.extra or {}))
     files.write_metrics(run.workdir, metrics)
     return metrics, x0
 
   def record_samples(self, run, x0, r, metrics, key) -> dict:
     del key
-    write_prompt_outputs(run, x0, r)
+    write_prompt_outputs(run, x0, r, f'plain sampling, {metrics["nfe"]} NFE')
     metrics.update(num_prompts=len(run.problem.prompts), reward_mean=float(np.mean(r)),
-                   reward_max=float(np.max(r)))
+                   reward_max=float(np.mean(np.max(r, axis=-1))))   # per prompt, averaged
     files.write_metrics(run.workdir, metrics)
     return metrics
 
 
-def write_prompt_outputs(run: Run, x0, r, **extra) -> None:
-  """With x0 [P, N, ...] and rewards r [P, N]: one PNG grid per prompt (best reward first),
+def write_prompt_outputs(run: Run, x0, r, what: str, **extra) -> None:
+  """With x0 [P, N, ...] and rewards r [P, N]: one PNG grid per prompt (best reward first,
+  captioned with the prompt, `what` ran (method and NFEs), the reward's name and each image's
+  reward),
   prompts.txt, and samples.npz with x0, reward, uint8 images and prompt_index flattened to
   [P * N, ...] (plus `extra` arrays)."""
   prompts, workdir = run.problem.prompts, run.workdir
@@ -213,8 +219,11 @@ def write_prompt_outputs(run: Run, x0, r, **extra) -> None:
   images = np.stack([np.asarray(decode(run.problem.backbone.decoder, z)) for z in x0])
   images = pixels.unit_to_uint8(images)
   for i in range(len(prompts)):
-    order = np.argsort(-r[i])
-    plots.save_rgb_grid(os.path.join(workdir, f'samples_{i:03d}.png'), images[i][order[:64]])
+    order = np.argsort(-r[i])[:64]
+    plots.save_rgb_grid(os.path.join(workdir, f'samples_{i:03d}.png'), images[i][order],
+                        title=f'"{prompts[i]}": {what}; {run.config.reward.name} reward under '
+                              'each image, best first',
+                        captions=[f'{v:.3f}' for v in r[i][order]])
   files.write_text(workdir, 'prompts.txt', '\n'.join(prompts) + '\n')
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
   files.write_samples(workdir, x0=flat(x0), reward=r.reshape(-1), images=flat(images),

@@ -5,7 +5,7 @@ sampler: any prompt's run, since the samples do not depend on the prompt) and ju
 every prompt of configs/digit_grid.PROMPTS with the searched and the held-out classifier.
 Writes DIR/base_rates.{json,md}.
 
-  python -m experiments.tools.grid_base_rates results/search_matters_base
+  python -m experiments.tools.grid_base_rates runs/search_matters_base
 """
 
 import json

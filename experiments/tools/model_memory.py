@@ -87,39 +87,6 @@ CLIP_L14 = clip_config.from_dict(dict(
                        num_hidden_layers=24, image_size=224, patch_size=14)))
 
 
-MEASURED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        'results',
-                        'memory', 'model_memory.json')
-
-
-def check_fits(model: str, particles: int, devices: int, device_gib: float,
-               source: str = MEASURED) -> dict:
-  """Refuses (ValueError, with the measured figure) a run of `model` with `particles` in
-  flight on `devices` devices of device_gib each, by the committed measurements: those on the
-  largest measured device count <= `devices` (fewer devices hold more each, so this errs on the
-  safe side), the row with the fewest particles >= `particles` (else the most). Returns it."""
-  with open(source) as f:
-    rows = [r for r in json.load(f) if r['model'] == model]
-  counts = sorted({r['devices'] for r in rows if r['devices'] <= devices})
-  if not counts:
-    raise ValueError(f'no measurement of {model} on {devices} device(s) or fewer in {source}; '
-                     'run python -m experiments.tools.model_memory for this mesh.')
-  rows = [r for r in rows if r['devices'] == counts[-1]]
-  above = [r for r in rows if r['particles'] >= particles]
-  row = (min(above, key=lambda r: r['particles']) if above else
-         max(rows, key=lambda r: r['particles']))
-  where = (f"{model} with {row['particles']} particles in flight on {row['devices']} "
-           f"device(s), mesh (particles, model) = {tuple(row['mesh'])}")
-  if 'error' in row:
-    raise ValueError(f"{where} does not fit a {row['platform']} chip ({TPU_HBM_GIB:.0f} GiB): "
-                     f"{row['error']} (results/memory/model_memory.md).")
-  if row['peak_gib'] > device_gib:
-    raise ValueError(f"{where} needs {row['peak_gib']:.1f} GiB per device (measured, "
-                     f"results/memory/model_memory.md), but these devices have "
-                     f"{device_gib:.1f} GiB each: use more devices or fewer particles.")
-  return row
-
-
 def abstract(tree, dtype=BF16):
   """ShapeDtypeStructs of a tree of arrays or shapes, floats cast to dtype."""
   def one(leaf):

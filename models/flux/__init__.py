@@ -23,6 +23,7 @@ Conditioning (`cond`) is {'text': T5 states [L, D_t5], 'pooled': CLIP pooled out
 """
 
 import math
+import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -127,5 +128,13 @@ def assemble(config: ft.FluxConfig, params, uncond: dict, data_shape: tuple, tim
                   data_shape=tuple(data_shape), decoder=decoder, time_shift=time_shift)
 
 
+def measured_memory(cfg):
+  """FLUX.1 [schnell] and [dev] share the 12B transformer, the T5-XXL and the VAE: at
+  1024 x 1024 both are the measured flux_schnell_1024 (results/memory/model_memory.md)."""
+  full_size = 'FLUX.1' in str(cfg.path) and not os.path.isdir(str(cfg.path))
+  return 'flux_schnell_1024' if full_size and cfg.image_size == 1024 else None
+
+
 BACKBONE = BackboneKind(make_backbone, read_prompts=diffusers_folder.read_prompts,
-                        encode_prompts=text_encoders.encode_prompts, order=20)
+                        encode_prompts=text_encoders.encode_prompts,
+                        measured_memory=measured_memory, order=20)

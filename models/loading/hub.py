@@ -26,9 +26,23 @@ def resolve(name_or_path: str, revision: str = '', what: str = 'model',
     return huggingface_hub.snapshot_download(name_or_path, revision=revision or None,
                                                allow_patterns=allow_patterns)
   except Exception as e:  # pylint: disable=broad-except
+    if _gated(e):
+      raise PermissionError(
+          f'{what} {name_or_path!r} is gated on the hub: accept its licence on its page '
+          f'(https://huggingface.co/{name_or_path}) with your account, then log in on this '
+          'machine (hf auth login, or set HF_TOKEN to an access token); docs/real_models.md.'
+      ) from None
     raise FileNotFoundError(
         f'{what} {name_or_path!r} is neither a local folder nor a hub id that could be '
         f'fetched ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}).') from None
+
+
+def _gated(e: Exception) -> bool:
+  """A hub refusal for want of an accepted licence or a login (GatedRepoError, HTTP 401/403)."""
+  names = {c.__name__ for c in type(e).__mro__}
+  text = str(e).lower()
+  return 'GatedRepoError' in names or 'gated' in text or ' 401 ' in f' {text} ' or (
+      '403' in text and 'forbidden' in text)
 
 
 def read_json(path: str, what: str) -> dict:

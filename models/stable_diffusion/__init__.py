@@ -223,6 +223,13 @@ def assemble(config: unet_lib.UNetConfig, unet_params, uncond: dict, interp, pre
                   data_shape=tuple(data_shape), decoder=decoder)
 
 
+def measured_memory(cfg):
+  """Stable Diffusion 2.x-base from the hub at 512 x 512 is the measured sd21_base_512
+  (results/memory/model_memory.md)."""
+  base = str(cfg.path).startswith('stabilityai/stable-diffusion-2') and 'base' in str(cfg.path)
+  return 'sd21_base_512' if base and cfg.get('image_size', 0) in (0, 512) else None
+
+
 BACKBONE = BackboneKind(make_backbone, read_prompts=diffusers_folder.read_prompts,
-                        encode_prompts=encode_prompts,
+                        encode_prompts=encode_prompts, measured_memory=measured_memory,
                         order=10)

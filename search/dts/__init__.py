@@ -56,7 +56,8 @@ __all__ = ['Config', 'METHODS', 'Tree', 'memory_bytes', 'pick_child', 'refresh_r
 # rollout rows split over the mesh (B = 1 runs replicated).
 METHODS = (
     base.Method(name='dts', knobs=KNOBS, particle_field='num_slots',
-                particle_source='search.dts_batch', order=6),
+                particle_source='search.dts_batch', order=6, needs_noise=True),
     base.Method(name='dts_star', knobs=KNOBS, particle_field='num_slots',
-                particle_source='search.dts_batch', output='best', order=7),
+                particle_source='search.dts_batch', output='best', order=7,
+                needs_noise=True),
 )

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers.ground import progress
 from samplers.ground import sharding
 from search import base
 from search.dts.config import Config
@@ -166,8 +167,12 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
     x = jnp.where(per_row(moving, mean), mean + scale * noise, slots.x)
     slots = slots._replace(x=rows(x), level=sharding.replicated(
         jnp.where(moving, slots.level + 1, slots.level)), active=slots.active & ~last)
-    s = s._replace(tree=tree, slots=slots, nfe=s.nfe + jnp.sum(s.slots.active),
-                   nfe_evaluated=s.nfe_evaluated + nb,
+    nfe = s.nfe + jnp.sum(s.slots.active)
+    if progress.enabled():   # one report per percent of the budget, not per backbone call
+      percent = max(config.common.budget // 100, 1)
+      jax.lax.cond(nfe // percent > s.nfe // percent,
+                   lambda: progress.tick(nfe, config.common.budget), lambda: None)
+    s = s._replace(tree=tree, slots=slots, nfe=nfe, nfe_evaluated=s.nfe_evaluated + nb,
                    num_invalid=s.num_invalid + jnp.sum(jnp.where(done, bad, 0)))
     order = jnp.nonzero(done, size=nb, fill_value=0)[0]
     s = jax.lax.fori_loop(0, jnp.sum(done),

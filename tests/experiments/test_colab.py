@@ -40,19 +40,46 @@ def _image_count(nb) -> int:
 def test_notebooks_have_setup_then_parameters_cells(name):
   nb = nbformat.read(os.path.join(COLAB, f'{name}.ipynb'), as_version=4)
   code = [c for c in nb.cells if c.cell_type == 'code']
-  assert 'find_project()' in code[0].source and 'pip' in code[0].source
+  assert 'find_project()' in code[0].source and 'install.py' in code[0].source
   assert code[1].metadata.get('tags') == ['parameters']
   assert 'PLATFORM = jax.devices()[0].platform' in code[2].source
   assert all(not c.get('outputs') for c in code)  # committed without outputs
 
 
-def test_quickstart_notebook_runs(tmp_path, monkeypatch):
+def test_quickstart_notebook_runs_and_reruns_with_new_parameters(tmp_path, monkeypatch):
   nb = _execute('quickstart', tmp_path, monkeypatch, BUDGET=200, NUM_STEPS=10, NUM_PARTICLES=4)
   text = _outputs(nb)
   assert 'budget 200 NFE, 10 steps, 4 particles' in text
+  assert 'requirements: everything needed is installed.' in text
   for method in ('bon', 'sop', 'smc', 'svdd', 'code', 'rbf', 'dts', 'dts_star'):
     assert f'| {method} |' in text
   assert _image_count(nb) == 2   # the samples over the target, the reward-NFE curves
+  # The same notebook again with another budget, into the same WORKDIR: a run of its own
+  # (the workdir refused a changed run when the notebook wrote every run to WORKDIR).
+  nb = _execute('quickstart', tmp_path, monkeypatch, BUDGET=240, NUM_STEPS=10, NUM_PARTICLES=4)
+  assert 'budget 240 NFE, 10 steps, 4 particles' in _outputs(nb)
+  assert len([d for d in os.listdir(tmp_path / 'work') if d.startswith('compare-')]) == 2
+
+
+def test_the_install_step_leaves_the_runtime_alone_and_restarts_when_it_must(tmp_path):
+  """experiments/colab/install.py on a Colab-like runtime: the test tooling is never installed,
+  the runtime's own numpy and matplotlib are kept whatever their version, what is missing or
+  differs (jax, flax) is pinned; a restart is asked for exactly when a loaded package changed."""
+  import runpy  # pylint: disable=g-import-not-at-top
+  install = runpy.run_path(os.path.join(COLAB, 'install.py'))
+  requirements = tmp_path / 'requirements.txt'
+  requirements.write_text('# pins\njax==0.12.1\nflax==0.12.12\nnumpy==2.5.5\nmatplotlib==3.11.2\n'
+                          'scikit-learn==1.9.1\npytest==9.2.0\nipykernel==7.4.0\n'
+                          'papermill==2.7.0\n')
+  colab = {'jax': '0.7.2', 'numpy': '2.0.2', 'matplotlib': '3.10.0', 'flax': None,
+           'scikit-learn': None}
+  assert install['plan'](str(requirements), colab.get) == [
+      'jax==0.12.1', 'flax==0.12.12', 'scikit-learn==1.9.1']
+  pinned = {'jax': '0.12.1', 'flax': '0.12.12', 'numpy': '2.0.2', 'matplotlib': '3.10.0',
+            'scikit-learn': '1.9.1'}
+  assert install['plan'](str(requirements), pinned.get) == []
+  assert install['stale']({'jax': '0.7.2', 'numpy': '2.0.2'}, pinned.get) == ['jax']
+  assert install['stale']({'numpy': '2.0.2'}, pinned.get) == []
 
 
 @pytest.mark.slow  # ~50 s each on 2 cores; the quickstart notebook runs by default

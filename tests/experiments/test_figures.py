@@ -230,3 +230,46 @@ def test_sweep_skip_leaves_out_matching_points_and_rejects_typos():
   config.sweep.skip = ('method=smk',)
   with pytest.raises(ValueError, match="sweep.skip rule 'method=smk'"):
     sweep.grid(config)
+
+
+def test_a_rerun_into_the_recorded_folder_keeps_its_record_and_replot_redraws(tmp_path):
+  """A sweep rerun that computes nothing keeps sweep.json's record of the machine and jax that
+  computed the points; experiments.tools.replot redraws the figures from the folder's own
+  config.json and summary.csv."""
+  import json  # pylint: disable=g-import-not-at-top
+  from experiments.tools import replot  # pylint: disable=g-import-not-at-top
+  config = _small_sweep()
+  workdir = str(tmp_path / 'sweep')
+  sweep.run(config, workdir)
+  record = os.path.join(workdir, 'sweep.json')
+  with open(record) as f:
+    kept = dict(json.load(f), jax='the version that computed the points')
+  with open(record, 'w') as f:
+    json.dump(kept, f)
+  sweep.run(config, workdir)
+  with open(record) as f:
+    assert json.load(f)['jax'] == 'the version that computed the points'
+  figure = os.path.join(workdir, 'mmd.png')
+  os.remove(figure)
+  assert 'mmd' in replot.replot(workdir) and os.path.getsize(figure) > 0
+
+
+def test_sweep_figures_label_direction_and_keep_every_series_apart(tmp_path):
+  """Axis labels in words with units and which way is better; 12 series, 12 distinct
+  (colour, marker, line style); on a log axis an interval reaching zero is cut, not drawn
+  below the axis, and the figure says so."""
+  from experiments.evaluation import plots  # pylint: disable=g-import-not-at-top
+  summary = [dict(method=f'm{i}', budget=b, mmd=0.01 * (i + 1) / b ** 0.5,
+                  mmd_ci95=(0.05 if i == 0 else 0.001))
+             for i in range(12) for b in (100, 1000)]
+  fig = plots.sweep_figure(str(tmp_path / 'f.png'), summary, 'mmd', 'budget', 'method',
+                           logx=True, logy=True, title='t')
+  ax = fig.axes[0]
+  assert ax.get_xlabel() == 'NFE budget (log scale)'
+  assert 'lower is better' in ax.get_ylabel() and '95% CI' in ax.get_ylabel()
+  lines = [c.lines[0] for c in ax.containers if c.get_label().startswith('m')]
+  styles = {(l.get_color(), l.get_marker(), l.get_linestyle()) for l in lines}
+  assert len(lines) == 12 and len(styles) == 12
+  assert any('interval reaches zero' in t.get_text() for t in fig.texts)
+  low = min(seg[:, 1].min() for c in ax.collections for seg in c.get_segments())
+  assert low > 0   # no error bar runs off the log axis

@@ -71,3 +71,23 @@ def test_wall_and_compile_times_land_in_their_own_fields(tmp_path, monkeypatch):
                       lambda *a, **k: (real(*a, **k)[0], 11.0, 22.0))
   metrics = experiments.get_experiment('search')(gmm2d.get_config('quick,bon'), str(tmp_path))
   assert (metrics['compile_s'], metrics['wall_s']) == (11.0, 22.0)
+
+
+@pytest.mark.parametrize('method', ['smc', 'svdd', 'rbf', 'dts', 'beam'])
+def test_a_method_that_needs_noise_on_an_ode_is_warned_naming_the_fix(method, caplog):
+  """Particles resampled, children drawn or branches grown on a deterministic sampler are
+  copies of one path: the run is warned, naming --config.sampler.sde=true; methods that do
+  not depend on the noise (bon, sop, zero_order) are not."""
+  from configs import toy2d  # pylint: disable=g-import-not-at-top
+  sampler = type('S', (), dict(sde=False, interpolant=type('I', (), dict(name='linear'))))
+  with caplog.at_level('WARNING'):
+    search_exp.check_sampler(method, sampler)
+    search_exp.check_sampler('bon', sampler)
+    search_exp.check_sampler('sop', sampler)
+  warned = [r.getMessage() for r in caplog.records if 'deterministic' in r.getMessage()]
+  assert len(warned) == 1 and warned[0].startswith(method)
+  assert '--config.sampler.sde=true' in warned[0]
+  # The toy configs' search variants take the SDE for such methods (the README's ring + SMC
+  # example ran SMC on the linear ODE: 5 distinct outputs of 16), the ODE otherwise.
+  assert toy2d.get_config(f'ring,{method}').sampler.sde
+  assert not toy2d.get_config('ring,bon').sampler.sde

@@ -61,6 +61,14 @@ def test_every_method_searches_per_prompt(sd_tiny, tmp_path, method):
     assert os.path.isfile(os.path.join(workdir, f'samples_{i:03d}.png'))
   with open(os.path.join(workdir, 'prompts.txt')) as f:
     assert f.read().split('\n')[:2] == list(PROMPTS)
+  # diversity is within each prompt's outputs, averaged over the prompts (never across them).
+  from experiments.evaluation import metrics as metrics_lib
+  within = [metrics_lib.mean_pairwise_distance(data['x0'][data['prompt_index'] == i])
+            for i in range(2)]
+  if n // 2 > 1:
+    np.testing.assert_allclose(metrics['diversity'], np.mean(within), rtol=1e-6)
+  else:
+    assert 'diversity' not in metrics
   if method != 'bon':
     return
   # The saved rewards are the CLIP scores of the saved latents against their own prompt.

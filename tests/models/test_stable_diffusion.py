@@ -238,6 +238,26 @@ def test_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
     hub.resolve('someone/not-a-model-here', what='Stable Diffusion model')
 
 
+
+def test_a_gated_hub_model_names_the_licence_and_the_login(monkeypatch):
+  """FLUX.1-dev without an accepted licence or a token: one line saying what to do, not the
+  hub client's HTTP error."""
+  import huggingface_hub  # pylint: disable=g-import-not-at-top
+  from huggingface_hub import errors  # pylint: disable=g-import-not-at-top
+
+  class Refused(errors.GatedRepoError):
+    def __init__(self):  # pylint: disable=super-init-not-called
+      Exception.__init__(self, 'Access to model black-forest-labs/FLUX.1-dev is restricted.')
+
+  def refuse(*args, **kwargs):
+    raise Refused()
+
+  monkeypatch.setattr(huggingface_hub, 'snapshot_download', refuse)
+  with pytest.raises(PermissionError, match=r"'black-forest-labs/FLUX.1-dev' is gated on the "
+                                            r'hub: accept its licence .*hf auth login'):
+    hub.resolve('black-forest-labs/FLUX.1-dev', what='FLUX.1 model')
+
+
 def test_prompts_from_a_file_and_missing_files(tmp_path):
   path = tmp_path / 'prompts.txt'
   path.write_text('a red cube\n\n  a blue sphere \n')
