@@ -25,10 +25,8 @@ script
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -85,23 +83,11 @@ def main() -> int:
   with torch.no_grad():
     direct = np.array([rm.score(p, Image.fromarray(img)) for p, img in zip(prompts, images)])
 
-  ready = os.path.join(tmp, 'ready')
-  kwargs = json.dumps({'model': checkpoint, 'device': 'cpu', 'med_config': med_config})
-  proc = subprocess.Popen([sys.executable, '-m', 'rewards.serve',
-                           '--scorer=rewards.scorers:image_reward', f'--kwargs={kwargs}',
-                           '--address=127.0.0.1:0', f'--ready_file={ready}'], cwd=ROOT)
-  try:
-    while not os.path.exists(ready):
-      if proc.poll() is not None:
-        raise RuntimeError('the service did not start')
-      time.sleep(0.2)
-    with open(ready) as f:
-      address = f.read()
-    sys.path.insert(0, ROOT)
-    from rewards import service  # pylint: disable=g-import-not-at-top
-    served = service.Client(address, timeout=600).score(images, prompts)
-  finally:
-    proc.kill()
+  sys.path.insert(0, ROOT)
+  from tests.rewards import served as served_lib  # pylint: disable=g-import-not-at-top
+  served = served_lib.serve_and_score(
+      'rewards.scorers:image_reward',
+      {'model': checkpoint, 'device': 'cpu', 'med_config': med_config}, images, prompts, tmp)
   error = float(np.max(np.abs(served - direct)))
   print(f'ImageReward package: {np.round(direct, 5).tolist()}')
   print(f'through the service: {np.round(served, 5).tolist()}')
