@@ -68,6 +68,11 @@ def _program(method: str, method_config, batched: bool):
   return program
 
 
+# The definitions of the metrics a search reports, versioned so that a sweep never mixes points
+# computed under different ones unawares (experiments/sweep.py). 2: `diversity` and a batched
+# `reward_max` within each search, averaged over the searches (1: over all their outputs).
+METRICS_VERSION = 2
+
 PENDING = 'search_result.npz'   # a finished search whose held-out rewards are not all scored
 
 

@@ -32,6 +32,7 @@ import sys
 import time
 from typing import NamedTuple
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -173,7 +174,7 @@ def run(config, workdir: str) -> dict:
                                       problem, method_config, mesh)
       record = {'point': point.name, 'values': dict(point.values), 'identity': point.identity,
                 'identity_sha256': point.digest, 'elapsed_s': time.perf_counter() - start,
-                'metrics': metrics}
+                'metrics_version': search_exp.METRICS_VERSION, 'metrics': metrics}
       files.write_json(os.path.join(records_dir, point.name + '.json'), record)
       done[point.name] = record
       progress.update(1)
@@ -253,6 +254,14 @@ def aggregate(config, workdir: str, points, records, computed_now: bool = True) 
            f'{elapsed:.0f} s on {machine()}.', '',
            markdown_summary(summary, group_axes, shown), '',
            ci_note(summary)]
+  versions = sorted({r.get('metrics_version', 1) for r in records})
+  if len(versions) > 1:
+    note = (f'Warning: the points were computed under metric definitions '
+            f'{" and ".join(map(str, versions))} (experiments/search.py: METRICS_VERSION); '
+            '`diversity` and `reward_max` of points of different versions do not compare. '
+            'Recompute the older points in a fresh workdir to compare them.')
+    logging.warning(note)
+    lines += ['', note]
   for a, b, metric, *lower in [tuple(x) for x in sweep.get('reach', ())]:
     lines += ['', reach_line(summary, group_axes, a, b, metric, lower == ['lower'])]
   paired = paired_differences(rows, axes, [tuple(x) for x in sweep.get('paired', ())])

@@ -273,3 +273,23 @@ def test_sweep_figures_label_direction_and_keep_every_series_apart(tmp_path):
   assert any('interval reaches zero' in t.get_text() for t in fig.texts)
   low = min(seg[:, 1].min() for c in ax.collections for seg in c.get_segments())
   assert low > 0   # no error bar runs off the log axis
+
+
+def test_a_sweep_that_mixes_metric_definitions_says_so(tmp_path):
+  """Points recorded before the per-search `diversity` (no metrics_version: 1) beside new ones
+  (2): summary.md warns that those metrics do not compare."""
+  import json  # pylint: disable=g-import-not-at-top
+  config = _small_sweep()
+  workdir = str(tmp_path / 'sweep')
+  sweep.run(config, workdir)
+  with open(os.path.join(workdir, 'summary.md')) as f:
+    assert 'metric definitions' not in f.read()
+  first = os.path.join(workdir, 'points', sweep.grid(config)[0].name + '.json')
+  with open(first) as f:
+    record = json.load(f)
+  del record['metrics_version']
+  with open(first, 'w') as f:
+    json.dump(record, f)
+  sweep.run(config, workdir)
+  with open(os.path.join(workdir, 'summary.md')) as f:
+    assert 'computed under metric definitions 1 and 2' in f.read()
