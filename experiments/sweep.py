@@ -353,8 +353,12 @@ def ci95_half_width(values):
   values = np.asarray(values, np.float64)
   if values.size < 2:
     return None
-  return float(scipy.stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1)
-               / np.sqrt(values.size))
+  return ci95_from_std(values.std(ddof=1), values.size)
+
+
+def ci95_from_std(std: float, n: int) -> float:
+  """The same half-width from a sample standard deviation over n >= 2 values."""
+  return float(scipy.stats.t.ppf(0.975, n - 1) * std / np.sqrt(n))
 
 
 def ci_note(summary) -> str:

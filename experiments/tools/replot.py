@@ -17,7 +17,6 @@ import os
 import sys
 
 import ml_collections
-import scipy.stats
 
 from experiments import sweep as sweep_lib
 
@@ -46,7 +45,7 @@ def replot(workdir: str) -> list:
     n = row.get('num_seeds') or 0
     for m in metric_names:
       if row.get(m + '_ci95') is None and row.get(m + '_std') is not None and n > 1:
-        row[m + '_ci95'] = float(scipy.stats.t.ppf(0.975, n - 1) * row[m + '_std'] / n ** 0.5)
+        row[m + '_ci95'] = sweep_lib.ci95_from_std(row[m + '_std'], n)
   sweep_lib.draw_figures(config.sweep, workdir, summary, metric_names)
   return [m for m in config.sweep.plot.metrics if m in metric_names]
 
