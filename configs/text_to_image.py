@@ -19,6 +19,7 @@ def base(tokens, model: dict, sampler: dict, search: dict, mesh: dict,
   config.seed = 0
   config.prompt = 'a photograph of an astronaut riding a horse'
   config.prompt_file = ''         # one prompt per line; overrides `prompt`
+  config.prompt_rows = ''         # 'A-B': prompts A..B-1 of the list only ('' all of them)
   config.model = ml_collections.ConfigDict(model)
   config.sampler = common.sampler_config(**dict(dict(interpolant='vp', sde=True, num_samples=4),
                                                 **sampler))

@@ -62,6 +62,8 @@ def identity(config) -> dict:
   out = _plain(config)
   out = {k: v for k, v in out.items()
          if k != 'sweep' and (k not in _OWN_SECTIONS or k == out.get('experiment'))}
+  if out.get('prompt_rows') == '':   # every prompt: as runs recorded before the field existed
+    del out['prompt_rows']
   if isinstance(out.get('search'), dict):
     keep = set(search.base.COMMON_FIELDS)
     for name in methods_run(out):

@@ -2,7 +2,9 @@
 
 config.mesh.axes names the axes and config.mesh.shape their sizes (-1: all remaining devices).
 The `particles` axis splits every method's particles or chains (samplers/ground/sharding.py); a
-`model` axis, when present, splits large backbone parameters FSDP-style (`fsdp_specs`).
+`model` axis, when present, splits large backbone parameters FSDP-style (`fsdp_specs`); a
+`searches` axis, when present, splits a batch of independent searches (prompts, classes x
+runs: search/__init__.py: run_batched).
 Everything else is replicated: the PRNG key, the conditions, the reward's parameters, and the
 backbone's parameters when there is no `model` axis.
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from samplers.ground import sharding
 
-AXES = (sharding.PARTICLES, 'model')
+AXES = (sharding.PARTICLES, 'model', sharding.SEARCHES)
 # Logical axis rules for FSDP: a parameter's largest dimension that the `model` axis divides
 # gets the logical name `fsdp`, which maps to the mesh's `model` axis.
 FSDP_RULES = (('fsdp', 'model'),)
@@ -70,6 +72,16 @@ def check_particles(method: str, method_config, mesh) -> None:
     raise ValueError(
         f'{method} runs {rows} {what} ({source}), which do not divide over the {size} '
         f'devices of the mesh\'s particle axis; change {source.split(" ")[0]} or mesh.shape.')
+
+
+def check_searches(batch: int, mesh) -> None:
+  """The independent searches of a batched run must divide over the `searches` axis."""
+  size = dict(mesh.shape).get(sharding.SEARCHES, 1)
+  if size > 1 and (batch == 0 or batch % size):
+    raise ValueError(
+        f'the mesh\'s searches axis has {size} devices, but this run has {batch or "one"} '
+        f'independent search{"es" if batch != 1 else ""} (prompts, or classes x search.num_runs), '
+        f'which do not divide over it; change the number of prompts or mesh.shape.')
 
 
 def fsdp_specs(params, model_size: int):

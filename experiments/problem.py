@@ -32,19 +32,27 @@ class Problem(NamedTuple):
 
 
 def build(config, guidance: bool = False) -> Problem:
-  prompts = tuple(models.read_prompts(config)) if models.is_text_to_image(config.model) else ()
+  """The problem of a config; with prompts, config.prompt_rows ('A-B') keeps prompts A..B-1 of
+  the run's list (each keeps its index in the whole list: cond['prompt_index'])."""
+  all_prompts = ()
+  if models.is_text_to_image(config.model):
+    all_prompts = tuple(models.read_prompts(config))
+  start, stop = prompt_rows(config.get('prompt_rows', ''), len(all_prompts))
+  prompts = all_prompts[start:stop]
   # Prompts are encoded before the backbone loads, so that a text encoder (FLUX's T5) and the
   # backbone are never in memory together.
   text = models.encode_prompts(config.model, prompts) if prompts else None
   backbone = models.get_backbone(config.model)
-  reward = rewards.get_reward(config.reward, backbone.data_shape, backbone.decoder, prompts)
+  # A reward that reads the prompts (a host reward) gets the whole list: it looks each search's
+  # prompt up by its index in it.
+  reward = rewards.get_reward(config.reward, backbone.data_shape, backbone.decoder, all_prompts)
   sampler = sampler_lib.from_config(config.sampler, backbone)
   temperature = float(config.reward.temperature)
   search_lib.base.check_temperature(temperature)
   cond = models.condition(config)
   batch, row_classes = 0, ()
   if prompts:
-    cond = text_conditions(text, reward, prompts)
+    cond = text_conditions(text, reward, prompts, start)
     batch = len(prompts)
     if int(config.search.get('num_runs', 1)) != 1:
       raise ValueError('search.num_runs must be 1 with prompts (each prompt is one search).')
@@ -61,7 +69,7 @@ def build(config, guidance: bool = False) -> Problem:
     sampler = sampler.replace(guidance=reward, guidance_scale=scale)
   heldout = []
   for label, judge in heldout_lib.build(config.reward, backbone.data_shape, backbone.decoder,
-                                            prompts):
+                                            all_prompts):
     judge_cond = cond
     if prompts and judge.encode_text is not None:
       judge_cond = dict(cond, reward_text=judge.encode_text(list(prompts)))
@@ -74,6 +82,36 @@ def build(config, guidance: bool = False) -> Problem:
   problem = Problem(backbone, sampler, reward, tilted_target(config), cond, prompts, batch,
                     row_classes, heldout=tuple(heldout))
   return problem._replace(recorder=recorders.for_problem(problem))
+
+
+def prompt_rows(rows: str, num_prompts: int) -> tuple:
+  """(start, stop) of config.prompt_rows: 'A-B' keeps prompts A..B-1 (Python's range(A, B)),
+  '' keeps them all."""
+  if not rows:
+    return 0, num_prompts
+  if not num_prompts:
+    raise ValueError(f'prompt_rows={rows!r} is set, but this run has no prompts.')
+  start, sep, stop = str(rows).partition('-')
+  if not (sep and start.isdigit() and stop.isdigit() and int(start) < int(stop) <= num_prompts):
+    raise ValueError(f'prompt_rows={rows!r} is not \'A-B\' with 0 <= A < B <= {num_prompts} '
+                     '(the number of prompts): it keeps prompts A..B-1.')
+  return int(start), int(stop)
+
+
+def select_prompts(problem: Problem, start: int, stop: int) -> Problem:
+  """The problem of prompts start..stop-1 of a text-to-image problem (its conditions, held-out
+  conditions and recorder's prompts sliced; backbone, sampler and rewards shared)."""
+  if not problem.prompts:
+    raise ValueError('select_prompts needs a problem with prompts.')
+  first = int(np.asarray(problem.cond['prompt_index'])[0])
+  rows = slice(start - first, stop - first)
+  if not 0 <= rows.start < rows.stop <= problem.batch:
+    raise ValueError(f'prompts {start}..{stop - 1} are not among this problem\'s '
+                     f'{first}..{first + problem.batch - 1}.')
+  take = lambda tree: jax.tree.map(lambda c: c[rows], tree)
+  return problem._replace(
+      cond=take(problem.cond), prompts=problem.prompts[rows], batch=rows.stop - rows.start,
+      heldout=tuple((label, judge, take(c)) for label, judge, c in problem.heldout))
 
 
 def parameter_count(problem: Problem) -> int:
@@ -128,12 +166,13 @@ def batched_conditions(config, reward, cond):
   return batched, tuple(int(r) for r in rows)
 
 
-def text_conditions(text, reward, prompts) -> dict:
+def text_conditions(text, reward, prompts, first: int = 0) -> dict:
   """Per-prompt conditions [P, ...]: the backbone's text conditioning (`encode_prompts`: an
-  array of text states, or a dict of arrays), the prompt index, and the reward's own text
-  embedding when it compares images with the prompt."""
+  array of text states, or a dict of arrays), the prompt's index in the run's whole list
+  (first, first + 1, ...), and the reward's own text embedding when it compares images with
+  the prompt."""
   cond = dict(text) if isinstance(text, dict) else {'text': text}
-  cond['prompt_index'] = np.arange(len(prompts), dtype=np.int32)
+  cond['prompt_index'] = np.arange(first, first + len(prompts), dtype=np.int32)
   if reward.encode_text is not None:
     cond['reward_text'] = reward.encode_text(list(prompts))
   return cond

@@ -10,8 +10,12 @@ from rewards import host
 from samplers.ground import progress
 
 
-def compile_and_run(fn, *args, mesh=None, label: str = 'program'):
+def compile_and_run(fn, *args, mesh=None, label: str = 'program', memory: dict = None):
   """Returns (output, compile_s, wall_s) of jax.jit-ed `fn` on args; output is ready.
+
+  `memory`, a dict, receives the program's memory (`program_bytes`: arguments, outputs and
+  temporaries per device, from the compiler's analysis) and, where the device reports it (GPU,
+  TPU), `peak_bytes`: the device's peak use so far in this process, after the run.
 
   It logs a line when compilation starts and its time when it ends, and the run's progress
   (samplers/ground/progress.py: the program's ticks, when enabled) under `label`.
@@ -28,6 +32,8 @@ def compile_and_run(fn, *args, mesh=None, label: str = 'program'):
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
     logging.info('%s: compiled in %s; running ...', label, progress.duration(compile_s))
+    if memory is not None:
+      memory.update(program_bytes=program_bytes(compiled))
     start = time.perf_counter()
     try:
       with progress.running(label):
@@ -41,4 +47,27 @@ def compile_and_run(fn, *args, mesh=None, label: str = 'program'):
       raise
     wall_s = time.perf_counter() - start
     logging.info('%s: ran in %s', label, progress.duration(wall_s))
+    if memory is not None and peak_bytes() is not None:
+      memory['peak_bytes'] = peak_bytes()
     return out, compile_s, wall_s
+
+
+def program_bytes(compiled):
+  """A compiled program's memory per device: arguments + outputs + temporaries - aliased
+  (None where the backend gives no analysis)."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if m is None:
+    return None
+  return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+             - m.alias_size_in_bytes)
+
+
+def peak_bytes():
+  """The largest peak memory use so far of this process's devices, where they report it
+  (GPU, TPU; None on a CPU)."""
+  peaks = [(d.memory_stats() or {}).get('peak_bytes_in_use') for d in jax.local_devices()]
+  peaks = [p for p in peaks if p is not None]
+  return max(peaks) if peaks else None

@@ -19,8 +19,10 @@ from experiments import search_memory
 from samplers.ground import progress
 
 
-def prepare(config):
-  """(problem, method config, mesh): everything validated, nothing compiled."""
+def prepare(config, checks: bool = True):
+  """(problem, method config, mesh): everything validated, nothing compiled. `checks`: the
+  checks that depend on the problem's number of searches (the mesh's `searches` axis, memory);
+  a sweep that runs chunks of the problem's prompts makes them per chunk instead."""
   scfg = config.search
   method_config = search_lib.make_config(scfg, float(config.reward.temperature),
                                          config.sampler.num_steps)
@@ -30,7 +32,9 @@ def prepare(config):
       method_config), mesh.devices.size)
   problem = problem_lib.build(config, guidance=bool(scfg.get('guidance', False)))
   check_sampler(scfg.method, problem.sampler)
-  check_memory(config, problem, method_config, mesh)
+  if checks:
+    mesh_lib.check_searches(problem.batch, mesh)
+    check_memory(config, problem, method_config, mesh)
   return problem, method_config, mesh
 
 
@@ -50,8 +54,8 @@ def check_memory(config, problem, method_config, mesh) -> None:
   """Refuses a search whose own arrays would not fit, before compiling
   (experiments/search_memory.py)."""
   search_memory.check(config.search.method, method_config, problem.sampler.data_shape,
-                      config.reward, problem.batch,
-                      mesh.shape[mesh_lib.sharding.PARTICLES])
+                      config.reward, problem.batch, mesh.shape[mesh_lib.sharding.PARTICLES],
+                      dict(mesh.shape).get(mesh_lib.sharding.SEARCHES, 1))
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,10 +100,12 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
                  '(%s) only.', workdir, ', '.join(l for l, _, _ in problem.heldout
                                                   if l not in scored))
   else:
-    result, compile_s, wall_s = _search(config, problem, method_config, mesh)
+    result, compile_s, wall_s, memory = _search(config, problem, method_config, mesh)
     metrics = search_metrics(config, result, wall_s, compile_s, bool(problem.batch))
+    metrics.update(memory_metrics(memory))
     scored = {}
     if not problem.heldout:
+      write_per_search(workdir, problem, result, scored)
       return problem.recorder.record_search(recorders.Run(config, problem, workdir), result,
                                             metrics, title_prefix)
     problem.recorder.record_search(recorders.Run(config, problem, workdir), result,
@@ -117,11 +123,47 @@ def execute(config, workdir, problem, method_config, mesh, title_prefix=''):
           'command to score the held-out rewards only.') from None
     _save_pending(pending, result, metrics, scored)
   metrics.update(problem_lib.heldout_metrics(scored))
+  write_per_search(workdir, problem, result, scored)
   extra = {f'heldout_{label}': scores.reshape(-1) for label, scores in scored.items()}
   out = problem.recorder.record_search(recorders.Run(config, problem, workdir, extra), result,
                                        metrics, title_prefix)
   if files.is_writer():
     os.remove(pending)
+  return out
+
+
+PER_SEARCH = 'per_search.json'
+
+
+def write_per_search(workdir: str, problem, result, scored: dict) -> None:
+  """DIR/per_search.json for a batch of independent searches (prompts, classes x runs): each
+  search's metrics as lists [B] (experiments/sweep.py pools them per prompt)."""
+  if problem.batch and files.is_writer():
+    files.write_json(os.path.join(workdir, PER_SEARCH),
+                     per_search_metrics(problem, result, scored))
+
+
+def per_search_metrics(problem, result, scored: dict) -> dict:
+  """{name: [B] list}: `prompt_index` (text prompts) or `row_class`, nfe, nfe_evaluated,
+  reward_mean and reward_max over each search's valid outputs (None where it has none), and
+  heldout_LABEL_mean / _max."""
+  def stats(scores):
+    scores = np.asarray(scores, np.float64).reshape(problem.batch, -1)
+    valid = np.isfinite(scores)
+    mean = [float(np.mean(s[v])) if v.any() else None for s, v in zip(scores, valid)]
+    top = [float(np.max(s[v])) if v.any() else None for s, v in zip(scores, valid)]
+    return mean, top
+  out = {}
+  if problem.prompts:
+    out['prompt_index'] = recorders.prompt_indices(problem).tolist()
+    out['prompt'] = list(problem.prompts)
+  else:
+    out['row_class'] = [int(c) for c in problem.row_classes]
+  out['nfe'] = np.asarray(result.nfe).reshape(-1).astype(int).tolist()
+  out['nfe_evaluated'] = np.asarray(result.nfe_evaluated).reshape(-1).astype(int).tolist()
+  out['reward_mean'], out['reward_max'] = stats(result.reward)
+  for label, scores in scored.items():
+    out[f'heldout_{label}_mean'], out[f'heldout_{label}_max'] = stats(scores)
   return out
 
 
@@ -137,9 +179,10 @@ def _search(config, problem, method_config, mesh):
   program = _program(method, method_config, bool(problem.batch))
   progress.for_work(problem_lib.parameter_count(problem),
                     method_config.common.budget * max(problem.batch, 1))
+  memory = {}
   result, compile_s, wall_s = runtime.compile_and_run(program, *args, mesh=mesh,
-                                                      label=f'search {method}')
-  return mesh_lib.to_host(result), compile_s, wall_s
+                                                      label=f'search {method}', memory=memory)
+  return mesh_lib.to_host(result), compile_s, wall_s, memory
 
 
 def _save_pending(path, result, metrics: dict, scored: dict) -> None:
@@ -160,6 +203,14 @@ def _load_pending(path):
     raise ValueError(f'{path} (a finished search kept for its held-out rewards) is unreadable '
                      f'({e}); remove it to search again.') from None
   return result, metrics, scored
+
+
+def memory_metrics(memory: dict) -> dict:
+  """program_memory_gib (the search program's arguments, outputs and temporaries per device,
+  from the compiler) and peak_memory_gib (the device's peak so far in this process, on devices
+  that report it)."""
+  names = {'program_bytes': 'program_memory_gib', 'peak_bytes': 'peak_memory_gib'}
+  return {names[k]: v / 2**30 for k, v in memory.items() if v is not None}
 
 
 def search_metrics(config, result, wall_s: float, compile_s: float, batched: bool) -> dict:

@@ -66,9 +66,10 @@ def output_bytes(method_config, data_shape, batch: int = 0) -> int:
 
 
 def check(method: str, method_config, data_shape, reward_cfg, batch: int = 0,
-          particle_devices: int = 1) -> None:
-  """ValueError naming the bytes needed and the memory there is, before anything compiles."""
-  need = search_bytes(method, method_config, data_shape, reward_cfg, batch)
+          particle_devices: int = 1, search_devices: int = 1) -> None:
+  """ValueError naming the bytes needed and the memory there is, before anything compiles;
+  the batch's searches split over search_devices (the mesh's `searches` axis)."""
+  need = search_bytes(method, method_config, data_shape, reward_cfg, batch) // search_devices
   decl = search_lib.get_method(method)
   per_device = need // max(particle_devices, 1) if decl.particle_field else need
   have, where = device_memory()

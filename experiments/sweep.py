@@ -44,12 +44,16 @@ from experiments import files
 from experiments.evaluation import tables
 from experiments import identity as identity_lib
 from experiments import mesh as mesh_lib
+from experiments import problem as problem_lib
 from experiments.evaluation import plots
 from experiments import search as search_exp
 from experiments import validation
 
-AXES = ('task', 'sampler', 'method', 'budget', 'seed')
-_FIELDS = {'method': ('search', 'method'), 'budget': ('search', 'budget'), 'seed': ('seed',)}
+AXES = ('task', 'sampler', 'method', 'budget', 'seed', 'prompts')
+_FIELDS = {'method': ('search', 'method'), 'budget': ('search', 'budget'), 'seed': ('seed',),
+           'prompts': ('prompt_rows',)}
+# Axes whose values are pooled in the summary: each (seed, prompt) is one value of a metric.
+POOLED = ('seed', 'prompt')
 # Fields of `search` that the problem (not the method) depends on.
 _PROBLEM_SEARCH_FIELDS = ('guidance', 'guidance_scale', 'num_runs')
 
@@ -66,7 +70,10 @@ def grid(config) -> list:
   """The sweep's points, validated (config fields, presets, each method's budget) on the host."""
   sweep = config.sweep
   axes = [(axis, tuple(sweep.get(axis, ()))) for axis in AXES]
-  axes = [(axis, values) for axis, values in axes if values]
+  axes = [(axis, values) for axis, values in axes if values and axis != 'prompts']
+  per_point = int(sweep.get('prompts_per_point', 0))
+  if per_point:
+    axes.append(('prompts', prompt_chunks(config, per_point)))
   if not axes:
     raise ValueError(f'sweep has no axis with values; set some of sweep.{", sweep.".join(AXES)}.')
   for axis, values in axes:
@@ -80,7 +87,7 @@ def grid(config) -> list:
   skips = [_skip_tokens(rule, dict(axes)) for rule in sweep.get('skip', ())]
   swept = [axis for axis, _ in axes]
   for spec in sweep.get('paired', ()):
-    if len(spec) != 4 or spec[0] not in swept or spec[0] == 'seed':
+    if len(spec) != 4 or spec[0] not in swept or spec[0] in ('seed', 'prompts'):
       raise ValueError(f'sweep.paired entry {tuple(spec)} is not (axis, a, b, metric) with a '
                        f'swept axis other than seed; axes: {", ".join(swept)}.')
   points = []
@@ -99,6 +106,22 @@ def grid(config) -> list:
     ident = identity_lib.identity(cfg)
     points.append(Point(name, tuple(combo), cfg, ident, identity_lib.digest(ident)))
   return points
+
+
+def prompt_chunks(config, per_point: int) -> tuple:
+  """sweep.prompts_per_point: the run's prompts (within config.prompt_rows) in consecutive
+  chunks of per_point, as prompt_rows values ('0-4', '4-8', ...); each chunk is a point, so a
+  sweep resumes per chunk (per prompt with 1)."""
+  import models  # pylint: disable=g-import-not-at-top
+  from experiments import problem as problem_lib  # pylint: disable=g-import-not-at-top
+  if per_point < 0:
+    raise ValueError(f'sweep.prompts_per_point must be >= 0, got {per_point}.')
+  if not models.is_text_to_image(config.model):
+    raise ValueError('sweep.prompts_per_point splits a text-to-image run\'s prompts; '
+                     f'model {config.model.name!r} takes none.')
+  start, stop = problem_lib.prompt_rows(config.get('prompt_rows', ''),
+                                        len(models.read_prompts(config)))
+  return tuple(f'{a}-{min(a + per_point, stop)}' for a in range(start, stop, per_point))
 
 
 def _skip_tokens(rule: str, axes: dict) -> set:
@@ -142,13 +165,14 @@ def _problem_key(cfg) -> str:
   compiled programs: the seed, method and budget are not part of it."""
   d = cfg.to_dict()
   d['search'] = {k: d['search'].get(k) for k in _PROBLEM_SEARCH_FIELDS}
-  for k in ('seed', 'experiment'):
+  for k in ('seed', 'experiment', 'prompt_rows'):
     d.pop(k, None)
   return json.dumps(d, sort_keys=True, default=str)
 
 
 def run(config, workdir: str) -> dict:
   points = grid(config)
+  _check_chunks(config, points)
   # The grid may grow: the sweep section is no part of the sweep's identity.
   files.claim_workdir(workdir, config)
   records_dir = os.path.join(workdir, 'points')
@@ -163,22 +187,50 @@ def run(config, workdir: str) -> dict:
       start = time.perf_counter()
       key = _problem_key(point.config)
       if key not in problems:
-        problems[key] = search_exp.prepare(point.config)
+        # One problem (backbone loaded, every prompt encoded) for all the points that share
+        # it; a point of a prompt chunk searches its rows of it.
+        whole = copy.deepcopy(point.config)
+        if 'prompt_rows' in whole:
+          whole.prompt_rows = config.get('prompt_rows', '')
+        problems[key] = search_exp.prepare(whole, checks=False)
       problem, _, mesh = problems[key]
+      if 'prompts' in dict(point.values):
+        problem = problem_lib.select_prompts(
+            problem, *problem_lib.prompt_rows(point.config.prompt_rows,
+                                              int(problem.cond['prompt_index'][-1]) + 1))
       method_config = search_lib.make_config(point.config.search,
                                              float(point.config.reward.temperature),
                                              point.config.sampler.num_steps)
       mesh_lib.check_particles(point.config.search.method, method_config, mesh)
+      mesh_lib.check_searches(problem.batch, mesh)
       search_exp.check_memory(point.config, problem, method_config, mesh)
-      metrics, _ = search_exp.execute(point.config, os.path.join(records_dir, point.name),
-                                      problem, method_config, mesh)
+      point_dir = os.path.join(records_dir, point.name)
+      metrics, _ = search_exp.execute(point.config, point_dir, problem, method_config, mesh)
       record = {'point': point.name, 'values': dict(point.values), 'identity': point.identity,
                 'identity_sha256': point.digest, 'elapsed_s': time.perf_counter() - start,
                 'metrics_version': search_exp.METRICS_VERSION, 'metrics': metrics}
+      if 'prompts' in dict(point.values):
+        with open(os.path.join(point_dir, search_exp.PER_SEARCH)) as f:
+          record['per_prompt'] = json.load(f)
       files.write_json(os.path.join(records_dir, point.name + '.json'), record)
       done[point.name] = record
       progress.update(1)
   return aggregate(config, workdir, points, [done[p.name] for p in points], bool(todo))
+
+
+def _check_chunks(config, points) -> None:
+  """Every prompt chunk must divide over the mesh's `searches` axis, checked before any point
+  runs (not at the last chunk, hours in)."""
+  if not any(axis == 'prompts' for axis, _ in points[0].values):
+    return
+  mesh = mesh_lib.make_mesh(config.mesh)
+  for point in points:
+    start, stop = problem_lib.prompt_rows(point.config.prompt_rows, 1 << 30)
+    try:
+      mesh_lib.check_searches(stop - start, mesh)
+    except ValueError as e:
+      raise ValueError(f'sweep point {point.name}: {e} (sweep.prompts_per_point and the number '
+                       'of prompts set the chunks)') from None
 
 
 def _read_record(records_dir: str, point: Point):
@@ -221,28 +273,39 @@ def draw_figures(sweep, workdir: str, summary, metric_names) -> None:
 
 
 def aggregate(config, workdir: str, points, records, computed_now: bool = True) -> dict:
-  """points.csv, summary.csv, summary.md, figures, sweep.json and metrics.json from records."""
+  """points.csv, summary.csv, summary.md, figures, sweep.json and metrics.json from records.
+  A sweep over prompt chunks (sweep.prompts_per_point) has one row per prompt of each point,
+  and its summary pools the (prompt, seed) values; it also draws one grid per prompt."""
   axes = [axis for axis, _ in points[0].values]
-  metric_names = sorted({k for r in records for k, v in r['metrics'].items()
+  per_prompt = 'prompts' in axes
+  if per_prompt:
+    axes = [a for a in axes if a != 'prompts'] + ['prompt']
+    rows = [row for r in records for row in per_prompt_rows(r)]
+  else:
+    rows = [{**r['metrics'], **r['values']} for r in records]
+  metric_names = sorted({k for row in rows for k, v in row.items()
                          if isinstance(v, (int, float)) and k not in axes})
-  rows = [dict(r['values'], **{m: r['metrics'].get(m) for m in metric_names}) for r in records]
+  rows = [{**{a: row.get(a) for a in axes}, **{m: row.get(m) for m in metric_names}}
+          for row in rows]
   _write_csv(os.path.join(workdir, 'points.csv'), axes + metric_names, rows)
 
-  group_axes = [a for a in axes if a != 'seed']
+  group_axes = [a for a in axes if a not in POOLED]
   groups = {}
   for row in rows:
     groups.setdefault(tuple(row[a] for a in group_axes), []).append(row)
   summary = []
   for values, members in groups.items():
-    entry = dict(zip(group_axes, values), num_seeds=len(members))
+    entry = dict(zip(group_axes, values), num_seeds=len({str(r.get('seed')) for r in members}))
+    if per_prompt:
+      entry['num_prompts'] = len({r['prompt'] for r in members})
     for m in metric_names:
       vals = np.asarray([r[m] for r in members if r[m] is not None], np.float64)
       entry[m] = float(vals.mean()) if vals.size else None
       entry[m + '_std'] = float(vals.std(ddof=1)) if vals.size > 1 else None
       entry[m + '_ci95'] = ci95_half_width(vals)
     summary.append(entry)
-  columns = group_axes + ['num_seeds'] + [c for m in metric_names
-                                          for c in (m, m + '_std', m + '_ci95')]
+  columns = group_axes + ['num_seeds'] + (['num_prompts'] if per_prompt else []) + [
+      c for m in metric_names for c in (m, m + '_std', m + '_ci95')]
   _write_csv(os.path.join(workdir, 'summary.csv'), columns, summary)
 
   sweep = config.sweep
@@ -253,7 +316,12 @@ def aggregate(config, workdir: str, points, records, computed_now: bool = True) 
            f'Wall time (sum over the {len(records)} points, compilation included): '
            f'{elapsed:.0f} s on {machine()}.', '',
            markdown_summary(summary, group_axes, shown), '',
-           ci_note(summary)]
+           ci_note(summary, per_prompt)]
+  if per_prompt:
+    lines += ['', '## Time and memory', '', resource_table(records, group_axes), '',
+              'Program memory: the search program\'s arguments, outputs and temporaries per '
+              'device, from the compiler (experiments/runtime.py); peak device memory: the '
+              'device\'s own peak in the sweep\'s process so far (GPU and TPU; – on a CPU).']
   versions = sorted({r.get('metrics_version', 1) for r in records})
   if len(versions) > 1:
     note = (f'Warning: the points were computed under metric definitions '
@@ -267,14 +335,17 @@ def aggregate(config, workdir: str, points, records, computed_now: bool = True) 
   paired = paired_differences(rows, axes, [tuple(x) for x in sweep.get('paired', ())])
   if paired:
     lines += ['', '## Paired differences', '',
-              'a − b over the seeds both have (the same seeds, every other axis equal): mean ± '
+              f'a − b over the {"(prompt, seed) pairs" if per_prompt else "seeds"} both have '
+              '(the same ones, every other axis equal): mean ± '
               'the half-width of its 95% interval (Student\'s t). "a higher" or "b higher" '
               'only where the interval excludes 0; otherwise "no measurable difference".', '',
-              markdown_paired(paired)]
+              markdown_paired(paired, 'pairs' if per_prompt else 'seeds')]
     columns = list(dict.fromkeys(k for e in paired for k in e))
     _write_csv(os.path.join(workdir, 'paired.csv'), columns, paired)
   files.write_text(workdir, 'summary.md', '\n'.join(lines) + '\n')
   draw_figures(sweep, workdir, summary, metric_names)
+  if per_prompt:
+    prompt_grids(workdir, points, records, group_axes)
   # Where every point was computed by an earlier run, its record of the machine and jax stays.
   if computed_now or not os.path.isfile(os.path.join(workdir, 'sweep.json')):
     files.write_json(os.path.join(workdir, 'sweep.json'), {
@@ -291,16 +362,19 @@ def aggregate(config, workdir: str, points, records, computed_now: bool = True) 
 
 
 def paired_differences(rows, axes, specs) -> list:
-  """For each (axis, a, b, metric): per value of the other axes (seed aside), the seeds where
-  both a and b have the metric, and the mean, 95% half-width and verdict of a - b."""
+  """For each (axis, a, b, metric): per value of the other axes (seed and prompt aside), the
+  seeds (or (prompt, seed) pairs) where both a and b have the metric, and the mean, 95%
+  half-width and verdict of a - b; num_seeds counts those pairs."""
   out = []
+  pooled = [x for x in POOLED if x in axes] or ['seed']
   for axis, a, b, metric in specs:
-    others = [x for x in axes if x not in (axis, 'seed')]
+    others = [x for x in axes if x != axis and x not in POOLED]
     sides = {}
     for row in rows:
       if str(row[axis]) in (str(a), str(b)) and row.get(metric) is not None:
         key = tuple(row[x] for x in others)
-        sides.setdefault(key, {}).setdefault(str(row[axis]), {})[row.get('seed')] = row[metric]
+        unit = tuple(row.get(x) for x in pooled)
+        sides.setdefault(key, {}).setdefault(str(row[axis]), {})[unit] = row[metric]
     for key, by_side in sides.items():
       va, vb = by_side.get(str(a), {}), by_side.get(str(b), {})
       seeds = sorted(set(va) & set(vb), key=str)
@@ -325,14 +399,14 @@ def paired_differences(rows, axes, specs) -> list:
 _PAIRED_FIELDS = ('axis', 'a', 'b', 'metric', 'num_seeds', 'difference', 'ci95', 'verdict')
 
 
-def markdown_paired(entries) -> str:
-  """One table per compared axis."""
+def markdown_paired(entries, unit: str = 'seeds') -> str:
+  """One table per compared axis; `unit` heads the count column."""
   out = []
   for axis in dict.fromkeys(e['axis'] for e in entries):
     rows = [e for e in entries if e['axis'] == axis]
     others = [k for k in rows[0] if k not in _PAIRED_FIELDS]
     out.append(tables.markdown(
-        [f'{axis}: a − b'] + others + ['metric', 'seeds', 'difference', 'verdict'],
+        [f'{axis}: a − b'] + others + ['metric', unit, 'difference', 'verdict'],
         [[f'{e["a"]} − {e["b"]}'] + [str(e[o]) for o in others]
          + [e['metric'], str(e['num_seeds']), tables.difference(e['difference'], e['ci95']),
             e['verdict']] for e in rows]))
@@ -361,12 +435,102 @@ def ci95_from_std(std: float, n: int) -> float:
   return float(scipy.stats.t.ppf(0.975, n - 1) * std / np.sqrt(n))
 
 
-def ci_note(summary) -> str:
+def ci_note(summary, per_prompt: bool = False) -> str:
+  if per_prompt:
+    sizes = sorted({(e['num_prompts'], e['num_seeds']) for e in summary})
+    return ('Mean ± half-width of the 95% confidence interval of the mean over ' +
+            ' / '.join(f'{p} prompts × {s} seeds' for p, s in sizes) +
+            ' (each (prompt, seed) one value; Student\'s t).')
   seeds = sorted({e['num_seeds'] for e in summary})
   if max(seeds) < 2:
     return 'One seed per point: no interval.'
   return (f'Mean ± half-width of the 95% confidence interval of the mean over '
           f'{"/".join(map(str, seeds))} seeds (Student\'s t; figures draw the same intervals).')
+
+
+def per_prompt_rows(record) -> list:
+  """A prompt-chunk point's rows, one per prompt: its axis values (the chunk aside), `prompt`
+  (the prompt's index in the run's list), the search's own metrics (per_search.json:
+  experiments/search.py) and wall_s_per_prompt (the point's wall time shared out). Compile
+  time and memory are the point's: resource_table."""
+  values = {k: v for k, v in record['values'].items() if k != 'prompts'}
+  per = record.get('per_prompt')
+  if per is None:
+    raise ValueError(f'sweep point {record["point"]} has no per-prompt metrics; it was recorded '
+                     'by a sweep without prompt chunks. Use another --workdir.')
+  n = len(per['prompt_index'])
+  metrics = record['metrics']
+  shared = {}
+  if 'wall_s' in metrics:
+    shared['wall_s_per_prompt'] = metrics['wall_s'] / n
+  out = []
+  for i in range(n):
+    row = dict(values, prompt=int(per['prompt_index'][i]), **shared)
+    row.update({k: v[i] for k, v in per.items() if k not in ('prompt_index', 'prompt')})
+    out.append(row)
+  return out
+
+
+def resource_table(records, group_axes) -> str:
+  """Per group (method): the points' summed wall time, the longest compile (a method's first
+  chunk compiles; later chunks of the same shapes reuse it) and the largest program and peak
+  memory."""
+  groups = {}
+  for r in records:
+    groups.setdefault(tuple(str(r['values'][a]) for a in group_axes), []).append(r['metrics'])
+  def top(ms, key, fmt):
+    vals = [m[key] for m in ms if m.get(key) is not None]
+    return fmt.format(max(vals)) if vals else '–'
+  rows = [list(key) + [str(len(ms)), f'{sum(m.get("wall_s", 0.0) for m in ms):.1f}',
+                       top(ms, 'compile_s', '{:.1f}'), top(ms, 'program_memory_gib', '{:.3g}'),
+                       top(ms, 'peak_memory_gib', '{:.3g}')] for key, ms in groups.items()]
+  return tables.markdown(list(group_axes) + [
+      'points', 'search wall time (s, sum)', 'compile (s, longest)',
+      'program memory (GiB per device, largest)', 'peak device memory (GiB)'], rows)
+
+
+def prompt_grids(workdir: str, points, records, group_axes) -> None:
+  """DIR/grids/prompt_K.png per prompt K: one row per method (each group of the other axes),
+  one column per seed, each image the search's best output for that prompt, captioned with
+  its searched reward; from the points' samples.npz (points whose files are gone are left
+  out)."""
+  by_prompt = {}
+  for point, record in zip(points, records):
+    path = os.path.join(workdir, 'points', point.name, 'samples.npz')
+    if not os.path.isfile(path):
+      continue
+    with np.load(path) as data:
+      images, reward, index = data['images'], data['reward'], data['prompt_index']
+    group = ', '.join(str(record['values'][a]) for a in group_axes)
+    seed = record['values'].get('seed', '')
+    for k in np.unique(index):
+      rows = np.flatnonzero(index == k)
+      best = rows[np.argmax(np.where(np.isfinite(reward[rows]), reward[rows], -np.inf))]
+      by_prompt.setdefault(int(k), {}).setdefault(group, {})[seed] = (images[best],
+                                                                      float(reward[best]))
+  texts = {}
+  for record in records:
+    per = record.get('per_prompt') or {}
+    texts.update(zip(per.get('prompt_index', ()), per.get('prompt', ())))
+  for k, groups in sorted(by_prompt.items()):
+    seeds = sorted({s for g in groups.values() for s in g}, key=str)
+    images, captions = [], []
+    for group, cells in groups.items():
+      for seed in seeds:
+        if seed in cells:
+          image, r = cells[seed]
+          images.append(image)
+          captions.append(f'{group} s{seed}: {r:.3f}')
+        else:
+          images.append(np.full_like(next(iter(cells.values()))[0], 255))
+          captions.append(f'{group} s{seed}: -')
+    os.makedirs(os.path.join(workdir, 'grids'), exist_ok=True)
+    plots.save_rgb_grid(
+        os.path.join(workdir, 'grids', f'prompt_{k:03d}.png'), np.stack(images),
+        columns=len(seeds), captions=captions,
+        title=f'"{texts.get(k, k)}": one row per {" / ".join(group_axes)} '
+              f'({", ".join(groups)}), one column per seed; the best output of each search '
+              'and its searched reward')
 
 
 def _as_dict(node):

@@ -14,8 +14,10 @@ reward, config, cond)` is a pure function, jitted with `config` static, returnin
 """
 
 import jax
+from jax.sharding import PartitionSpec as P
 
 from samplers.ground import registry
+from samplers.ground import sharding
 from search import base
 
 REGISTRY = registry.Registry(__name__, 'METHOD', 'search.method')
@@ -49,6 +51,16 @@ def make_config(search_cfg, temperature: float, num_steps: int):
 
 def run_batched(method: str, keys, sampler, reward, config, conds):
   """Independent prompts/conditions, vmapped: keys [B], conds [B, ...] -> batched results.
-  The arguments after `method` are in `run`'s order, with keys and conds batched."""
+  The arguments after `method` are in `run`'s order, with keys and conds batched.
+
+  Under a mesh with a `searches` axis (experiments/mesh.py) the B searches are split over it
+  with jax.shard_map, each device group vmapping its own B / size searches (whose particles its
+  `particles` axis splits as usual); B must divide over the axis."""
   fn = get_method(method).run
-  return jax.vmap(lambda k, c: fn(k, sampler, reward, config, c))(keys, conds)
+  batched = lambda k, s, r, c: jax.vmap(lambda k1, c1: fn(k1, s, r, config, c1))(k, c)
+  if sharding.searches_axis_size() == 1:
+    return batched(keys, sampler, reward, conds)
+  rows, whole = P(sharding.SEARCHES), P()
+  return jax.shard_map(batched, in_specs=(rows, whole, whole, rows), out_specs=rows,
+                       axis_names={sharding.SEARCHES}, check_vma=False)(
+                           keys, sampler, reward, conds)

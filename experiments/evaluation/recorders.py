@@ -209,25 +209,31 @@ class TextToImage(Recorder):
 
 
 def write_prompt_outputs(run: Run, x0, r, what: str, **extra) -> None:
-  """With x0 [P, N, ...] and rewards r [P, N]: one PNG grid per prompt (best reward first,
-  captioned with the prompt, `what` ran (method and NFEs), the reward's name and each image's
-  reward),
-  prompts.txt, and samples.npz with x0, reward, uint8 images and prompt_index flattened to
-  [P * N, ...] (plus `extra` arrays)."""
+  """With x0 [P, N, ...] and rewards r [P, N]: one PNG grid per prompt, samples_K.png for the
+  prompt's index K in the run's list (best reward first, captioned with the prompt, `what` ran
+  (method and NFEs), the reward's name and each image's reward), prompts.txt, and samples.npz
+  with x0, reward, uint8 images and prompt_index flattened to [P * N, ...] (plus `extra`
+  arrays)."""
   prompts, workdir = run.problem.prompts, run.workdir
+  index = prompt_indices(run.problem)
   decode = jax.jit(lambda d, z: d(z))
   images = np.stack([np.asarray(decode(run.problem.backbone.decoder, z)) for z in x0])
   images = pixels.unit_to_uint8(images)
   for i in range(len(prompts)):
     order = np.argsort(-r[i])[:64]
-    plots.save_rgb_grid(os.path.join(workdir, f'samples_{i:03d}.png'), images[i][order],
+    plots.save_rgb_grid(os.path.join(workdir, f'samples_{index[i]:03d}.png'), images[i][order],
                         title=f'"{prompts[i]}": {what}; {run.config.reward.name} reward under '
                               'each image, best first',
                         captions=[f'{v:.3f}' for v in r[i][order]])
   files.write_text(workdir, 'prompts.txt', '\n'.join(prompts) + '\n')
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
   files.write_samples(workdir, x0=flat(x0), reward=r.reshape(-1), images=flat(images),
-                      prompt_index=np.repeat(np.arange(len(prompts)), r.shape[1]), **extra)
+                      prompt_index=np.repeat(index, r.shape[1]), **extra)
+
+
+def prompt_indices(problem) -> np.ndarray:
+  """[P] each prompt's index in the run's whole list (config.prompt_rows keeps a range)."""
+  return np.asarray(problem.cond['prompt_index'], np.int64).reshape(-1)
 
 
 def for_problem(problem) -> Recorder:

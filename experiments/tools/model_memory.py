@@ -95,17 +95,18 @@ def abstract(tree, dtype=BF16):
   return jax.tree.map(one, tree)
 
 
-def clip_reward():
+def clip_reward(config=CLIP_L14):
   """(score fn(params, images, cond), abstract params) of CLIP ViT-L/14 (the clip_score
-  reward's default), from its published configuration."""
-  model = clip_network.Clip(CLIP_L14, dtype=BF16, param_dtype=BF16)
-  prep = {'size': 224, 'crop': 224, 'mean': clip_lib._CLIP_MEAN, 'std': clip_lib._CLIP_STD}  # pylint: disable=protected-access
+  reward's default), from its published configuration (or another CLIP config)."""
+  model = clip_network.Clip(config, dtype=BF16, param_dtype=BF16)
+  size = config.vision.image_size
+  prep = {'size': size, 'crop': size, 'mean': clip_lib._CLIP_MEAN, 'std': clip_lib._CLIP_STD}  # pylint: disable=protected-access
 
   def score(params, images, cond):
     emb = clip_lib.image_embedding(model, params, images, prep)
     return jnp.sum(emb * cond['reward_text'].astype(emb.dtype), axis=-1)
 
-  return score, abstract(clip_network.shapes(CLIP_L14))
+  return score, abstract(clip_network.shapes(config))
 
 
 def _vae_decoder(config, image_size: int):
@@ -115,27 +116,29 @@ def _vae_decoder(config, image_size: int):
   return h, diffusers_folder.vae_decoder(vae, params, config, BF16, (h, h))
 
 
-def flux_schnell(image_size: int = 1024, text_length: int = 256):
-  """(Backbone with abstract params, abstract condition) of FLUX.1-schnell."""
-  config = ft.FluxConfig()   # the defaults are FLUX.1's
-  h, decoder = _vae_decoder(FLUX_VAE, image_size)
-  cond = {'text': jax.ShapeDtypeStruct((text_length, 4096), jnp.float32),
-          'pooled': jax.ShapeDtypeStruct((768,), jnp.float32)}
+def flux_schnell(image_size: int = 1024, text_length: int = 256, config=None, vae=FLUX_VAE):
+  """(Backbone with abstract params, abstract condition) of FLUX.1-schnell (or of another
+  transformer and VAE config)."""
+  config = config or ft.FluxConfig()   # the defaults are FLUX.1's
+  h, decoder = _vae_decoder(vae, image_size)
+  cond = {'text': jax.ShapeDtypeStruct((text_length, config.joint_attention_dim), jnp.float32),
+          'pooled': jax.ShapeDtypeStruct((config.pooled_projection_dim,), jnp.float32)}
   backbone = flux.assemble(config, ft.shapes(config, BF16), cond, (h, h, 16),
                            1.0, 0.0, BF16, decoder)
   return backbone, cond
 
 
-def stable_diffusion_21(image_size: int = 512):
-  """(Backbone with abstract params, abstract condition) of Stable Diffusion 2.1-base."""
-  unet_params = abstract(unet_lib.shapes(SD_UNET))
-  h, decoder = _vae_decoder(SD_VAE, image_size)
+def stable_diffusion_21(image_size: int = 512, unet=SD_UNET, vae=SD_VAE):
+  """(Backbone with abstract params, abstract condition) of Stable Diffusion 2.1-base (or of
+  another U-Net and VAE config)."""
+  unet_params = abstract(unet_lib.shapes(unet))
+  h, decoder = _vae_decoder(vae, image_size)
   interp = interpolants.get_interpolant('discrete', beta_schedule='scaled_linear',
                                         beta_start=0.00085, beta_end=0.012)
   assert isinstance(interp, discrete.Discrete)
-  uncond = {'text': jax.ShapeDtypeStruct((77, 1024), jnp.float32)}
-  backbone = stable_diffusion.assemble(SD_UNET, unet_params, uncond, interp, 'epsilon',
-                                       (h, h, 4), 7.5, BF16, decoder)
+  uncond = {'text': jax.ShapeDtypeStruct((77, unet.cross_attention_dim), jnp.float32)}
+  backbone = stable_diffusion.assemble(unet, unet_params, uncond, interp, 'epsilon',
+                                       (h, h, vae.latent_channels), 7.5, BF16, decoder)
   return backbone, dict(uncond)
 
 

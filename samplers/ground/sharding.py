@@ -13,6 +13,9 @@ import jax
 from jax.sharding import PartitionSpec as P
 
 PARTICLES = 'particles'
+# Independent searches (prompts, classes x runs) run batched: a `searches` mesh axis splits them
+# (search/__init__.py: run_batched), each device group running its own searches' particles.
+SEARCHES = 'searches'
 
 
 def _mesh_axes() -> tuple:
@@ -48,3 +51,11 @@ def particle_axis_size() -> int:
   if PARTICLES not in _mesh_axes():
     return 1
   return int(mesh.shape[PARTICLES])
+
+
+def searches_axis_size() -> int:
+  """Devices along the `searches` axis of the current mesh (1 without one)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if SEARCHES not in _mesh_axes():
+    return 1
+  return int(mesh.shape[SEARCHES])

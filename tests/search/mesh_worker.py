@@ -59,6 +59,9 @@ def main():
   parser.add_argument('--fsdp_backbone', default='stable_diffusion',
                       help='stable_diffusion (its tiny folder under --fsdp) or flux (the tiny '
                       'FLUX.1-schnell folder of tests/models/data/flux)')
+  parser.add_argument('--searches', default='',
+                      help='methods (comma-separated) to run as 4 batched searches on one device '
+                      'and on a (2 searches, 4 particles) mesh: searches.npz')
   args = parser.parse_args()
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -82,6 +85,9 @@ def main():
     return
   if args.fsdp:
     write_fsdp(args.out_dir, args.fsdp, args.fsdp_backbone)
+    return
+  if args.searches:
+    write_searches(args.out_dir, args.searches.split(','))
     return
   methods = args.methods.split(',') if args.methods else search.METHODS + SCHEDULED
   sizes = (DEVICES,) if args.num_processes > 1 else tuple(int(v) for v in args.sizes.split(','))
@@ -183,6 +189,30 @@ def write_fsdp(out_dir, sd_root, backbone='stable_diffusion'):
       sizes = [(p.size, 'model' in str(p.sharding.spec)) for p in jax.tree.leaves(params)]
       out['split_fraction'] = sum(n for n, split in sizes if split) / sum(n for n, _ in sizes)
   np.savez(os.path.join(out_dir, 'fsdp.npz'), **out)
+
+
+def write_searches(out_dir, methods):
+  """searches.npz: each method's 4 independent searches (search.num_runs = 4, batched) on one
+  device and on a (2 searches, 4 particles) mesh: x0, reward and nfe of each."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
+  from jax.sharding import AxisType  # pylint: disable=g-import-not-at-top
+  out = {}
+  for method in methods:
+    config = config_for(method)
+    config.search.num_runs = 4
+    problem, method_config, _ = search_exp.prepare(config)
+    for name, shape, axes in (('one', (1,), ('particles',)),
+                              ('split', (2, 4), ('searches', 'particles'))):
+      mesh = jax.make_mesh(shape, axes, axis_types=(AxisType.Auto,) * len(axes),
+                           devices=jax.devices()[:int(np.prod(shape))])
+      metrics, _ = search_exp.execute(config, os.path.join(out_dir, f'{method}_{name}'), problem,
+                                      method_config, mesh)
+      data = np.load(os.path.join(out_dir, f'{method}_{name}', 'samples.npz'))
+      out[f'{method}/{name}/x0'], out[f'{method}/{name}/reward'] = data['x0'], data['reward']
+      out[f'{method}/{name}/nfe'] = np.asarray(metrics['nfe_all_searches'])
+  np.savez(os.path.join(out_dir, 'searches.npz'), **out)
 
 
 if __name__ == '__main__':

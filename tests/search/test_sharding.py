@@ -170,6 +170,38 @@ def test_two_processes_give_the_single_process_result(mesh_outputs, tmp_path):
                                                      'samples.npz', 'samples.png']
 
 
+# The methods whose independent searches the `searches` axis is checked on in the default run
+# (rbf: its own shard_map over particles inside the one over searches); every method, slow.
+SEARCHES_QUICK = ('bon', 'smc', 'rbf', 'dts_star')
+
+
+@pytest.mark.parametrize('methods', [
+    SEARCHES_QUICK,
+    pytest.param(tuple(m for m in search.METHODS if m not in SEARCHES_QUICK),
+                 marks=pytest.mark.slow)], ids=['quick', 'rest'])
+def test_a_searches_axis_splits_batched_searches_with_the_same_answer(tmp_path, methods):
+  """4 independent searches on one device, and split 2 ways over a `searches` axis with their
+  particles over 4 devices: the same samples to a few ulps, the same NFE."""
+  # Both sides run in the worker, so XLA's optimisations (compile time) are off.
+  _wait(_worker(tmp_path, '--searches', ','.join(methods),
+                env=dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS='1')))
+  out = dict(np.load(tmp_path / 'searches.npz'))
+  for method in methods:
+    ulps = METHOD_ULPS.get(method, ULPS)
+    for key in ('x0', 'reward'):
+      assert_close_to_ulps(out[f'{method}/split/{key}'], out[f'{method}/one/{key}'],
+                           f'{method} {key}', ulps)
+    assert out[f'{method}/split/nfe'] == out[f'{method}/one/nfe'], method
+
+
+def test_searches_must_divide_over_the_searches_axis():
+  mesh = AbstractMesh((2, 1), ('searches', 'particles'), axis_types=(AxisType.Auto,) * 2)
+  mesh_lib.check_searches(4, mesh)
+  with pytest.raises(ValueError, match='searches axis has 2 devices, but this run has 3 '
+                                       'independent searches'):
+    mesh_lib.check_searches(3, mesh)
+
+
 def test_mesh_shape_must_match_the_devices():
   cfg = ml_collections.ConfigDict(dict(axes=('particles',), shape=(2,)))
   with pytest.raises(ValueError, match='needs 2 devices, but this run has 1'):
