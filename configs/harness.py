@@ -30,7 +30,8 @@ service on the geneval suite (it appears as `heldout_service`); start the servic
   python main.py --config=configs/harness.py:sd,quick --workdir=runs/harness_quick
 
 --config.prompt_rows='0-64' runs the first 64 prompts of the suite only;
---config.sweep.multiplier changes N-bar, --config.sweep.method the methods.
+--config.sweep.multiplier changes N-bar, --config.search.budget=N fixes the NFE per search
+instead, --config.sweep.method chooses the methods.
 """
 
 from configs import common

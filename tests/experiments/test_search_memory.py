@@ -18,8 +18,9 @@ MIB = 2 ** 20
 @pytest.mark.parametrize('method', search.METHODS)
 def test_every_method_is_refused_when_its_arrays_cannot_fit(method, monkeypatch):
   monkeypatch.setattr(search_memory, 'device_memory', lambda: (2 * MIB, 'a 2 MiB test device'))
+  # ses holds one population at a time, whatever the budget: a large one here.
   cfg = config_common.search_config(method=method, budget=10_000_000, num_particles=32768,
-                                    branch_every=10)
+                                    branch_every=10, ses_popsize=32768)
   config = search.make_config(cfg, 1.0, 50)
   need = search_memory.search_bytes(method, config, (2,), config_common.reward_config())
   assert need > MIB
@@ -51,7 +52,7 @@ def test_batched_searches_multiply_what_one_needs(monkeypatch):
       '--config.reward.num_modes=2000000000'),
      r'reward.num_modes=2000000000 needs 74.51 GiB of host memory'),
     (('--config=configs/gmm2d.py:quick,smc', '--config.reward.name=mode_weighting',
-      '--config.reward.num_modes=100000000', '--config.search.budget=20000000'),
+      '--config.reward.num_modes=1000000', '--config.search.budget=20000000'),
      r'smc at search.budget=20000000 needs about'),
 ])
 def test_main_refuses_what_cannot_fit_in_one_line_before_compiling(tmp_path, flags, message):

@@ -36,6 +36,8 @@ def config_for(name: str):
   config.search.update(num_particles=16, budget=budget, block_size=3, ess_threshold=0.9)
   if method.startswith('dts'):  # 8 rollouts in flight: one row per device
     config.search.dts_batch = 8
+  if method == 'ses':   # 16 candidates per generation, 3 generations
+    config.search.ses_popsize = 16
   if name in SCHEDULED:   # counts that divide over 8 devices: 120, 104, ..., 8 (smc) and
     config.search.update(particle_schedule='linear',       # 16 x (15, 13, ..., 1) (svdd)
                          budget=512 if method == 'smc' else 1024)
