@@ -19,6 +19,13 @@ PNG per metric in sweep.plot.metrics, sweep.json (the command, the summed wall t
 points, the machine), and metrics.json (the summary, flattened). sweep.paired lists paired
 comparisons (a − b at the same seeds, with its 95% interval and a verdict that says only what
 the interval supports), written to summary.md and paired.csv.
+
+With sweep.prompts_per_point (text-to-image: the harness of configs/harness.py) a `prompts` axis
+of prompt chunks ('0-8', '8-16', ...: config.prompt_rows) is added last: each chunk is a point
+whose prompts are independent searches of one program, the problem (backbone, encoded prompts)
+is built once and sliced per chunk, points.csv has one row per prompt, and the summary and the
+paired differences pool the (prompt, seed) values (POOLED); summary.md adds a time-and-memory
+table and grids/prompt_K.png one grid per prompt.
 """
 
 import copy
