@@ -20,7 +20,6 @@ peak-memory figure (memory.json, memory.md).
 
 import copy
 import os
-import time
 
 from absl import logging
 import jax
@@ -31,6 +30,7 @@ import search as search_lib
 from experiments import files
 from experiments.evaluation import tables
 from experiments import mesh as mesh_lib
+from experiments import runtime
 from experiments.evaluation import plots
 from experiments import search as search_exp
 from experiments import train as train_exp
@@ -87,30 +87,6 @@ def _method_config(config, method, overrides, budget=None):
   if budget is not None:
     cfg.search.budget = int(budget)
   return cfg
-
-
-def _compiled(fn, args):
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  return compiled, time.perf_counter() - start
-
-
-def _peak_bytes(compiled):
-  memory = compiled.memory_analysis()
-  if memory is None:
-    return None
-  return int(memory.argument_size_in_bytes + memory.output_size_in_bytes
-             + memory.temp_size_in_bytes)
-
-
-def _timed(fn, args, repeats):
-  compiled, compile_s = _compiled(fn, args)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    result = jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  return result, compile_s, min(times), _peak_bytes(compiled)
 
 
 def _count_calls(program, sampler, key):
@@ -189,11 +165,11 @@ def _one_budget(config, repeats) -> dict:
   rows = {}
   for label, method, overrides in _rows(config):
     with _Program(config, method, overrides) as p:
-      result, compile_s, wall_s, peak = _timed(p.program, p.args, repeats)
+      result, compile_s, wall_s, peak = runtime.timed(p.program, p.args, repeats)
       calls, rows_evaluated = _count_calls(p.program, p.sampler, p.key)
       batch = max(1, round(rows_evaluated / max(calls, 1)))
       raw, raw_args = _raw_evaluations(p.sampler, calls, batch)
-      _, _, raw_s, _ = _timed(raw, raw_args, repeats)
+      _, _, raw_s, _ = runtime.timed(raw, raw_args, repeats)
     nfe = int(result.nfe)
     row = {'nfe': nfe, 'nfe_evaluated': int(result.nfe_evaluated),
            'backbone_calls': calls, 'batch': batch, 'wall_s': wall_s,
@@ -224,7 +200,7 @@ def _scaling(config, repeats) -> dict:
     out[label] = []
     for budget in config.benchmark.budgets:
       with _Program(config, method, overrides, budget) as p:
-        result, compile_s, wall_s, peak = _timed(p.program, p.args, repeats)
+        result, compile_s, wall_s, peak = runtime.timed(p.program, p.args, repeats)
       entry = {'budget': int(budget), 'nfe': int(result.nfe),
                'nfe_evaluated': int(result.nfe_evaluated), 'wall_s': wall_s,
                'us_per_nfe': 1e6 * wall_s / max(int(result.nfe), 1), 'compile_s': compile_s,
@@ -257,9 +233,9 @@ def _memory(config) -> dict:
     out[label] = {}
     for budget in config.benchmark.memory_budgets:
       with _Program(config, method, overrides, budget) as p:
-        compiled, _ = _compiled(p.program, p.args)
+        compiled, _ = runtime.compile_timed(p.program, p.args)
         tree = dts.memory_bytes(p.method_config, p.problem.sampler.data_shape)
-      peak = _peak_bytes(compiled)
+      peak = runtime.program_bytes(compiled)
       out[label][str(int(budget))] = {
           'peak_mib': None if peak is None else peak / 2**20, 'tree_mib': tree / 2**20,
           'nodes': p.method_config.capacity}

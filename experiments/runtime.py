@@ -28,9 +28,7 @@ def compile_and_run(fn, *args, mesh=None, label: str = 'program', memory: dict =
   host.watch_interrupts()
   with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
     logging.info('%s: compiling ...', label)
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
+    compiled, compile_s = compile_timed(fn, args)
     logging.info('%s: compiled in %s; running ...', label, progress.duration(compile_s))
     if memory is not None:
       memory.update(program_bytes=program_bytes(compiled))
@@ -47,9 +45,29 @@ def compile_and_run(fn, *args, mesh=None, label: str = 'program', memory: dict =
       raise
     wall_s = time.perf_counter() - start
     logging.info('%s: ran in %s', label, progress.duration(wall_s))
-    if memory is not None and peak_bytes() is not None:
-      memory['peak_bytes'] = peak_bytes()
+    peak = peak_bytes() if memory is not None else None
+    if peak is not None:
+      memory['peak_bytes'] = peak
     return out, compile_s, wall_s
+
+
+def compile_timed(fn, args):
+  """(the compiled jax.jit of fn on args, seconds the compilation took)."""
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+def timed(fn, args, repeats: int):
+  """(output, compile_s, the best wall seconds of `repeats` runs, program_bytes) of jitted fn:
+  what benchmarks time (no logging, no mesh)."""
+  compiled, compile_s = compile_timed(fn, args)
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    best = min(best, time.perf_counter() - start)
+  return out, compile_s, best, program_bytes(compiled)
 
 
 def program_bytes(compiled):

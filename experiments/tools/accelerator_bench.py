@@ -126,19 +126,6 @@ def random_like(tree, key):
   return jax.tree.unflatten(treedef, out)
 
 
-def _timed(fn, args, repeats: int):
-  """(compile_s, best wall seconds of `repeats` runs, program bytes) of jitted fn."""
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  compile_s = time.perf_counter() - start
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    best = min(best, time.perf_counter() - start)
-  return compile_s, best, runtime.program_bytes(compiled)
-
-
 def raw_rows(sampler, reward, cond, batch: int, repeats: int) -> dict:
   """Seconds per NFE of the backbone's forward on `batch` rows at one level, alone and with
   the reward's work (decode + CLIP of the Tweedie estimates)."""
@@ -147,10 +134,11 @@ def raw_rows(sampler, reward, cond, batch: int, repeats: int) -> dict:
   t = jnp.full((batch,), 0.5, jnp.float32)
   # The reward scores an array of the latents' shape, as it scores the Tweedie estimates.
   out = {'batch': batch}
-  compile_s, wall, _ = _timed(lambda bb, x, t, c: bb(x, t, c), (backbone, x, t, cond), repeats)
+  _, compile_s, wall, _ = runtime.timed(lambda bb, x, t, c: bb(x, t, c), (backbone, x, t, cond),
+                                        repeats)
   out.update(forward_s_per_nfe=wall / batch, forward_compile_s=compile_s)
-  compile_s, wall, _ = _timed(lambda bb, rw, x, t, c: rw(bb(x, t, c), c),
-                              (backbone, reward, x, t, cond), repeats)
+  _, compile_s, wall, _ = runtime.timed(lambda bb, rw, x, t, c: rw(bb(x, t, c), c),
+                                        (backbone, reward, x, t, cond), repeats)
   out.update(with_reward_s_per_nfe=wall / batch, with_reward_compile_s=compile_s)
   return out
 
