@@ -53,7 +53,10 @@ def _mlp(quick):
     config.model.update(hidden=32, depth=2, embed_dim=16)
     config.train.update(num_steps=100, batch_size=128, log_every=100)
     config.sampler.num_steps = 6
-    config.search.update(num_particles=8, budget=8 * 2 * 6, block_size=2)
+    config.search.update(num_particles=8, budget=8 * 2 * 6, block_size=2,
+                         # one candidate per round for nts, one generation of 8 for evo
+                         nts_candidates=1, evo_schedule=(0.0,), evo_populations=(8, 8),
+                         evo_elites=1)
     config.benchmark.update(repeats=1, dts_batches=(8,))
   return config
 

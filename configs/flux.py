@@ -4,6 +4,9 @@ Variants (comma-separated):
   METHOD     the search method (bon, sop, smc, svdd, code, rbf, dts, dts_star); default rbf
   rbf_paper  the RBF paper's settings: FLUX.1-schnell, VP-SDE by interpolant conversion,
              g = 3 s^2, adaptive grid, 10 steps, 500 NFE
+  psi_paper  the Psi-Sampler code's settings (config/aesthetic.yaml): FLUX.1-schnell, VP-SDE
+             by conversion, g = 1 - (1 - t)^2, uniform grid, 25 steps, lambda = alpha = 0.1,
+             psi with 5 chains of 25 + 25 pCNL steps and 10 particles (505 NFE)
   dev        FLUX.1-dev (guidance embedding 3.5, resolution-dependent time shift, 28 steps)
   sample     plain sampling (sampler.num_samples per prompt), no search
   tiny       the tiny random FLUX.1-schnell folder of the tests (tests/models/data/flux,
@@ -24,7 +27,7 @@ a diffusers folder or hub id (PyTorch safetensors; torch is not needed).
 from configs import common
 from configs import text_to_image
 
-VARIANTS = text_to_image.VARIANTS + ('dev',)
+VARIANTS = text_to_image.VARIANTS + ('dev', 'psi_paper')
 
 
 def get_config(arg=None):
@@ -47,6 +50,12 @@ def get_config(arg=None):
       mesh=dict(axes=('particles', 'model'), shape=(1, -1)))
   if 'rbf_paper' in tokens:
     config.model.update(path='black-forest-labs/FLUX.1-schnell', guidance=0.0)
+  if 'psi_paper' in tokens:
+    config.model.update(path='black-forest-labs/FLUX.1-schnell', guidance=0.0)
+    config.sampler.update(interpolant='vp', sde=True, num_steps=25, diffusion='reverse_square',
+                          diffusion_norm=1.0, time_grid='uniform')
+    config.reward.temperature = 0.1
+    config.search.update(method='psi', budget=505, output='best')
   if 'dev' in tokens:
     config.model.update(path='black-forest-labs/FLUX.1-dev', guidance=3.5,
                         max_sequence_length=512)

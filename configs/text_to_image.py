@@ -47,4 +47,6 @@ def tiny(config, **model) -> None:
                        temperature=0.1)
   config.sampler.update(num_steps=4, num_samples=4)
   config.search.update(budget=16, num_particles=2, block_size=2, branch_every=2,
-                       sop_start=2, sop_renoise=1, sop_denoise=2, ses_popsize=2, ses_elites=2)
+                       sop_start=2, sop_renoise=1, sop_denoise=2, ses_popsize=2, ses_elites=2,
+                       nts_candidates=2, psi_chains=2, psi_burn_in=1, psi_mcmc_steps=1,
+                       evo_schedule=(0.0,), evo_populations=(2, 2), evo_elites=1)

@@ -8,7 +8,9 @@ A method is compared at the compute it spent: the table shows the NFEs it spent 
 backbone rows it evaluated (`nfe_evaluated`, more where batches compute masked or speculative
 rows) and the share of the budget spent. Ranks are given only among the methods that spent at
 least `compare.spent_at_least` of the budget (0.9 by default); the others are listed below the
-ranks with what they spent, unranked.
+ranks with what they spent, unranked. A method that the budget cannot pay for one step of
+(search.base.BudgetTooSmall) is left out, its reason logged and written under the table; any
+other invalid setting stops the comparison before anything compiles.
 """
 
 import copy
@@ -21,6 +23,7 @@ from experiments import files
 from experiments.evaluation import tables
 from experiments.evaluation import recorders
 from experiments import search as search_exp
+from search import base as search_base
 from samplers.ground import progress
 
 COLUMNS = ('reward_mean', 'reward_max', 'best_reward', 'energy_distance', 'accuracy',
@@ -36,11 +39,19 @@ def run(config, workdir: str) -> dict:
   methods = tuple(config.compare.methods)
   if not methods:
     raise ValueError('compare.methods is empty.')
-  prepared = {}
+  prepared, left_out = {}, {}
   for method in methods:  # validate every method before compiling any
     cfg = copy.deepcopy(config)
     cfg.search.method = method
-    prepared[method] = (cfg,) + search_exp.prepare(cfg)
+    try:
+      prepared[method] = (cfg,) + search_exp.prepare(cfg)
+    except search_base.BudgetTooSmall as e:
+      left_out[method] = str(e)
+      logging.warning('compare: %s left out: %s', method, e)
+  if not prepared:
+    raise ValueError('compare: the budget is too small for every method in compare.methods: '
+                     + ' '.join(left_out.values()))
+  methods = tuple(prepared)
   files.claim_workdir(workdir, config)
 
   rows, panels, flat = {}, {}, {}
@@ -56,6 +67,9 @@ def run(config, workdir: str) -> dict:
     metrics['spent'] = metrics['nfe'] / metrics['budget']
   table = markdown_table(rows) + '\n\n' + markdown_ranks(
       rows, float(config.compare.get('spent_at_least', SPENT_AT_LEAST)))
+  if left_out:
+    table += '\n\nNot run (the budget cannot pay for one step of them): ' + ' '.join(
+        left_out.values())
   files.write_text(workdir, 'table.md', table + '\n')
   if files.is_writer():
     print(table)

@@ -60,12 +60,15 @@ def build(config, guidance: bool = False) -> Problem:
     cond, row_classes = batched_conditions(config, reward, cond)
     batch = len(row_classes)
   one_cond = jax.tree.map(lambda c: c[0], cond) if batch else cond
+  if search_lib.get_method(config.search.method).needs_gradient:
+    rewards.check_differentiable(reward, backbone.data_shape, one_cond,
+                                 f'search.method={config.search.method}')
   if guidance:
     scale = float(config.search.get('guidance_scale', 1.0))
     if not (np.isfinite(scale) and scale >= 0):
       raise ValueError(f'search.guidance_scale must be a finite number >= 0, got {scale}.')
     scale = scale / temperature
-    check_differentiable(reward, backbone.data_shape, one_cond)
+    rewards.check_differentiable(reward, backbone.data_shape, one_cond)
     sampler = sampler.replace(guidance=reward, guidance_scale=scale)
   heldout = []
   for label, judge in heldout_lib.build(config.reward, backbone.data_shape, backbone.decoder,
@@ -185,15 +188,6 @@ def check_reward_shape(reward, data_shape, n: int = 3, cond=None) -> None:
   if out.shape != (n,):
     raise ValueError(f'reward {reward.name!r} returned shape {out.shape} for {n} samples; it '
                      f'must return one number per sample, shape ({n},).')
-
-
-def check_differentiable(reward, data_shape, cond=None) -> None:
-  try:
-    jax.eval_shape(jax.grad(lambda x: reward(x, cond).sum()),
-                   jax.ShapeDtypeStruct((2,) + tuple(data_shape), np.float32))
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'search.guidance needs a differentiable reward; {reward.name!r} is not '
-                     f'({type(e).__name__}).') from None
 
 
 def tilted_target(config) -> Optional[dict]:

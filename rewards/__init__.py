@@ -20,6 +20,7 @@ from samplers.ground import registry
 
 Reward = base.Reward
 stateless = base.stateless
+check_differentiable = base.check_differentiable
 REGISTRY = registry.Registry(__name__, 'REWARD', 'reward.name')
 
 

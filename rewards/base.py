@@ -47,6 +47,21 @@ class Reward:
     return self.fn(self.params, x0, cond)
 
 
+def check_differentiable(reward, data_shape, cond=None, what='search.guidance') -> None:
+  """Refuses, in one line, a reward that jax cannot differentiate (a host callback, an integer
+  count): `what` names the setting that needs its gradient."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  try:
+    jax.eval_shape(jax.grad(lambda x: reward(x, cond).sum()),
+                   jax.ShapeDtypeStruct((2,) + tuple(data_shape), np.float32))
+  except Exception as e:  # pylint: disable=broad-except
+    name = getattr(reward, 'name', None)
+    who = repr(name) if name else 'this reward'
+    raise ValueError(f'{what} needs a differentiable reward; {who} is not '
+                     f'({type(e).__name__}).') from None
+
+
 def stateless(name: str, fn: Callable) -> Reward:
   """A reward without parameters from fn(x0, cond) -> [N]."""
   return Reward(name, lambda _, x0, cond: fn(x0, cond))

@@ -5,7 +5,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-DIFFUSIONS = ('square', 'linear', 'sigma', 'constant', 'sine')
+DIFFUSIONS = ('square', 'linear', 'sigma', 'constant', 'sine', 'reverse_square')
 TIME_GRIDS = ('uniform', 'adaptive')
 
 
@@ -14,7 +14,8 @@ class Diffusion:
   """g(t) for the reverse SDE; t is the time of the process being simulated.
 
   square: norm t^2 (the RBF paper uses 3 t^2); linear: norm t; sigma: norm sigma_t;
-  constant: norm; sine: norm sin(pi t / 2).
+  constant: norm; sine: norm sin(pi t / 2); reverse_square: norm (1 - (1 - t)^2) (the
+  Psi-Sampler code's `rev_original`).
   """
 
   name: str = 'square'
@@ -36,6 +37,8 @@ class Diffusion:
       return self.norm * interp.sigma(t)
     if self.name == 'constant':
       return self.norm * jnp.ones_like(t)
+    if self.name == 'reverse_square':
+      return self.norm * (1.0 - (1.0 - t) ** 2)
     return self.norm * jnp.sin(0.5 * jnp.pi * t)
 
 

@@ -70,6 +70,8 @@ class Method:
   needs_noise: its candidates (resampled particles, children, proposals, branches) differ only
     through the sampler's noise: on a deterministic (ODE) sampler they are copies of one path,
     so a run there is warned (experiments/search.py: check_sampler).
+  needs_gradient: it differentiates the reward (experiments/problem.py refuses a reward that
+    is not differentiable, such as a reward service, before compiling).
   name, module: filled in by the registry (the module's name, unless given).
   """
   knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -78,6 +80,7 @@ class Method:
   output: str = 'samples'
   order: int = 100
   needs_noise: bool = False
+  needs_gradient: bool = False
   name: str = ''
   module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)
 
@@ -168,9 +171,14 @@ def check_temperature(temperature) -> None:
   checks.check_float32('reward.temperature', t)
 
 
-def too_small(method: str, budget: int, smallest: int, why: str) -> ValueError:
-  return ValueError(f'search.budget={budget} is too small for {method}: it needs at least '
-                    f'{smallest} NFEs ({why}).')
+class BudgetTooSmall(ValueError):
+  """search.budget cannot pay for one step of the method (compare leaves such a method out,
+  naming why; everywhere else it is an error)."""
+
+
+def too_small(method: str, budget: int, smallest: int, why: str) -> BudgetTooSmall:
+  return BudgetTooSmall(f'search.budget={budget} is too small for {method}: it needs at least '
+                        f'{smallest} NFEs ({why}).')
 
 
 def check_steps(method: str, num_steps: int, least: int = 2) -> None:
@@ -185,8 +193,24 @@ def score_rows(reward, x0, cond):
   if r.shape != x0.shape[:1]:
     raise ValueError(f'the reward returned shape {r.shape} for {x0.shape[0]} samples; '
                      f'it must return one number per sample, shape ({x0.shape[0]},).')
+  return mark_invalid(r)
+
+
+def mark_invalid(r):
+  """score_rows for rewards [N] already computed: (r with NaN/inf as -inf, invalid rows)."""
   valid = jnp.isfinite(r)
   return sharding.rows(jnp.where(valid, r, -jnp.inf)), (~valid).astype(jnp.int32)
+
+
+def check_divides(method: str, counts: dict, devices: int) -> None:
+  """Every row count a method runs (beyond its declared particle count, which the mesh
+  checks) must divide over the particle axis: {what: count}."""
+  bad = {what: c for what, c in counts.items() if c % devices}
+  if bad:
+    listed = ', '.join(f'{c} ({what})' for what, c in bad.items())
+    raise ValueError(f'{method} runs rows that do not divide over the {devices} devices of the '
+                     f"mesh's particle axis: {listed}; change search.budget or the method's "
+                     'knobs.')
 
 
 def score_values(r):

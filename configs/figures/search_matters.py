@@ -63,6 +63,15 @@ TUNED = {
     # Added with issue 35, untuned: the reference's defaults (populations of 10, 5 elites, the
     # band 4 Haar levels deep: on the 16 x 16 grid images, one coefficient, the image's mean).
     'ses': {'search': {'method': 'ses'}},
+    # Added with issue 35, untuned: the references' defaults (psp: 2 N-bar -> N-bar -> N-bar / 2
+    # seeds pruned at a quarter and half of the levels; nts: one chain per image, as its
+    # reference, rounds of 4 candidates; psi: pCNL chains of 25 + 25 steps, two particles per
+    # chain, the released weights; evo: the SD2.1 schedule 0, 0.4, 0.6, 0.8 with populations
+    # 42, 26, 26, 26, 30 scaled to the budget).
+    'psp': {'search': {'method': 'psp'}},
+    'nts': {'search': {'method': 'nts', 'num_particles': 1}},
+    'psi': {'search': {'method': 'psi'}},
+    'evo': {'search': {'method': 'evo'}},
 }
 
 # RBF's departures from the released code, one at a time, and the paper's Alg. 2 read
@@ -181,6 +190,11 @@ def get_config(arg=None):
       # (a 4 x 4 band: 16 coefficients).
       methods['ses'] = dict(TUNED['ses'], sampler=ode)
       methods['ses_l2'] = {'search': {'method': 'ses', 'ses_level': 2}, 'sampler': ode}
+      # Progressive seed pruning prunes BoN's seeds on the same ODE; the other three search
+      # the SDE's noise (nts, evo) or weight its particles (psi) on the VP-SDE.
+      methods['psp'] = dict(TUNED['psp'], sampler=ode)
+      for m in ('nts', 'psi', 'evo'):
+        methods[m] = dict(TUNED[m], sampler=vp)
     for m in ('smc', 'svdd', 'rbf') + (() if 'reflow' in tokens else
                                        ('tempered_smc', 'dts_star')):
       methods[m] = dict(TUNED[m], sampler=vp)
@@ -192,8 +206,10 @@ def get_config(arg=None):
         title=f'Held-out success against NFE (digit grid, {prompt}{backbone}; VP-SDE '
               + ('adaptive' if backbone else 'adaptive and sharp') + '; RBF as released)',
         method=tuple(methods), budget=(50, 100, 300, 500, 1000), seed=seeds,
-        # ses needs one generation of 10 candidates of 10 steps: 100 NFE.
-        skip=('method=ses,budget=50', 'method=ses_l2,budget=50') if 'ses' in methods else (),
+        # ses needs one generation of 10 candidates of 10 steps: 100 NFE; psi one chain of 51
+        # MCMC evaluations and two particles: 71; evo populations above its 5 elites: 234.
+        skip=('method=ses,budget=50', 'method=ses_l2,budget=50', 'method=psi,budget=50',
+              'method=evo,budget=50', 'method=evo,budget=100') if 'ses' in methods else (),
         presets=dict(task={}, sampler={}, method=methods),
         plot=dict(metrics=('heldout_success', 'reward_mean'), x='budget', series='method',
                   panel='', logx=True,
@@ -203,7 +219,12 @@ def get_config(arg=None):
                            'rbf_ablations': ('bon', 'bon_vp', 'rbf') + tuple(RBF_ABLATIONS)}),
         # (b) and (c): RBF against each method at every budget; each departure's worth.
         paired=tuple(('method', 'rbf', b, 'heldout_success')
-                     for b in methods if b != 'rbf'))
+                     for b in methods if b != 'rbf')
+        # The methods of issue 35 beside their baselines: psp against the best-of-N whose
+        # seeds it prunes, the others against BoN and SMC on the same VP-SDE.
+        + ((('method', 'psp', 'bon', 'heldout_success'),)
+           + tuple(('method', m, b, 'heldout_success') for m in ('nts', 'psi', 'evo')
+                   for b in ('bon_vp', 'smc')) if 'psp' in methods else ()))
   config.sweep = common.sweep_config(table_metrics=metrics, **sweep)
   if 'quick' in tokens:
     quick = digit_grid.get_config(f'{prompt},quick')

@@ -128,7 +128,8 @@ def panels_2d(path: str, panels: dict, reference, reference_label: str, titles: 
   _outside_legend(fig, axes.flat[0], markerscale=3)
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.tight_layout(rect=(0, 0.5 / (3.3 * rows + 0.8), 1, 1))
+  height = 3.3 * rows + 0.8
+  fig.tight_layout(rect=(0, 0.5 / height, 1, 1 - (0.35 / height if title else 0)))
   fig.savefig(path)
 
 

@@ -18,9 +18,10 @@ MIB = 2 ** 20
 @pytest.mark.parametrize('method', search.METHODS)
 def test_every_method_is_refused_when_its_arrays_cannot_fit(method, monkeypatch):
   monkeypatch.setattr(search_memory, 'device_memory', lambda: (2 * MIB, 'a 2 MiB test device'))
-  # ses holds one population at a time, whatever the budget: a large one here.
+  # ses holds one population at a time, whatever the budget, and psi's particles come from its
+  # chains: large ones here.
   cfg = config_common.search_config(method=method, budget=10_000_000, num_particles=32768,
-                                    branch_every=10, ses_popsize=32768)
+                                    branch_every=10, ses_popsize=32768, psi_chains=32768)
   config = search.make_config(cfg, 1.0, 50)
   need = search_memory.search_bytes(method, config, (2,), config_common.reward_config())
   assert need > MIB

@@ -102,5 +102,6 @@ def test_diffusion_schedules():
   np.testing.assert_allclose(schedules.Diffusion('constant', 0.5)(t, lin), [0.5, 0.5])
   np.testing.assert_allclose(schedules.Diffusion('sine', 1.0)(t, lin), np.sin(np.pi * t / 2),
                              rtol=1e-6)
+  np.testing.assert_allclose(schedules.Diffusion('reverse_square', 1.0)(t, lin), [0.4375, 0.75])
   with pytest.raises(ValueError, match='valid: square'):
     schedules.Diffusion('cubic', 1.0)

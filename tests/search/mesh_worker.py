@@ -29,15 +29,23 @@ def config_for(name: str):
   method = name.replace('_linear', '')
   config = gmm2d.get_config(f'quick,{method}')
   # 8 steps; 16 particles or chains; budgets that give bon, smc and tempered_smc 16 samples
-  # too, and zero_order and random_search one round of 4 candidates per chain.
+  # too, zero_order and random_search one round of 4 candidates per chain, nts one round of
+  # 4 at each level, and psp stages of 96, 48 and 24 seeds.
   config.sampler.num_steps = 8
   budget = {'bon': 16 * 8, 'smc': 16 * 8, 'tempered_smc': 16 * 8, 'zero_order': 16 * 8 * 5,
-            'random_search': 16 * 8 * 5}.get(method, 16 * 8 * 3)
+            'random_search': 16 * 8 * 5, 'nts': 16 * 8 * 4}.get(method, 16 * 8 * 3)
   config.search.update(num_particles=16, budget=budget, block_size=3, ess_threshold=0.9)
   if method.startswith('dts'):  # 8 rollouts in flight: one row per device
     config.search.dts_batch = 8
   if method == 'ses':   # 16 candidates per generation, 3 generations
     config.search.ses_popsize = 16
+  if method == 'evo':   # populations of 16 and 8 (pools of 16, 24, 32 and 40), unscaled
+    from search import evo  # pylint: disable=g-import-not-at-top
+    config.search.update(evo_populations=(16, 8, 8, 8, 8),
+                         budget=evo.cost((16, 8, 8, 8, 8),
+                                         evo.schedule_levels((0, 0.4, 0.6, 0.8), 8), 8))
+  if method == 'psi':   # 16 chains of 2 + 2 steps, then 32 SMC particles
+    config.search.update(psi_chains=16, psi_burn_in=2, psi_mcmc_steps=2)
   if name in SCHEDULED:   # counts that divide over 8 devices: 120, 104, ..., 8 (smc) and
     config.search.update(particle_schedule='linear',       # 16 x (15, 13, ..., 1) (svdd)
                          budget=512 if method == 'smc' else 1024)
@@ -134,8 +142,8 @@ def write_collectives(out_dir):
   from tests.search import hlo_collectives  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((DEVICES,), ('particles',), axis_types=(AxisType.Auto,))
   found = {}
-  for name in ('bon', 'sop', 'svdd', 'code', 'rbf', 'smc', 'smc_island', 'dts', 'dts_star',
-               'tempered_smc', 'beam', 'zero_order', 'random_search'):
+  for name in ('bon', 'psp', 'sop', 'svdd', 'code', 'nts', 'rbf', 'smc', 'smc_island', 'dts',
+               'dts_star', 'tempered_smc', 'beam', 'zero_order', 'random_search'):
     config = config_for('smc' if name == 'smc_island' else name)
     method = config.search.method
     if name == 'smc_island':

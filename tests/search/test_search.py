@@ -92,8 +92,8 @@ def test_budget_too_small_names_the_smallest(method, budget, message):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('method', 'greedy', 'valid: bon, sop, smc, svdd, code, rbf, dts, dts_star, tempered_smc, beam, '
-     'zero_order, random_search'),
+    ('method', 'greedy', 'valid: bon, psp, sop, smc, psi, svdd, code, rbf, dts, dts_star, nts, '
+     'tempered_smc, beam, zero_order, random_search, ses'),
     ('potential', 'ratio', 'valid: difference, immediate, max, sum'),
     ('resampling', 'ssp', 'valid: multinomial, systematic, stratified, residual'),
     ('output', 'mean', 'valid: samples, best'),

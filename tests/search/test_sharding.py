@@ -103,8 +103,9 @@ def test_compiled_collectives_on_8_devices(tmp_path):
   with open(tmp_path / 'collectives.json') as f:
     found = json.load(f)
   # Independent chains: nothing crosses devices inside the sampling loops (rbf runs each
-  # device's chains in a shard_map, so its proposal while_loop needs no global predicate).
-  for method in ('bon', 'sop', 'svdd', 'code', 'rbf', 'zero_order', 'random_search'):
+  # device's chains in a shard_map, so its proposal while_loop needs no global predicate; psp
+  # prunes between its stages, outside them; nts's rounds stay within each chain).
+  for method in ('bon', 'psp', 'sop', 'svdd', 'code', 'nts', 'rbf', 'zero_order', 'random_search'):
     assert found[method]['loops'] == [], (method, found[method]['loops'])
   # SMC per step: the all-gather of the log-weights, and on resampling levels the all-gathers
   # of the particle state (x, its Tweedie x0 / eps / velocity, reward, path sums) that XLA's
