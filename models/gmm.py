@@ -69,6 +69,15 @@ def log_density(params, x, alpha, sigma):
   return jax.nn.logsumexp(log_joint, axis=-1)
 
 
+def log_responsibilities(params, x, alpha, sigma):
+  """log p(component k | x_t = x) [B, K] of the noised mixture (alpha = 1, sigma = 0: of the
+  clean one); x [B, D], alpha and sigma [B, 1] or scalars."""
+  alpha = jnp.broadcast_to(alpha, x.shape[:1] + (1,))
+  sigma = jnp.broadcast_to(sigma, x.shape[:1] + (1,))
+  log_joint, _, _ = _component_terms(params, x, alpha, sigma)
+  return jax.nn.log_softmax(log_joint, axis=-1)
+
+
 def posterior_mean(params, x, alpha, sigma):
   """E[x0 | x_t = x] [B, D] for the noised mixture."""
   alpha = jnp.broadcast_to(alpha, x.shape[:1] + (1,))

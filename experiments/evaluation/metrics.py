@@ -62,6 +62,19 @@ def frechet_distance(feats_a, feats_b) -> float:
   return float(max(value, 0.0))
 
 
+def frechet_to_moments(x, mean, cov) -> float:
+  """frechet_distance between the Gaussian fit of x [N, D] and a Gaussian of known mean [D]
+  and covariance [D, D] (an exact target's own moments)."""
+  a = np.asarray(x, np.float64)
+  mu_a, cov_a = a.mean(0), np.cov(a, rowvar=False)
+  mean, cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
+    covmean = np.real(scipy.linalg.sqrtm(cov_a @ cov))
+  value = np.sum((mu_a - mean) ** 2) + np.trace(cov_a + cov - 2.0 * covmean)
+  return float(max(value, 0.0))
+
+
 def mean_pairwise_distance(x) -> float:
   """Mean Euclidean distance between distinct rows of x [N, ...] (0 for N < 2)."""
   x = np.asarray(x, np.float64).reshape(len(x), -1)

@@ -43,6 +43,7 @@ LABELS = {
     'mmd': 'MMD to the target (lower is better)',
     'mmd2': 'squared MMD to the target (lower is better)',
     'frechet': 'Fréchet distance to real digits (lower is better)',
+    'frechet_exact': 'Fréchet distance to the exact target (lower is better)',
     'accuracy': 'classifier accuracy on the target (higher is better)',
     'diversity': 'mean pairwise distance within a search (higher is more diverse)',
     'feature_diversity': 'feature diversity (higher is more diverse)',

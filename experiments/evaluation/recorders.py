@@ -236,6 +236,47 @@ def prompt_indices(problem) -> np.ndarray:
   return np.asarray(problem.cond['prompt_index'], np.int64).reshape(-1)
 
 
+class Vectors(Recorder):
+  """Vectors of a dimension other than 2: where the target of each class is known exactly
+  (the mixture's class posterior at lambda = 1, rewards/mixture_class.py), each class's draws
+  against its component."""
+
+  def search_references(self, run, x0, metrics, title_prefix) -> dict:
+    del metrics, title_prefix
+    return exact_class_metrics(run.config, run.problem, x0)
+
+
+def exact_class_metrics(config, problem, x0) -> dict:
+  """frechet_exact: the Frechet distance of each class's draws to its exact target's mean
+  and covariance, averaged over the classes; frechet_exact_floor: the same of as many exact
+  draws (the finite-sample floor, the same for every method of a seed). {} where the target is
+  not exact (another reward, lambda != 1, no classes)."""
+  from rewards import mixture_class  # pylint: disable=g-import-not-at-top
+  from models import gmm  # pylint: disable=g-import-not-at-top
+  if (config.reward.name != 'mixture_class' or float(config.reward.temperature) != 1.0
+      or not problem.row_classes or min(problem.row_classes) < 0):
+    return {}
+  params = mixture_class.mixture(config.reward)
+  classes = np.asarray(problem.row_classes)
+  rows = np.repeat(classes, len(x0) // len(classes))
+  key = jax.random.key(config.seed + 2)
+  distance, floor = [], []
+  for c in sorted(set(classes.tolist())):
+    component = mixture_class.class_component(params, c)
+    mean = np.asarray(component['means'][0])
+    cov = np.diag(np.asarray(component['stds'][0], np.float64) ** 2)
+    draws = x0[rows == c]
+    exact = np.asarray(gmm.sample(component, jax.random.fold_in(key, c), len(draws)))
+    d = metrics_lib.two_sample('frechet_exact', lambda a, _: metrics_lib.frechet_to_moments(
+        a, mean, cov), draws, exact)
+    if d is None:
+      return {}
+    distance.append(d)
+    floor.append(metrics_lib.frechet_to_moments(exact, mean, cov))
+  return {'frechet_exact': float(np.mean(distance)),
+          'frechet_exact_floor': float(np.mean(floor))}
+
+
 def for_problem(problem) -> Recorder:
   """The recorder of the problem's domain."""
   shape = tuple(problem.backbone.data_shape)
@@ -243,6 +284,8 @@ def for_problem(problem) -> Recorder:
     return TextToImage()
   if shape == (2,):
     return Points2D()
+  if len(shape) == 1:
+    return Vectors()
   if len(shape) == 3:
     return Images()
   return Recorder()

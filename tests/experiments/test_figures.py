@@ -20,7 +20,7 @@ FIGURES = (('rbf_interpolants', ''), ('rbf_interpolants', 'ablation'),
            ('rbf_budget', ''), ('dts_2d', ''), ('dts_digits', ''),
            ('dts_digits', 'even_odd'), ('dts_star', ''), ('dts_scale', ''),
            ('search_matters', ''), ('search_matters', 'interpolants'),
-           ('search_matters', 'tune'), ('search_matters', 'dts_star'))
+           ('search_matters', 'tune'), ('search_matters', 'dts_star'), ('dts_exact', ''))
 # rbf_budget's quick grid (bon, rbf on digits) is search_matters' default quick grid's.
 SLOW_VARIANTS = {('rbf_budget', ''), ('rbf_interpolants', 'ablation'), ('dts_digits', 'even_odd'),
                  ('dts_scale', ''), ('search_matters', 'interpolants'),
@@ -115,6 +115,9 @@ def test_figure_quick_variant_runs_end_to_end(name, variant, digits_tiny, toy2d_
   elif name == 'search_matters':
     assert all(0 <= float(r['heldout_success']) <= 1 for r in rows)
     assert all(float(r['nfe_per_search']) <= float(r['nfe']) for r in rows)
+  elif name == 'dts_exact':   # each class's draws against its exact component
+    assert all(float(r['frechet_exact']) > 0 and float(r['frechet_exact_floor']) > 0
+               for r in rows)
   elif config.reward.get('heldout_checkpoint'):
     assert all(0 <= float(r['heldout_accuracy']) <= 1 for r in rows)
   if config.reward.get('target_classes'):
