@@ -80,11 +80,14 @@ class Config:
                        f'{num_steps} steps (stage ends {ends}); use more steps or fewer stages.')
     valid = lambda n: all(c >= 1 for c in counts_for(n, mult)) and len(
         set(counts_for(n, mult))) == len(mult)
-    nbar, n = 0, 1
-    while cost(counts_for(n, mult), ends) <= common.budget:
-      if valid(n):
-        nbar = n
-      n += 1
+    # cost(n) is nondecreasing and at least unit * n - M (each floor loses under one seed per
+    # level), so no n above (B + M) / unit fits: search down from there.
+    starts = (-1,) + ends[:-1]
+    unit = sum(m * (e - s) for m, s, e in zip(mult, starts, ends))
+    nbar = int((common.budget + num_steps) / unit) + 1
+    while nbar > 0 and not (cost(counts_for(nbar, mult), ends) <= common.budget
+                            and valid(nbar)):
+      nbar -= 1
     if nbar == 0:
       n = next(n for n in range(1, 10 ** 6) if valid(n))
       raise base.too_small(method.name, common.budget, cost(counts_for(n, mult), ends),
