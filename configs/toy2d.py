@@ -1,8 +1,10 @@
 """Train, then sample, the 2D MLP backbones on the toy datasets.
 
-Variant: DATASET[,epsilon][,METHOD][,quick] with DATASET in gmm | ring | moons | checkerboard.
-Default: train a velocity model by flow matching on the linear interpolant; `epsilon` trains
-an eps-prediction model on the VP interpolant instead. A METHOD token (bon, smc, rbf, dts, ...)
+Variant: DATASET[,epsilon|ddpm][,METHOD][,quick] with DATASET in gmm | ring | moons |
+checkerboard. Default: train a velocity model by flow matching on the linear interpolant;
+`epsilon` trains an eps-prediction model on the VP interpolant instead; `ddpm` trains the DTS
+paper's: eps-prediction on its discrete DDPM schedule (linear beta from 0.001 to 0.07 over
+T = 100 timesteps, trained at those timesteps), sampled by DDPM's ancestral kernel on them. A METHOD token (bon, smc, rbf, dts, ...)
 runs that search on a trained model (set --config.model.checkpoint to the train workdir), on
 the SDE when its candidates differ only through the sampler's noise (SMC, SVDD, RBF, DTS, ...:
 search/base.py, Method.needs_noise), else on the ODE.
@@ -20,15 +22,22 @@ from configs import common
 
 DATASETS = ('gmm', 'ring', 'moons', 'checkerboard')
 _REWARD_FOR = {'ring': 'mode_weighting', 'checkerboard': 'quadratic'}
+# The DTS paper's 2D diffusion: linear betas from 0.001 to 0.07 over T = 100 timesteps.
+DDPM_SCHEDULE = dict(interpolant='discrete', beta_schedule='linear', beta_start=0.001,
+                     beta_end=0.07, num_train_timesteps=100)
 
 
 def get_config(arg=None):
-  tokens = common.parse_variant(arg or 'moons', DATASETS + ('epsilon', 'quick') + common.METHODS)
+  tokens = common.parse_variant(arg or 'moons',
+                                DATASETS + ('epsilon', 'ddpm', 'quick') + common.METHODS)
   datasets = tokens & set(DATASETS)
   if len(datasets) != 1:
     raise ValueError(f'toy2d needs exactly one dataset among {", ".join(DATASETS)}; got {arg!r}.')
   dataset = datasets.pop()
   epsilon = 'epsilon' in tokens
+  ddpm = 'ddpm' in tokens
+  if epsilon and ddpm:
+    raise ValueError("toy2d takes one of the tokens 'epsilon' and 'ddpm', not both.")
 
   config = ml_collections.ConfigDict()
   config.experiment = 'train'
@@ -51,6 +60,10 @@ def get_config(arg=None):
       num_steps=20_000, batch_size=512, learning_rate=1e-3, schedule='cosine', log_every=1000,
       loop='scan'))
   config.sampler = common.sampler_config()
+  if ddpm:
+    config.model.update(prediction='epsilon', **DDPM_SCHEDULE)
+    config.sampler.update(kernel='ddpm', sde=True, num_steps=DDPM_SCHEDULE['num_train_timesteps'],
+                          time_grid='inclusive', **DDPM_SCHEDULE)
   config.reward = common.reward_config(name=_REWARD_FOR.get(dataset, 'linear'))
   config.search = common.search_config()
   config.mesh = common.mesh_config()

@@ -15,7 +15,8 @@ method's runs as they were.
 differences(old, new) names the fields where an older identity (a workdir's config.json, a
 sweep point's record) and the present one differ. A `search` or `reward` field that the older
 identity lacks is its declared default (search/base.py and rewards/base.py: COMMON_FIELDS, the
-methods' knobs, the rewards' fields): a knob added to a method since the run, at its default,
+methods' knobs, the rewards' fields), and so is a `sampler` field added since
+(samplers/sampler.py: ADDED_FIELDS): a knob added to a method since the run, at its default,
 changes nothing. Any other field that one side lacks is a difference.
 """
 
@@ -26,6 +27,7 @@ import ml_collections
 
 import rewards
 import search
+from samplers import sampler as sampler_lib
 
 # What each experiment runs, read from its config: the methods whose knobs it reads.
 _METHODS_RUN = {
@@ -89,16 +91,19 @@ def digest(ident: dict) -> str:
 
 def _declared_defaults() -> dict:
   """{section: {field: default}} of the `search` and `reward` sections as the declarations give
-  them (common fields, method knobs, reward fields), as JSON values."""
+  them (common fields, method knobs, reward fields), and the `sampler` fields added since runs
+  were recorded, as JSON values."""
   knobs = {k: (None if isinstance(v, search.base.Derived) else v)
            for k, v in search.knobs().items()}
   return _plain({'search': dict(search.base.COMMON_FIELDS, **knobs),
-                 'reward': dict(rewards.base.COMMON_FIELDS, **rewards.fields())})
+                 'reward': dict(rewards.base.COMMON_FIELDS, **rewards.fields()),
+                 'sampler': dict(sampler_lib.ADDED_FIELDS)})
 
 
 def differences(old: dict, new: dict, where: str = 'recorded') -> list:
-  """'field: A (recorded) -> B (now)' for each field where two identities differ; a `search` or
-  `reward` field absent from `old` and at its declared default in `new` is no difference.
+  """'field: A (recorded) -> B (now)' for each field where two identities differ; a `search`,
+  `reward` or added `sampler` field absent from `old` and at its declared default in `new` is
+  no difference.
   `where` names the older side in the messages."""
   return _diff(old, new, '', _declared_defaults(), where)
 

@@ -6,7 +6,8 @@ module's own memory_bytes for DTS's tree): per row, COPIES float32 copies of one
 state, its evaluation's x0, eps and velocity, the noise, a proposal and its candidates), plus
 the reward's own workspace per scored row (rewards/base.py: RewardKind.row_bytes, e.g. the
 mode_weighting reward's [rows, modes] densities). Searches batched over prompts, classes or
-runs multiply it. The rows split over the mesh's `particles` axis, so each device holds its
+runs multiply it (not for a method that runs them one at a time, search/base.py:
+Method.sequential_searches). The rows split over the mesh's `particles` axis, so each device holds its
 share; the outputs come back to the host.
 
 A run is refused when its estimate is more than half of a device's memory (the accelerator's
@@ -56,7 +57,7 @@ def search_bytes(method: str, method_config, data_shape, reward_cfg, batch: int 
   kind = rewards.get_kind(reward_cfg.name)
   if kind.row_bytes is not None:
     total += rows * int(kind.row_bytes(reward_cfg))
-  return total * max(batch, 1)
+  return total * (1 if decl.sequential_searches else max(batch, 1))
 
 
 def output_bytes(method_config, data_shape, batch: int = 0) -> int:
@@ -69,8 +70,10 @@ def check(method: str, method_config, data_shape, reward_cfg, batch: int = 0,
           particle_devices: int = 1, search_devices: int = 1) -> None:
   """ValueError naming the bytes needed and the memory there is, before anything compiles;
   the batch's searches split over search_devices (the mesh's `searches` axis)."""
-  need = search_bytes(method, method_config, data_shape, reward_cfg, batch) // search_devices
   decl = search_lib.get_method(method)
+  need = search_bytes(method, method_config, data_shape, reward_cfg, batch)
+  if not decl.sequential_searches:   # one search at a time holds its arrays on its devices
+    need //= search_devices
   per_device = need // max(particle_devices, 1) if decl.particle_field else need
   have, where = device_memory()
   rows = decl.rows(method_config) * max(batch, 1)

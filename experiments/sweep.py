@@ -339,6 +339,9 @@ def aggregate(config, workdir: str, points, records, computed_now: bool = True) 
     lines += ['', note]
   for a, b, metric, *lower in [tuple(x) for x in sweep.get('reach', ())]:
     lines += ['', reach_line(summary, group_axes, a, b, metric, lower == ['lower'])]
+    paired_reach = '' if per_prompt else paired_reach_line(rows, axes, a, b, metric,
+                                                           lower == ['lower'])
+    lines += [paired_reach] if paired_reach else []
   paired = paired_differences(rows, axes, [tuple(x) for x in sweep.get('paired', ())])
   if paired:
     lines += ['', '## Paired differences', '',
@@ -568,6 +571,54 @@ def reach_line(summary, group_axes, a: str, b: str, metric: str, lower: bool = F
     where = (f'at about {at:.0f} NFE ({top_budget / at:.1f}x less compute)' if at is not None
              else 'not within the grid')
     out.append(f'{label}: {a} reaches {b}\'s {metric} at {top_budget} NFE ({target:.4g}) {where}.')
+  return '\n'.join(f'- {line}' for line in out)
+
+
+def paired_reach_line(rows, axes, a: str, b: str, metric: str, lower: bool = False) -> str:
+  """reach_line on paired curves: per seed, the budget where a's curve reaches b's value at
+  b's largest budget on the same seed, and the compute saved (b's budget over it): its
+  geometric mean over the seeds with a 95% interval (Student's t on the log ratios). A seed
+  whose curve does not reach its target within the grid leaves no interval (the mean of the
+  others would be biased), only the count; one that reaches it at the grid's first budget
+  counts there (its saving is at least that)."""
+  out = []
+  if not {'method', 'budget', 'seed'} <= set(axes):
+    return ''
+  others = [x for x in axes if x not in ('method', 'budget', 'seed')]
+  sign = -1.0 if lower else 1.0
+  for key in sorted({tuple(r[x] for x in others) for r in rows}, key=str):
+    mine = [r for r in rows if tuple(r[x] for x in others) == key and r.get(metric) is not None]
+    curves = {}
+    for r in mine:
+      if str(r['method']) in (str(a), str(b)):
+        curves.setdefault(str(r['seed']), {}).setdefault(str(r['method']), []).append(
+            (float(r['budget']), sign * float(r[metric])))
+    ratios, missed, top = [], 0, None
+    for by_method in curves.values():
+      if str(a) not in by_method or str(b) not in by_method:
+        continue
+      top_budget, target = max(by_method[str(b)])
+      top = top_budget if top is None else max(top, top_budget)
+      at = reach_budget(sorted(by_method[str(a)]), target)
+      if at is None:
+        missed += 1
+      else:
+        ratios.append(top_budget / at)
+    n = len(ratios) + missed
+    if n < 2:
+      continue
+    label = ','.join(map(str, key)) or 'all'
+    head = (f'{label}, paired over {n} seeds: {a} reaches {b}\'s {metric} at {top:.0f} NFE '
+            '(each seed\'s own value)')
+    if missed:
+      out.append(f'{head} in {len(ratios)} of {n} seeds; the others not within the grid, so '
+                 'no interval.')
+      continue
+    logs = np.log(np.asarray(ratios))
+    half = ci95_half_width(logs)
+    mean = float(logs.mean())
+    out.append(f'{head} with {np.exp(mean):.2g}x less compute (geometric mean; 95% interval '
+               f'{np.exp(mean - half):.2g}-{np.exp(mean + half):.2g}x).')
   return '\n'.join(f'- {line}' for line in out)
 
 

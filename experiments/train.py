@@ -41,7 +41,7 @@ def loss_fn(params, module, interp, prediction, x0, labels, key, label_dropout=0
   """x0: data [B, ...], or a coupling (x0, eps) of reflow pairs."""
   k_t, k_eps, k_drop = jax.random.split(key, 3)
   x0, eps = x0 if isinstance(x0, tuple) else (x0, jax.random.normal(k_eps, x0.shape))
-  t = jax.random.uniform(k_t, x0.shape[:1], minval=T_MIN, maxval=1.0)
+  t = interp.training_times(k_t, x0.shape[:1], T_MIN)
   t_x = predictions.expand_time(t, x0)
   x_t = interp.alpha(t_x) * x0 + interp.sigma(t_x) * eps
   target = predictions.from_x0_eps(x0, eps, t_x, interp, prediction)

@@ -79,6 +79,23 @@ def euler_noise_scale(interp, diffusion, sde, t, t_next):
   return diffusion(t, interp) * jnp.sqrt(dt) if sde else jnp.zeros_like(dt)
 
 
+def ddpm_parts(interp, sde, x, d: Denoised, t, t_next):
+  """(mean, scale) of DDPM's ancestral step from t to t_next < t: the Gaussian posterior
+  q(x_{t_next} | x_t, x0 = d.x0), mean (alpha_s b^2 x0 + a sigma_s^2 x) / sigma_t^2 and
+  variance sigma_s^2 b^2 / sigma_t^2 (diffusers' DDPMScheduler, variance 'fixed_small'), with
+  s = t_next, a = alpha_t / alpha_s and b^2 = sigma_t^2 - a^2 sigma_s^2 (beta_t of a discrete
+  schedule between adjacent timesteps). Without sde it is DDIM's deterministic step
+  alpha_s x0 + sigma_s eps."""
+  a_t, s_t = interp.alpha(t), interp.sigma(t)
+  a_s, s_s = interp.alpha(t_next), interp.sigma(t_next)
+  if not sde:
+    return a_s * d.x0 + s_s * d.eps, jnp.zeros_like(t - t_next)
+  a = a_t / a_s
+  b2 = jnp.maximum(s_t**2 - (a * s_s) ** 2, 0.0)
+  mean = (a_s * b2 * d.x0 + a * s_s**2 * x) / s_t**2
+  return mean, jnp.sqrt(s_s**2 * b2) / s_t
+
+
 def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
   """x' = x - (u - g^2/2 score) dt + g sqrt(dt) z, drift and g at the start; ODE if not sde."""
   mean, scale = euler_parts(interp, diffusion, sde, x, d, t, t_next)
@@ -107,7 +124,12 @@ def guided_denoise_at(backbone, interp, x, s, cond, reward, scale) -> Denoised:
 
 @struct.dataclass
 class Sampler:
-  """Backbone + interpolant + grid + diffusion schedule. A pytree: pass it to jitted code.
+  """Backbone + interpolant + grid + diffusion schedule + step kernel. A pytree: pass it to
+  jitted code.
+
+  kernel: 'euler' (Euler(-Maruyama) with diffusion g(t)) or 'ddpm' (DDPM's ancestral step, the
+  Gaussian posterior given the Tweedie estimate; DDIM's deterministic step without sde; the
+  initial state is N(0, I), as DDPM draws it, and `diffusion` is not used).
 
   With `guidance` set to a differentiable reward, every evaluation is DPS-guided with
   strength `guidance_scale` (= search.guidance_scale / lambda; docs/math.md, section 7).
@@ -119,6 +141,7 @@ class Sampler:
   sde: bool = struct.field(pytree_node=False)
   guidance: Any = None  # a rewards.Reward (a pytree: its params are traced) or None
   guidance_scale: float = struct.field(pytree_node=False, default=0.0)
+  kernel: str = struct.field(pytree_node=False, default='euler')
 
   @property
   def num_steps(self) -> int:
@@ -132,9 +155,16 @@ class Sampler:
     """x_{t_0} ~ N(0, sigma_{t_0}^2 I) [n, *data_shape] (alpha_1 x0 is dropped: alpha_1 ~ 0)."""
     return self.noise_state(jax.random.normal(key, (n,) + tuple(self.data_shape)))
 
+  def init_scale(self):
+    """The scale of the initial state x_{t_0} = scale * z: sigma_{t_0}, or 1 for the ddpm
+    kernel (DDPM draws x_T ~ N(0, I))."""
+    if self.kernel == 'ddpm':
+      return jnp.float32(1.0)
+    return self.interpolant.sigma(self.grid[0])
+
   def noise_state(self, z):
-    """The state x_{t_0} = sigma_{t_0} z of standard normal noise z [n, *data_shape]."""
-    return self.interpolant.sigma(self.grid[0]) * sharding.rows(z)
+    """The state x_{t_0} = init_scale() z of standard normal noise z [n, *data_shape]."""
+    return self.init_scale() * sharding.rows(z)
 
   def denoise(self, x, k, cond=None) -> Denoised:
     """One NFE per row of x at level k (time grid[k])."""
@@ -146,19 +176,28 @@ class Sampler:
   def step(self, x, d: Denoised, k, noise):
     """Moves x from level k to k + 1 using the evaluation d = denoise(x, k) and given noise;
     k is a scalar or one level per row [B]."""
-    t, t_next = self._times(x, k)
-    return euler_step(self.interpolant, self.diffusion, self.sde, x, d, t, t_next, noise)
+    mean, scale = self.step_parts(x, d, k)
+    return mean + scale * noise if self.sde else mean
 
   def step_parts(self, x, d: Denoised, k):
     """(mean, scale) with step(x, d, k, z) == mean + scale * z (samplers/sampler.py:
     euler_parts); scale broadcasts against x."""
     t, t_next = self._times(x, k)
+    if self.kernel == 'ddpm':
+      return ddpm_parts(self.interpolant, self.sde, x, d, t, t_next)
     return euler_parts(self.interpolant, self.diffusion, self.sde, x, d, t, t_next)
 
   def noise_scale(self, k):
     """The noise scale of step_parts at level k (a scalar or [B]), without an evaluation."""
-    return euler_noise_scale(self.interpolant, self.diffusion, self.sde, self.grid[k],
-                             self.grid[jnp.asarray(k) + 1])
+    t, t_next = self.grid[k], self.grid[jnp.asarray(k) + 1]
+    if self.kernel == 'ddpm':
+      if not self.sde:
+        return jnp.zeros_like(t)
+      interp = self.interpolant
+      a = interp.alpha(t) / interp.alpha(t_next)
+      b2 = jnp.maximum(interp.sigma(t) ** 2 - (a * interp.sigma(t_next)) ** 2, 0.0)
+      return jnp.sqrt(interp.sigma(t_next) ** 2 * b2) / interp.sigma(t)
+    return euler_noise_scale(self.interpolant, self.diffusion, self.sde, t, t_next)
 
   def _times(self, x, k):
     return (predictions.expand_time(self.grid[k], x),
@@ -192,32 +231,48 @@ class Sampler:
     return x0
 
 
+KERNELS = ('euler', 'ddpm')
+# `sampler` fields added after runs were recorded, at the value those runs used: a recorded run
+# (a workdir's config.json, a sweep point) that lacks one is the same run (experiments/identity.py).
+ADDED_FIELDS = {'kernel': 'euler'}
+
+
 def make_sampler(backbone, interpolant, num_steps: int, sde: bool,
                  diffusion: str = 'square', diffusion_norm: float = 3.0,
-                 time_grid: str = 'uniform', time_shift: float = 0.0) -> Sampler:
+                 time_grid: str = 'uniform', time_shift: float = 0.0,
+                 kernel: str = 'euler') -> Sampler:
   """Validates the pieces on the host and builds the sampler (no compilation happens here).
 
   The grid is shifted by time_shift (schedules.shift_grid), or, at 0, by the backbone's own
   scheduler shift (1 for all but FLUX.1-dev-style schedulers)."""
   predictions.check_prediction(backbone.prediction)
+  if kernel not in KERNELS:
+    raise ValueError(f'Unknown sampler.kernel {kernel!r}; valid: {", ".join(KERNELS)}.')
   shift = float(time_shift) if time_shift else backbone.time_shift
   grid = schedules.shift_grid(schedules.time_grid(time_grid, num_steps), shift)
+  if float(grid[num_steps - 1]) == 0.0 and not float(interpolant.sigma(0.0)) > 0.0:
+    raise ValueError(
+        f"time_grid {time_grid!r} evaluates the backbone at t = 0, where the "
+        f"{interpolant.name} interpolant has sigma = 0; use it with the discrete interpolant "
+        "(sigma_0 = sqrt(beta_0) > 0), or time_grid 'uniform'.")
   return Sampler(
       backbone=backbone,
       grid=jnp.asarray(grid),
       interpolant=interpolant,
       diffusion=schedules.Diffusion(diffusion, float(diffusion_norm)),
       sde=bool(sde),
+      kernel=kernel,
   )
 
 
 def from_config(cfg, backbone) -> Sampler:
   """A sampler from a `config.sampler` section: interpolant, sde, num_steps, diffusion,
-  diffusion_norm, time_grid, time_shift."""
+  diffusion_norm, time_grid, time_shift, kernel."""
 
   num_steps = cfg.num_steps
   if not isinstance(num_steps, int) or num_steps <= 0:
     raise ValueError(f'sampler.num_steps must be a positive integer, got {num_steps!r}.')
   return make_sampler(backbone, interpolants.from_config(cfg), num_steps, bool(cfg.sde),
                       cfg.get('diffusion', 'square'), cfg.get('diffusion_norm', 3.0),
-                      cfg.get('time_grid', 'uniform'), cfg.get('time_shift', 0.0))
+                      cfg.get('time_grid', 'uniform'), cfg.get('time_shift', 0.0),
+                      cfg.get('kernel', 'euler'))

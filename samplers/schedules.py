@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 DIFFUSIONS = ('square', 'linear', 'sigma', 'constant', 'sine', 'reverse_square')
-TIME_GRIDS = ('uniform', 'adaptive')
+TIME_GRIDS = ('uniform', 'adaptive', 'inclusive')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +61,19 @@ def time_grid(name: str, num_steps: int) -> np.ndarray:
   """Times t_0 = 1 > t_1 > ... > t_M = 0, float32 [num_steps + 1].
 
   uniform: t_k = 1 - k/M. adaptive (RBF paper): t_k = sqrt(1 - (k/M)^2), small steps near noise.
+  inclusive: t_k = 1 - k/(M - 1), so the last level M - 1 is evaluated at t = 0 itself (t_M = 0
+  repeats it): a discrete DDPM's own timesteps K - 1, ..., 0 when M = K (the discrete
+  interpolant puts timestep k at k / (K - 1)), whose last step returns its x0 estimate there.
   """
   if not isinstance(num_steps, (int, np.integer)) or num_steps <= 0:
     raise ValueError(f'num_steps must be a positive integer, got {num_steps!r}.')
   frac = np.arange(num_steps + 1, dtype=np.float64) / num_steps
   if name == 'uniform':
     grid = 1.0 - frac
+  elif name == 'inclusive':
+    if num_steps < 2:
+      raise ValueError(f"time_grid 'inclusive' needs num_steps >= 2, got {num_steps}.")
+    grid = np.maximum(1.0 - np.arange(num_steps + 1, dtype=np.float64) / (num_steps - 1), 0.0)
   elif name == 'adaptive':
     grid = np.sqrt(np.maximum(1.0 - frac**2, 0.0))
   else:

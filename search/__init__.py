@@ -51,13 +51,19 @@ def make_config(search_cfg, temperature: float, num_steps: int):
 
 def run_batched(method: str, keys, sampler, reward, config, conds):
   """Independent prompts/conditions, vmapped: keys [B], conds [B, ...] -> batched results.
-  The arguments after `method` are in `run`'s order, with keys and conds batched.
+  The arguments after `method` are in `run`'s order, with keys and conds batched. A method
+  declared with sequential_searches (DTS) runs them one after another with lax.map instead:
+  under vmap its tree loops would copy the whole tree at every step (search/base.py: Method).
 
   Under a mesh with a `searches` axis (experiments/mesh.py) the B searches are split over it
-  with jax.shard_map, each device group vmapping its own B / size searches (whose particles its
-  `particles` axis splits as usual); B must divide over the axis."""
-  fn = get_method(method).run
-  batched = lambda k, s, r, c: jax.vmap(lambda k1, c1: fn(k1, s, r, config, c1))(k, c)
+  with jax.shard_map, each device group vmapping (or mapping) its own B / size searches (whose
+  particles its `particles` axis splits as usual); B must divide over the axis."""
+  spec = get_method(method)
+  fn = spec.run
+  if spec.sequential_searches:
+    batched = lambda k, s, r, c: jax.lax.map(lambda kc: fn(kc[0], s, r, config, kc[1]), (k, c))
+  else:
+    batched = lambda k, s, r, c: jax.vmap(lambda k1, c1: fn(k1, s, r, config, c1))(k, c)
   if sharding.searches_axis_size() == 1:
     return batched(keys, sampler, reward, conds)
   rows, whole = P(sharding.SEARCHES), P()

@@ -72,6 +72,11 @@ class Method:
     so a run there is warned (experiments/search.py: check_sampler).
   needs_gradient: it differentiates the reward (experiments/problem.py refuses a reward that
     is not differentiable, such as a reward service, before compiling).
+  sequential_searches: independent searches (prompts, classes, runs) run one after another
+    (lax.map) instead of vmapped. For a method whose data-dependent while-loops carry a large
+    state (DTS's tree): under vmap a loop whose trip count differs between the searches
+    selects its whole carry at every iteration, so each step would cost O(tree) and a run
+    O(budget^2) (search/__init__.py: run_batched).
   name, module: filled in by the registry (the module's name, unless given).
   """
   knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -81,6 +86,7 @@ class Method:
   order: int = 100
   needs_noise: bool = False
   needs_gradient: bool = False
+  sequential_searches: bool = False
   name: str = ''
   module: Optional[types.ModuleType] = dataclasses.field(default=None, compare=False)
 

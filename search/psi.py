@@ -194,7 +194,7 @@ class Chains(NamedTuple):
 def noise_scores(sampler, reward, config: Config, z, cond):
   """Rewards [C], invalid flags and clipped gradients in z of noises z (x_{t_0} = sigma z)."""
   _, r, bad, g = reward_and_grad(sampler, reward, sampler.noise_state(z), 0, cond)
-  return r, bad, clip(g * sampler.interpolant.sigma(sampler.grid[0]), config.grad_norm)
+  return r, bad, clip(g * sampler.init_scale(), config.grad_norm)
 
 
 def mcmc_step(chains: Chains, i, key, sampler, reward, config: Config, cond=None,

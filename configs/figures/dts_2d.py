@@ -37,22 +37,30 @@ SMC_SCHEDULES = {
 SMC_TUNED = {'ring': 'smc_late', 'checkerboard': 'smc_late', 'gmm': 'smc_ess05'}
 
 
+def trained_tasks(suffix: str = '') -> dict:
+  """The ring and checkerboard tasks: the MLPs configs/toy2d.py trains (in workdirs
+  runs/toy2d/DATASET + suffix), with the DTS paper's rewards."""
+  return {name: {'model': {'name': 'mlp', 'checkpoint': f'runs/toy2d/{name}{suffix}'},
+                 'reward': {'name': reward}}
+          for name, reward in (('ring', 'mode_weighting'), ('checkerboard', 'quadratic'))}
+
+
+def search_settings(config) -> None:
+  """The 2D searches: 1,024 output draws, branching (and SMC's paper schedule) every 20
+  levels, 64 DTS rollouts in flight, lambda = 1."""
+  config.search.update(num_particles=1024, branch_every=20, resample_levels=(20, 40, 60, 80),
+                       output='samples', dts_batch=64)
+  config.reward.temperature = 1.0
+
+
 def get_config(arg=None):
   tokens = common.parse_variant(arg, ('tune', 'v1', 'quick'))
   config = gmm2d.get_config()
   config.experiment = 'sweep'
   config.model.checkpoint = ''
   config.sampler.update(interpolant='vp', sde=True, num_steps=100, time_grid='uniform')
-  config.search.update(num_particles=1024, branch_every=20, resample_levels=(20, 40, 60, 80),
-                       output='samples', dts_batch=64)
-  config.reward.temperature = 1.0
-  tasks = {
-      'ring': {'model': {'name': 'mlp', 'checkpoint': 'runs/toy2d/ring'},
-               'reward': {'name': 'mode_weighting'}},
-      'checkerboard': {'model': {'name': 'mlp', 'checkpoint': 'runs/toy2d/checkerboard'},
-                       'reward': {'name': 'quadratic'}},
-      'gmm': {'model': {'name': 'gmm'}, 'reward': {'name': 'linear'}},
-  }
+  search_settings(config)
+  tasks = dict(trained_tasks(), gmm={'model': {'name': 'gmm'}, 'reward': {'name': 'linear'}})
   methods = {'dts_uniform': {'search': {'method': 'dts', 'tree_selection': 'uniform'}}}
   sweep = dict(task=tuple(tasks), method=('bon', 'smc', 'dts', 'dts_uniform'),
                budget=(1_000, 10_000, 100_000, 1_000_000), seed=(0, 1, 2, 3, 4))

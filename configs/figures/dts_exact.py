@@ -11,7 +11,8 @@ is the Frechet distance of each class's draws to its component's mean and covari
 over the classes, beside `frechet_exact_floor` (1024 exact draws of the component). VP-SDE, 50
 steps, branching every 10 levels, DTS with 64 rollouts in flight; SMC at the DTS paper's
 schedule (resampling every 10 levels, `smc`) and at the schedule `tune` picks on seeds 100-101
-at 10^4 (`smc_tuned`: SMC_TUNED). Variants: `tune`, `quick` (tiny, for tests).
+at 10^4 (`smc_tuned`: SMC_TUNED); DTS also with the unbiased uniform tree build
+(`dts_uniform`). Variants: `tune`, `quick` (tiny, for tests).
   python main.py --config=configs/figures/dts_exact.py:tune --workdir=runs/dts_exact_tune
   python main.py --config=configs/figures/dts_exact.py --workdir=runs/dts_exact
 (results/dts_exact and results/dts_exact_tune hold the recorded points; copied to a workdir, a
@@ -54,8 +55,9 @@ def get_config(arg=None):
   config.sampler.update(interpolant='vp', sde=True, num_steps=50, time_grid='uniform')
   config.search.update(num_particles=1024, num_runs=1, output='samples', branch_every=10,
                        resample_levels=(10, 20, 30, 40), dts_batch=64)
-  methods = {'smc_tuned': SMC_SCHEDULES[SMC_TUNED]}
-  sweep = dict(method=('bon', 'smc', 'smc_tuned', 'dts'),
+  methods = {'smc_tuned': SMC_SCHEDULES[SMC_TUNED],
+             'dts_uniform': {'search': {'method': 'dts', 'tree_selection': 'uniform'}}}
+  sweep = dict(method=('bon', 'smc', 'smc_tuned', 'dts', 'dts_uniform'),
                budget=(1_000, 10_000, 100_000, 1_000_000), seed=tuple(range(10)))
   title = 'DTS paper (e) on an exact target: 10-class mixture in 64 dimensions'
   if 'tune' in tokens:
@@ -70,10 +72,12 @@ def get_config(arg=None):
                 overlays={'frechet_exact': {'floor (exact draws)': 'frechet_exact_floor'}}),
       reach=(('dts', 'smc', 'frechet_exact', 'lower'),
              ('dts', 'smc_tuned', 'frechet_exact', 'lower'),
-             ('dts', 'bon', 'frechet_exact', 'lower')),
+             ('dts', 'bon', 'frechet_exact', 'lower'),
+             ('dts_uniform', 'smc', 'frechet_exact', 'lower')),
       paired=(('method', 'dts', 'smc', 'frechet_exact'),
               ('method', 'dts', 'smc_tuned', 'frechet_exact'),
-              ('method', 'dts', 'bon', 'frechet_exact')), **sweep)
+              ('method', 'dts', 'bon', 'frechet_exact'),
+              ('method', 'dts_uniform', 'smc', 'frechet_exact')), **sweep)
   if 'quick' in tokens:
     config.sampler.num_steps = 6
     config.reward.target_classes = (1, 3)

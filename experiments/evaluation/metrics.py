@@ -33,6 +33,15 @@ def mmd_rbf(x, y, bandwidth=1.0):
   return k(x, x) + k(y, y) - 2.0 * k(x, y)
 
 
+def median_bandwidth(y) -> float:
+  """The median heuristic's bandwidth: the median Euclidean distance between distinct rows of
+  y [M, ...] (a reference set; the same bandwidth then scores every sample set against it)."""
+  y = np.asarray(y, np.float64).reshape(len(y), -1)
+  d2 = np.sum(y**2, 1)[:, None] + np.sum(y**2, 1)[None, :] - 2.0 * y @ y.T
+  upper = np.triu_indices(len(y), k=1)
+  return float(np.median(np.sqrt(np.maximum(d2[upper], 0.0))))
+
+
 def two_sample(name: str, fn, x, y):
   """fn(x, y) as a float, or None with a warning when either set or the value is not finite:
   a metric that cannot be computed is left out, never reported as a number."""

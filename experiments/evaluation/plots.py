@@ -42,6 +42,8 @@ LABELS = {
     'energy_distance': 'energy distance to the target (lower is better)',
     'mmd': 'MMD to the target (lower is better)',
     'mmd2': 'squared MMD to the target (lower is better)',
+    'mmd_median': 'MMD to the target, median-heuristic bandwidth (lower is better)',
+    'mmd2_median': 'squared MMD to the target, median-heuristic bandwidth (lower is better)',
     'frechet': 'Fréchet distance to real digits (lower is better)',
     'frechet_exact': 'Fréchet distance to the exact target (lower is better)',
     'accuracy': 'classifier accuracy on the target (higher is better)',
@@ -203,9 +205,12 @@ def sweep_figure(path: str, summary, metric: str, x: str, series: str, panel: st
   measured per task), ((x, y), ...) as a dashed black curve (a paper's points).
 
   On a log y axis an interval that reaches zero or below cannot be drawn: its lower bar stops
-  at a tenth of the mean and ends in an open marker (the figure's note says so)."""
+  at a tenth of the mean and ends in an open marker (the figure's note says so). A metric
+  whose means are not all positive is drawn on a linear y axis whatever logy says."""
   panels = list(dict.fromkeys(e.get(panel) for e in summary)) if panel else [None]
   all_names = list(dict.fromkeys(e[series] for e in summary))
+  # A metric with a mean at or below zero (a log-probability reward) has no log axis: linear.
+  logy = logy and all(e[metric] > 0 for e in summary if e.get(metric) is not None)
   style = {name: (COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)],
                  LINESTYLES[(i // len(COLOURS)) % len(LINESTYLES)])
            for i, name in enumerate(all_names)}

@@ -103,12 +103,22 @@ class Points2D(Recorder):
       out['energy_distance'] = metrics_lib.two_sample('energy_distance',
                                                       metrics_lib.energy_distance, x0, exact)
       out['mmd'] = metrics_lib.two_sample('mmd', metrics_lib.mmd_rbf, x0, exact)
+      # The median heuristic: the bandwidth is the median distance between the reference's
+      # points; mmd2_median is the squared MMD (V-statistic), mmd_median its square root.
+      bandwidth = metrics_lib.median_bandwidth(exact)
+      median_mmd2 = lambda a, b: metrics_lib.mmd_rbf(a, b, bandwidth)
+      out['mmd2_median'] = metrics_lib.two_sample('mmd2_median', median_mmd2, x0, exact)
       # The finite-sample floor: as many fresh exact draws score this against the same reference.
       fresh = references.exact_target_draws(config, target, jax.random.key(config.seed + 2),
                                             len(x0))
       if fresh is not None:
         out['mmd_exact_draws'] = metrics_lib.two_sample('mmd_exact_draws', metrics_lib.mmd_rbf,
                                                         fresh, exact)
+        out['mmd2_median_floor'] = metrics_lib.two_sample('mmd2_median_floor', median_mmd2,
+                                                          fresh, exact)
+      for name in ('mmd2_median', 'mmd2_median_floor'):
+        if out.get(name) is not None:
+          out[name.replace('mmd2', 'mmd')] = float(np.sqrt(max(out[name], 0.0)))
       out = {k: v for k, v in out.items() if v is not None}
     ref = exact if exact is not None else references.base_samples(config.model, key, 2048)
     plots.scatter_2d(os.path.join(run.workdir, 'samples.png'), x0, ref,

@@ -10,6 +10,7 @@ import dataclasses
 import types
 from typing import Any, Callable, Mapping, Optional
 
+import jax
 import jax.numpy as jnp
 
 
@@ -37,6 +38,10 @@ class Interpolant:
   def inverse_snr(self, rho):
     """The time t with alpha_t / sigma_t = rho, clipped to the interpolant's range."""
     raise NotImplementedError
+
+  def training_times(self, key, shape, t_min):
+    """Times a model on this interpolant trains at: uniform on [t_min, 1]."""
+    return jax.random.uniform(key, shape, minval=t_min, maxval=1.0)
 
   def transition(self, t, t_next):
     """Exact forward Gaussian transition from t to a noisier t_next > t.

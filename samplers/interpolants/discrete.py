@@ -31,6 +31,20 @@ class Discrete(Interpolant):
       raise ValueError('alphas_cumprod must lie in (0, 1) and decrease strictly.')
     object.__setattr__(self, 'alphas_cumprod', ac)
 
+  def __eq__(self, other):
+    return (isinstance(other, Discrete) and
+            np.array_equal(self.alphas_cumprod, other.alphas_cumprod))
+
+  def __hash__(self):
+    return hash(self.alphas_cumprod.tobytes())
+
+  def training_times(self, key, shape, t_min):
+    """Its own training timesteps k / (K - 1), k uniform on 0..K-1, as a DDPM trains (t_min is
+    not needed: sigma_0 = sqrt(beta_0) > 0)."""
+    del t_min
+    k = self.num_train_timesteps - 1
+    return jax.random.randint(key, shape, 0, k + 1).astype(jnp.float32) / k
+
   @property
   def num_train_timesteps(self) -> int:
     return int(self.alphas_cumprod.size)

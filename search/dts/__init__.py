@@ -53,11 +53,13 @@ __all__ = ['Config', 'METHODS', 'Tree', 'memory_bytes', 'pick_child', 'refresh_r
            'run']
 
 # DTS samples the tilted target; DTS* (UCT selection) searches for the best sample. The B
-# rollout rows split over the mesh (B = 1 runs replicated).
+# rollout rows split over the mesh (B = 1 runs replicated). Batched searches (classes,
+# prompts, runs) run one after another: vmapped, every step would copy every tree.
 METHODS = (
     base.Method(name='dts', knobs=KNOBS, particle_field='num_slots',
-                particle_source='search.dts_batch', order=6, needs_noise=True),
+                particle_source='search.dts_batch', order=6, needs_noise=True,
+                sequential_searches=True),
     base.Method(name='dts_star', knobs=KNOBS, particle_field='num_slots',
                 particle_source='search.dts_batch', output='best', order=7,
-                needs_noise=True),
+                needs_noise=True, sequential_searches=True),
 )

@@ -67,7 +67,7 @@ def run(key, sampler, reward, config: Config, cond=None) -> base.SearchResult:
   split = nb % sharding.particle_axis_size() == 0
   rows = sharding.rows if split else (lambda a: a)
   tree_key, draw_key = jax.random.split(key)
-  sigma0 = sampler.interpolant.sigma(sampler.grid[0])
+  sigma0 = sampler.init_scale()
   level_scale = sampler.noise_scale(jnp.arange(m))  # [M]: g sqrt(dt) of the step leaving k
   per_row = lambda mask, a: mask.reshape(mask.shape + (1,) * (a.ndim - 1))
 

@@ -20,7 +20,8 @@ FIGURES = (('rbf_interpolants', ''), ('rbf_interpolants', 'ablation'),
            ('rbf_budget', ''), ('dts_2d', ''), ('dts_digits', ''),
            ('dts_digits', 'even_odd'), ('dts_star', ''), ('dts_scale', ''),
            ('search_matters', ''), ('search_matters', 'interpolants'),
-           ('search_matters', 'tune'), ('search_matters', 'dts_star'), ('dts_exact', ''))
+           ('search_matters', 'tune'), ('search_matters', 'dts_star'), ('dts_exact', ''),
+           ('dts_2d_ddpm', ''))
 # rbf_budget's quick grid (bon, rbf on digits) is search_matters' default quick grid's.
 SLOW_VARIANTS = {('rbf_budget', ''), ('rbf_interpolants', 'ablation'), ('dts_digits', 'even_odd'),
                  ('dts_scale', ''), ('search_matters', 'interpolants'),
@@ -32,11 +33,14 @@ pytestmark = pytest.mark.usefixtures('fast_compilation')
 
 @pytest.fixture(scope='module')
 def toy2d_tiny(tmp_path_factory):
-  """Tiny eps-prediction MLPs trained on the ring and the checkerboard."""
+  """Tiny eps-prediction MLPs trained on the ring and the checkerboard: on the VP interpolant,
+  and on the DTS paper's discrete DDPM schedule (DATASET_ddpm)."""
   out = {}
   for dataset in ('ring', 'checkerboard'):
     out[dataset] = str(tmp_path_factory.mktemp(dataset))
     train.run(toy2d.get_config(f'{dataset},epsilon,quick'), out[dataset])
+    out[f'{dataset}_ddpm'] = str(tmp_path_factory.mktemp(f'{dataset}_ddpm'))
+    train.run(toy2d.get_config(f'{dataset},ddpm,quick'), out[f'{dataset}_ddpm'])
   return out
 
 
@@ -112,6 +116,11 @@ def test_figure_quick_variant_runs_end_to_end(name, variant, digits_tiny, toy2d_
   if name == 'dts_2d':  # every task has an exact tilted target to measure against
     assert {r['task'] for r in rows} == {'ring', 'checkerboard', 'gmm'}
     assert all(0 <= float(r['mmd']) < 2 for r in rows)
+  elif name == 'dts_2d_ddpm':   # median-heuristic MMD, its square and their floors
+    assert {r['task'] for r in rows} == {'ring', 'checkerboard'}
+    for r in rows:
+      assert float(r['mmd2_median_floor']) > 0 and float(r['mmd2_median']) > 0
+      np.testing.assert_allclose(float(r['mmd_median']) ** 2, float(r['mmd2_median']), rtol=1e-5)
   elif name == 'search_matters':
     assert all(0 <= float(r['heldout_success']) <= 1 for r in rows)
     assert all(float(r['nfe_per_search']) <= float(r['nfe']) for r in rows)
@@ -276,6 +285,12 @@ def test_sweep_figures_label_direction_and_keep_every_series_apart(tmp_path):
   assert any('interval reaches zero' in t.get_text() for t in fig.texts)
   low = min(seg[:, 1].min() for c in ax.collections for seg in c.get_segments())
   assert low > 0   # no error bar runs off the log axis
+  # A metric at or below zero (a log-probability reward) keeps a linear axis, drawn whole.
+  summary = [dict(method='m', budget=b, reward_mean=-1.0 / b, reward_mean_ci95=0.1)
+             for b in (100, 1000)]
+  fig = plots.sweep_figure(str(tmp_path / 'g.png'), summary, 'reward_mean', 'budget',
+                           'method', logx=True, logy=True, title='t')
+  assert fig.axes[0].get_yscale() == 'linear' and fig.axes[0].get_xscale() == 'log'
 
 
 def test_a_sweep_that_mixes_metric_definitions_says_so(tmp_path):
@@ -296,3 +311,22 @@ def test_a_sweep_that_mixes_metric_definitions_says_so(tmp_path):
   sweep.run(config, workdir)
   with open(os.path.join(workdir, 'summary.md')) as f:
     assert 'computed under metric definitions 1 and 2' in f.read()
+
+
+def test_reach_on_paired_curves_has_an_interval_or_says_why_not():
+  """Per seed: where a's curve reaches b's value at b's largest budget on that seed; the saving's
+  geometric mean with a t-interval over the seeds, or a count when a seed never reaches."""
+  rows = []
+  for seed, (lo, hi, top) in enumerate(((1.0, 3.0, 2.0), (1.0, 5.0, 3.0), (2.0, 4.0, 3.0))):
+    rows += [dict(method='a', budget=10, seed=seed, m=lo), dict(method='a', budget=100, seed=seed,
+                                                                 m=hi),
+             dict(method='b', budget=10, seed=seed, m=0.0), dict(method='b', budget=100,
+                                                                 seed=seed, m=top)]
+  line = sweep.paired_reach_line(rows, ['method', 'budget', 'seed'], 'a', 'b', 'm')
+  # Log-interpolated reach per seed: 10^1.5, 10^1.5, 10^1.5 -> a saving of 10^0.5 each.
+  assert "paired over 3 seeds: a reaches b's m at 100 NFE" in line
+  assert 'with 3.2x less compute (geometric mean; 95% interval 3.2-3.2x)' in line
+  rows[-1]['m'] = 9.0   # seed 2: a never reaches b's value
+  line = sweep.paired_reach_line(rows, ['method', 'budget', 'seed'], 'a', 'b', 'm')
+  assert 'in 2 of 3 seeds; the others not within the grid, so no interval' in line
+  assert sweep.paired_reach_line(rows, ['method', 'budget'], 'a', 'b', 'm') == ''

@@ -36,13 +36,23 @@ def test_every_method_is_refused_when_its_arrays_cannot_fit(method, monkeypatch)
 
 
 def test_batched_searches_multiply_what_one_needs(monkeypatch):
+  """Vmapped searches hold their arrays at once; DTS's run one after another (search/base.py:
+  Method.sequential_searches), so a batch of them needs one tree."""
+  cfg = config_common.search_config(method='smc', budget=100_000, num_particles=4096)
+  config = search.make_config(cfg, 1.0, 50)
+  one = search_memory.search_bytes('smc', config, (2,), config_common.reward_config())
+  monkeypatch.setattr(search_memory, 'device_memory', lambda: (4 * one, 'a small device'))
+  search_memory.check('smc', config, (2,), config_common.reward_config(), batch=1)
+  with pytest.raises(ValueError, match='small device'):
+    search_memory.check('smc', config, (2,), config_common.reward_config(), batch=64)
   cfg = config_common.search_config(method='dts', budget=100_000, branch_every=10)
   config = search.make_config(cfg, 1.0, 50)
   one = search_memory.search_bytes('dts', config, (2,), config_common.reward_config())
   monkeypatch.setattr(search_memory, 'device_memory', lambda: (4 * one, 'a small device'))
-  search_memory.check('dts', config, (2,), config_common.reward_config(), batch=1)
-  with pytest.raises(ValueError, match='small device'):
-    search_memory.check('dts', config, (2,), config_common.reward_config(), batch=64)
+  search_memory.check('dts', config, (2,), config_common.reward_config(), batch=64)
+  monkeypatch.setattr(search_memory, 'device_memory', lambda: (one, 'a tiny device'))
+  with pytest.raises(ValueError, match='tiny device'):
+    search_memory.check('dts', config, (2,), config_common.reward_config(), batch=1)
 
 
 @pytest.mark.parametrize('flags,message', [

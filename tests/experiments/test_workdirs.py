@@ -143,14 +143,15 @@ def test_a_run_is_the_fields_it_reads():
 
 
 def test_fields_added_to_the_project_since_a_run_do_not_make_it_another_run(tmp_path):
-  """A workdir recorded before a search or reward field existed (a common one, or a knob of its
-  method) is the same run while that field holds its declared default; set to anything else,
+  """A workdir recorded before a search, reward or sampler field existed (a common one, a knob of
+  its method, the sampler's kernel) is the same run while that field holds its declared default; set to anything else,
   it makes another run, named in the error."""
   import json  # pylint: disable=g-import-not-at-top
   config = gmm2d.get_config('smc')
   old = json.loads(config.to_json_best_effort())
   for section, field in (('reward', 'heldout'), ('reward', 'timeout'),
-                         ('search', 'particle_schedule'), ('search', 'rbf_variant')):
+                         ('search', 'particle_schedule'), ('search', 'rbf_variant'),
+                         ('sampler', 'kernel')):
     del old[section][field]
   old['search']['a_knob_no_method_has_now'] = 3
   workdir = tmp_path / 'run'
@@ -165,6 +166,10 @@ def test_fields_added_to_the_project_since_a_run_do_not_make_it_another_run(tmp_
   config = gmm2d.get_config('smc')
   config.sampler.time_shift = 2.0
   with pytest.raises(ValueError, match=r'sampler.time_shift: 0.0 \(in the workdir\) -> 2.0'):
+    files.claim_workdir(str(workdir), config)
+  config = gmm2d.get_config('smc')   # a sampler field added since (samplers/sampler.py)
+  config.sampler.kernel = 'ddpm'
+  with pytest.raises(ValueError, match=r"sampler.kernel: absent \(in the workdir\) -> 'ddpm'"):
     files.claim_workdir(str(workdir), config)
 
 

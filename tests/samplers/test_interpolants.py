@@ -46,6 +46,18 @@ def test_discrete_matches_ddpm_table_at_training_timesteps():
   np.testing.assert_allclose(interp.timestep(t), k, atol=1e-3)
 
 
+def test_a_discrete_schedule_trains_at_its_own_timesteps_and_compares_by_value():
+  interp = discrete.build(beta_start=0.001, beta_end=0.07, num_train_timesteps=100)
+  t = np.asarray(interp.training_times(jax.random.key(0), (4000,), 1e-3))
+  np.testing.assert_allclose(t * 99, np.round(t * 99), atol=1e-4)   # k / 99, k integer
+  assert t.min() == 0.0 and t.max() == 1.0 and len(np.unique(np.round(t * 99))) == 100
+  uniform = np.asarray(helpers.interpolant('vp').training_times(jax.random.key(0), (4000,), 0.1))
+  assert uniform.min() >= 0.1 and len(np.unique(uniform)) == 4000
+  same = discrete.build(beta_start=0.001, beta_end=0.07, num_train_timesteps=100)
+  assert same == interp and hash(same) == hash(interp) and same is not interp
+  assert interp != discrete.build(beta_start=0.001, beta_end=0.02, num_train_timesteps=100)
+
+
 @pytest.mark.parametrize('name', helpers.INTERPOLANT_NAMES)
 def test_transition_composes_with_marginal(name):
   """x_t ~ N(a_t x0, s_t^2) moved by the forward kernel lands on N(a_t' x0, s_t'^2)."""

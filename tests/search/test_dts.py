@@ -160,3 +160,34 @@ def test_root_softmax_draws_in_proportion_to_exp_value():
   np.testing.assert_allclose(freq[heavy], p[heavy], atol=0.01)
   chunks = lambda q: np.add.reduceat(q, [0, 512, 1024])
   np.testing.assert_allclose(chunks(freq), chunks(p), atol=0.01)
+
+
+def test_batched_searches_run_one_after_another_with_the_same_results():
+  """Independent DTS searches (classes, prompts, runs) run by lax.map, not vmap: vmapped, each
+  tree loop would select its whole carry per step (search/base.py: sequential_searches). Each
+  search's result is its own run's; the memory check counts one tree, not one per search."""
+  from configs import common as config_common  # pylint: disable=g-import-not-at-top
+  from experiments import search_memory  # pylint: disable=g-import-not-at-top
+  assert search.get_method('dts').sequential_searches
+  assert search.get_method('dts_star').sequential_searches
+  assert not search.get_method('smc').sequential_searches
+  sampler = common.make_sampler(num_steps=10)
+  reward = analytic.linear((1.0, 0.5))
+  cfg = common.search_cfg('dts', budget=600, num_particles=16, branch_every=2, dts_batch=4,
+                          tree_selection='uniform')
+  config = search.make_config(cfg, 1.0, 10)
+  keys = jax.vmap(jax.random.key)(jnp.arange(3))
+  conds = jnp.zeros((3, 1))
+  batched = jax.jit(lambda k, s, c: search.run_batched('dts', k, s, reward, config, c))(
+      keys, sampler, conds)
+  one = jax.jit(lambda k, s: dts.run(k, s, reward, config, None))
+  for i in range(3):
+    alone = one(keys[i], sampler)
+    np.testing.assert_allclose(batched.x0[i], alone.x0, rtol=1e-6, atol=1e-6)
+    assert int(batched.nfe[i]) == int(alone.nfe)
+  reward_cfg = config_common.reward_config()
+  assert (search_memory.search_bytes('dts', config, (2,), reward_cfg, batch=8)
+          == search_memory.search_bytes('dts', config, (2,), reward_cfg, batch=1))
+  smc_config = search.make_config(common.search_cfg('smc', budget=600), 1.0, 10)
+  assert (search_memory.search_bytes('smc', smc_config, (2,), reward_cfg, batch=8)
+          == 8 * search_memory.search_bytes('smc', smc_config, (2,), reward_cfg, batch=1))
