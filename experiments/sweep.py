@@ -575,9 +575,9 @@ def reach_line(summary, group_axes, a: str, b: str, metric: str, lower: bool = F
 
 
 def paired_reach_line(rows, axes, a: str, b: str, metric: str, lower: bool = False) -> str:
-  """reach_line on paired curves: per seed, the budget where a's curve reaches b's value at
-  b's largest budget on the same seed, and the compute saved (b's budget over it): its
-  geometric mean over the seeds with a 95% interval (Student's t on the log ratios). A seed
+  """reach_line on paired curves: per seed run at b's largest budget, the budget where a's
+  curve reaches b's value there on the same seed, and the compute saved (b's budget over it):
+  its geometric mean over the seeds with a 95% interval (Student's t on the log ratios). A seed
   whose curve does not reach its target within the grid leaves no interval (the mean of the
   others would be biased), only the count; one that reaches it at the grid's first budget
   counts there (its saving is at least that)."""
@@ -593,12 +593,13 @@ def paired_reach_line(rows, axes, a: str, b: str, metric: str, lower: bool = Fal
       if str(r['method']) in (str(a), str(b)):
         curves.setdefault(str(r['seed']), {}).setdefault(str(r['method']), []).append(
             (float(r['budget']), sign * float(r[metric])))
-    ratios, missed, top = [], 0, None
+    ratios, missed = [], 0
+    top = max((n for c in curves.values() for n, _ in c.get(str(b), ())), default=None)
     for by_method in curves.values():
-      if str(a) not in by_method or str(b) not in by_method:
-        continue
-      top_budget, target = max(by_method[str(b)])
-      top = top_budget if top is None else max(top, top_budget)
+      tops = [v for n, v in by_method.get(str(b), ()) if n == top]
+      if str(a) not in by_method or not tops:
+        continue   # a seed without b's largest budget has no target
+      target, top_budget = tops[0], top
       at = reach_budget(sorted(by_method[str(a)]), target)
       if at is None:
         missed += 1

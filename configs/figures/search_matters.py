@@ -18,7 +18,7 @@ docs/results.md. Variants:
                (VP-SDE), untuned
   dts_star     the DTS paper's DTS* claim on this task: best reward (and held-out success)
                against NFE, 10^3 to 10^5 per search, DTS* (tuned c_uct) against best-of-N on
-               the same sampler (the sharp VP-SDE), 8 searches per seed (10 seeds to 10^4,
+               the same sampler (the sharp VP-SDE), 8 searches per seed (20 seeds to 10^4,
                5 above), and the NFE at which DTS* reaches best-of-N's value at 10^5, on the
                mean curves and paired per seed with an interval
   count_error  the paper's integer counting reward -(count - k)^2 beside the log-probability
@@ -42,7 +42,7 @@ docs/results.md. Variants:
 from configs import common
 from configs import digit_grid
 
-# dts_star: the seeds (0..N-1) run at its largest budgets; 10 below them.
+# dts_star: the seeds (0..N-1) run at its largest budgets; 20 below them.
 DTS_STAR_SEEDS = {30_000: 5, 100_000: 5}
 SAMPLERS = dict(common.SAMPLERS, vp_sde_sharp=dict(interpolant='vp', sde=True,
                                                    time_grid='uniform'))
@@ -171,13 +171,13 @@ def get_config(arg=None):
   elif 'dts_star' in tokens:
     config.search.num_runs = 8
     methods = {m: dict(TUNED[m], sampler=SAMPLERS['vp_sde_sharp']) for m in ('bon', 'dts_star')}
-    # 10 seeds to 10^4, 5 at 3*10^4 and 10^5 (DTS_STAR_SEEDS: a point there takes 2-8 min).
+    # 20 seeds to 10^4, 5 at 3*10^4 and 10^5 (DTS_STAR_SEEDS: a point there takes 2-8 min).
     skip = tuple(f'budget={b},seed={s}' for b, top in DTS_STAR_SEEDS.items()
-                 for s in range(top, 10))
+                 for s in range(top, 20))
     sweep = dict(
         title=f'DTS* against best-of-N (digit grid, {prompt}{backbone}, sharp VP-SDE)',
         method=tuple(methods), budget=(1_000, 3_000, 10_000, 30_000, 100_000),
-        seed=tuple(range(10)), skip=skip,
+        seed=tuple(range(20)), skip=skip,
         presets=dict(task={}, sampler={}, method=methods),
         plot=dict(metrics=('reward_mean', 'heldout_success'), x='budget', series='method',
                   panel='', logx=True, overlays={'heldout_success': {'base rate': base_rate}}),

@@ -330,3 +330,7 @@ def test_reach_on_paired_curves_has_an_interval_or_says_why_not():
   line = sweep.paired_reach_line(rows, ['method', 'budget', 'seed'], 'a', 'b', 'm')
   assert 'in 2 of 3 seeds; the others not within the grid, so no interval' in line
   assert sweep.paired_reach_line(rows, ['method', 'budget'], 'a', 'b', 'm') == ''
+  # A seed not run at b's largest budget has no target: it is left out, not paired lower.
+  rows = [r for r in rows if not (r['seed'] == 2 and r['budget'] == 100)]
+  line = sweep.paired_reach_line(rows, ['method', 'budget', 'seed'], 'a', 'b', 'm')
+  assert 'paired over 2 seeds' in line and '3.2x less compute' in line
