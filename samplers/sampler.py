@@ -80,20 +80,26 @@ def euler_noise_scale(interp, diffusion, sde, t, t_next):
 
 
 def ddpm_parts(interp, sde, x, d: Denoised, t, t_next):
-  """(mean, scale) of DDPM's ancestral step from t to t_next < t: the Gaussian posterior
-  q(x_{t_next} | x_t, x0 = d.x0), mean (alpha_s b^2 x0 + a sigma_s^2 x) / sigma_t^2 and
-  variance sigma_s^2 b^2 / sigma_t^2 (diffusers' DDPMScheduler, variance 'fixed_small'), with
-  s = t_next, a = alpha_t / alpha_s and b^2 = sigma_t^2 - a^2 sigma_s^2 (beta_t of a discrete
-  schedule between adjacent timesteps). Without sde it is DDIM's deterministic step
+  """(mean, scale) of DDPM's ancestral step from t to s = t_next < t: the Gaussian posterior
+  q(x_s | x_t, x0 = d.x0), mean (alpha_s b^2 x0 + a sigma_s^2 x) / sigma_t^2 and variance
+  sigma_s^2 b^2 / sigma_t^2 (diffusers' DDPMScheduler, variance 'fixed_small'), with (a, b) the
+  forward transition from s to t (interp.transition: b^2 = beta_t of a discrete schedule
+  between adjacent timesteps). Without sde it is DDIM's deterministic step
   alpha_s x0 + sigma_s eps."""
-  a_t, s_t = interp.alpha(t), interp.sigma(t)
   a_s, s_s = interp.alpha(t_next), interp.sigma(t_next)
   if not sde:
-    return a_s * d.x0 + s_s * d.eps, jnp.zeros_like(t - t_next)
-  a = a_t / a_s
-  b2 = jnp.maximum(s_t**2 - (a * s_s) ** 2, 0.0)
-  mean = (a_s * b2 * d.x0 + a * s_s**2 * x) / s_t**2
-  return mean, jnp.sqrt(s_s**2 * b2) / s_t
+    return a_s * d.x0 + s_s * d.eps, ddpm_noise_scale(interp, sde, t, t_next)
+  a, b = interp.transition(t_next, t)
+  mean = (a_s * b**2 * d.x0 + a * s_s**2 * x) / interp.sigma(t) ** 2
+  return mean, ddpm_noise_scale(interp, sde, t, t_next)
+
+
+def ddpm_noise_scale(interp, sde, t, t_next):
+  """sigma_s b / sigma_t, the std of ddpm_parts' posterior (0 without sde)."""
+  if not sde:
+    return jnp.zeros_like(t - t_next)
+  _, b = interp.transition(t_next, t)
+  return interp.sigma(t_next) * b / interp.sigma(t)
 
 
 def euler_step(interp, diffusion, sde, x, d: Denoised, t, t_next, noise):
@@ -191,12 +197,7 @@ class Sampler:
     """The noise scale of step_parts at level k (a scalar or [B]), without an evaluation."""
     t, t_next = self.grid[k], self.grid[jnp.asarray(k) + 1]
     if self.kernel == 'ddpm':
-      if not self.sde:
-        return jnp.zeros_like(t)
-      interp = self.interpolant
-      a = interp.alpha(t) / interp.alpha(t_next)
-      b2 = jnp.maximum(interp.sigma(t) ** 2 - (a * interp.sigma(t_next)) ** 2, 0.0)
-      return jnp.sqrt(interp.sigma(t_next) ** 2 * b2) / interp.sigma(t)
+      return ddpm_noise_scale(self.interpolant, self.sde, t, t_next)
     return euler_noise_scale(self.interpolant, self.diffusion, self.sde, t, t_next)
 
   def _times(self, x, k):
