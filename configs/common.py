@@ -24,7 +24,8 @@ def sampler_config(**overrides) -> ml_collections.ConfigDict:
       num_steps=100,              # M levels; M NFEs per particle
       diffusion='square',         # g(t): square | linear | sigma | constant | sine
       diffusion_norm=3.0,         # g = norm * t^2 for 'square' (the RBF paper's 3 t^2)
-      time_grid='uniform',        # uniform | adaptive | inclusive (ends at t = 0: DDPM's)
+      time_grid='uniform',        # uniform | adaptive | inclusive (ends at t = 0: DDPM's) |
+                                  # flow_match (diffusers' flow scheduler's: SD3's pipeline)
       kernel='euler',             # euler | ddpm (DDPM's ancestral step; DDIM without sde)
       time_shift=0.0,             # grid shift k t / (1 + (k - 1) t); 0: the backbone's own
       num_samples=2048,           # plain sampling runs

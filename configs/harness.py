@@ -13,8 +13,9 @@ against best-of-N on the same prompts and seeds; grids/prompt_K.png shows each p
 output per method and seed.
 
 Variants (comma-separated):
-  sd | flux        the backbone (configs/sd.py: SD 2.1-base, 50 steps; configs/flux.py:
-                   FLUX.1-schnell, 10 steps); one of them is required
+  sd | flux | sd3  the backbone (configs/sd.py: SD 2.1-base, 50 steps; configs/flux.py:
+                   FLUX.1-schnell, 10 steps; configs/sd3.py: SD3.5-large, 28 steps); one of
+                   them is required
   geneval | parti  the prompt suite (experiments/data/prompt_suites.py); default geneval
   quick            the tests' tiny random models, 4 prompts in chunks of 2, 2 seeds, BoN,
                    SMC and RBF, the tiny CLIP score searched and the tiny aesthetic held out
@@ -37,9 +38,10 @@ instead, --config.sweep.method chooses the methods.
 from configs import common
 from configs import flux as flux_config
 from configs import sd as sd_config
+from configs import sd3 as sd3_config
 from experiments.data import prompt_suites
 
-BACKBONES = {'sd': sd_config, 'flux': flux_config}
+BACKBONES = {'sd': sd_config, 'flux': flux_config, 'sd3': sd3_config}
 VARIANTS = tuple(BACKBONES) + prompt_suites.SUITES + ('quick',)
 METHODS = ('bon', 'smc', 'svdd', 'code', 'rbf', 'dts_star')
 QUICK_METHODS = ('bon', 'smc', 'rbf')

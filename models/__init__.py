@@ -10,8 +10,9 @@ is the module's (samplers/ground/registry.py, the project's one registration sty
        text-conditioned on prompts (config.prompt or config.prompt_file); see
        models/stable_diffusion/.
   flux  FLUX.1-schnell or -dev from a diffusers folder or hub id; see models/flux/.
-Both read PyTorch safetensors without torch into the project's own Flax ports (clip/, t5.py,
-autoencoder_kl.py, stable_diffusion/unet.py, flux/transformer.py).
+  sd3   Stable Diffusion 3 / 3.5 (medium, large) likewise; see models/sd3/.
+All three read PyTorch safetensors without torch into the project's own Flax ports (clip/,
+t5.py, autoencoder_kl.py, stable_diffusion/unet.py, flux/transformer.py, sd3/transformer.py).
 """
 
 from models import backbone

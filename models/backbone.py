@@ -41,6 +41,9 @@ class Backbone:
   # The scheduler's timestep shift k (samplers/schedules.py: shift_grid) that samplers apply to
   # their time grid unless sampler.time_shift overrides it; 1: none.
   time_shift: float = struct.field(pytree_node=False, default=1.0)
+  # The last nonzero time of the scheduler's default grid before its shift (diffusers'
+  # FlowMatchEulerDiscreteScheduler's sigma_min), where time_grid 'flow_match' ends.
+  grid_end: float = struct.field(pytree_node=False, default=1e-3)
 
   def __call__(self, x, t, cond=None):
     return self.apply_fn(self.params, x, t, cond)

@@ -1,19 +1,57 @@
 """What every text-to-image backbone shares: a diffusers folder, its dtypes and configs, the VAE
 decoder of its latents, its tokenizers' vocabulary check, and the run's prompts.
 
-A backbone package (models/flux/, models/stable_diffusion/) adds its own network and a short
+A backbone package (models/flux/, models/sd3/, models/stable_diffusion/) adds its own network and a short
 declaration; the folder layout, the latent <-> image plumbing and the prompt reader are here.
 """
 
+import dataclasses
+import json
+import math
 import os
 
 import jax.numpy as jnp
+import numpy as np
 
 from models.backbone import Decoder
 from models.loading import hub
 from samplers.ground import pixels
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """A backbone family's diffusers folder: its name in messages, the component folders it
+  needs, the hub files a download fetches, and the dtypes its port runs in."""
+  what: str
+  components: tuple
+  hub_files: tuple
+  dtypes: tuple = ('float32', 'bfloat16')
+  default_dtype: str = 'bfloat16'
+
+  def resolve(self, cfg) -> str:
+    """The local folder of model.path (a hub id is downloaded), layout checked."""
+    return resolve(cfg, self.what, self.components, list(self.hub_files))
+
+  def component_config(self, path: str, component: str, what: str,
+                       name: str = 'config.json') -> dict:
+    """A component's JSON config (transformer/config.json, scheduler/scheduler_config.json...)."""
+    return hub.read_json(os.path.join(path, component, name), f'{self.what} {what}')
+
+  def dtype_name(self, cfg) -> str:
+    """model.dtype (the family's default if unset)."""
+    return dtype_name(cfg, self.default_dtype, self.dtypes)
+
+
+def config_from_json(cls, path: str):
+  """A dataclass of a component's architecture from path/config.json: the fields it names
+  (lists as tuples; diffusers' bookkeeping and unknown keys ignored)."""
+  with open(os.path.join(path, 'config.json')) as f:
+    raw = json.load(f)
+  names = {f.name for f in dataclasses.fields(cls)}
+  return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()
+                if k in names})
 
 
 def resolve(cfg, what: str, components, hub_files) -> str:
@@ -60,6 +98,50 @@ def vae_decoder(vae, params, config, dtype, latent_hw: tuple) -> Decoder:
   factor = config.factor
   shape = (latent_hw[0] * factor, latent_hw[1] * factor, int(config.out_channels))
   return Decoder(params=params, apply_fn=decode_fn, output_shape=shape)
+
+
+def flow_shift(scheduler: dict, image_tokens: int) -> float:
+  """The factor k of the shifted grid sigma = k t / (1 + (k - 1) t) that diffusers'
+  FlowMatchEulerDiscreteScheduler (its scheduler_config.json, `scheduler`) applies for this many
+  image tokens: exp(mu) with use_dynamic_shifting (mu linear in the token count between base
+  and max, as the FLUX and SD3 pipelines compute it), else the static `shift`."""
+  if scheduler.get('use_dynamic_shifting', False):
+    base_len = float(scheduler.get('base_image_seq_len', 256))
+    max_len = float(scheduler.get('max_image_seq_len', 4096))
+    base, top = float(scheduler.get('base_shift', 0.5)), float(scheduler.get('max_shift', 1.15))
+    slope = (top - base) / (max_len - base_len)
+    mu = image_tokens * slope + base - slope * base_len
+    return math.exp(mu)
+  return float(scheduler.get('shift', 1.0))
+
+
+def flow_grid_end(scheduler: dict) -> float:
+  """The last nonzero time of the scheduler's default grid before its shift: its sigma_min,
+  1 / num_train_timesteps, itself shifted by the static `shift` (diffusers shifts the training
+  sigmas in __init__ and the grid again in set_timesteps)."""
+  first = 1.0 / float(scheduler.get('num_train_timesteps', 1000))
+  if scheduler.get('use_dynamic_shifting', False):
+    return first
+  k = float(scheduler.get('shift', 1.0))
+  return k * first / (1.0 + (k - 1.0) * first)
+
+
+def encode_cached(cache: dict, cfg, path: str, dtype_name: str, length: int, load, kept,
+                  encode, prompts) -> tuple:
+  """Per-prompt text encodings, each computed once per process: cached by (folder, length,
+  dtype, prompt), the new prompts encoded together by encode(encoders, path, prompts) ->
+  tuple of [P, ...] arrays, with encoders = load(path, dtype_name, length) loaded only when
+  some prompt is new and released afterwards (`kept`, the cached loader, where
+  model.keep_text_encoders is set). Returns the tuple of [len(prompts), ...] arrays."""
+  key = lambda p: (os.path.abspath(path), length, dtype_name, p)
+  todo = tuple(dict.fromkeys(p for p in prompts if key(p) not in cache))
+  if todo:
+    keep = bool(cfg.get('keep_text_encoders', False))
+    parts = encode((kept if keep else load)(path, dtype_name, length), path, todo)
+    for i, p in enumerate(todo):   # unless kept, the encoders' memory goes back now
+      cache[key(p)] = tuple(part[i] for part in parts)
+  rows = [cache[key(p)] for p in prompts]
+  return tuple(np.stack([r[j] for r in rows]) for j in range(len(rows[0])))
 
 
 def check_vocab(ids, vocab: int, path: str, tokenizer: str, encoder: str) -> None:

@@ -245,12 +245,13 @@ def make_sampler(backbone, interpolant, num_steps: int, sde: bool,
   """Validates the pieces on the host and builds the sampler (no compilation happens here).
 
   The grid is shifted by time_shift (schedules.shift_grid), or, at 0, by the backbone's own
-  scheduler shift (1 for all but FLUX.1-dev-style schedulers)."""
+  scheduler shift (1 for all but the flow backbones' schedulers); 'flow_match' ends where the
+  backbone's scheduler does (Backbone.grid_end)."""
   predictions.check_prediction(backbone.prediction)
   if kernel not in KERNELS:
     raise ValueError(f'Unknown sampler.kernel {kernel!r}; valid: {", ".join(KERNELS)}.')
   shift = float(time_shift) if time_shift else backbone.time_shift
-  grid = schedules.shift_grid(schedules.time_grid(time_grid, num_steps), shift)
+  grid = schedules.shift_grid(schedules.time_grid(time_grid, num_steps, backbone.grid_end), shift)
   if float(grid[num_steps - 1]) == 0.0 and not float(interpolant.sigma(0.0)) > 0.0:
     raise ValueError(
         f"time_grid {time_grid!r} evaluates the backbone at t = 0, where the "

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 DIFFUSIONS = ('square', 'linear', 'sigma', 'constant', 'sine', 'reverse_square')
-TIME_GRIDS = ('uniform', 'adaptive', 'inclusive')
+TIME_GRIDS = ('uniform', 'adaptive', 'inclusive', 'flow_match')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ def shift_grid(grid: np.ndarray, shift: float) -> np.ndarray:
   return (shift * g / (1.0 + (shift - 1.0) * g)).astype(np.float32)
 
 
-def time_grid(name: str, num_steps: int) -> np.ndarray:
+def time_grid(name: str, num_steps: int, end: float = 1e-3) -> np.ndarray:
   """Times t_0 = 1 > t_1 > ... > t_M = 0, float32 [num_steps + 1].
 
   uniform: t_k = 1 - k/M. adaptive (RBF paper): t_k = sqrt(1 - (k/M)^2), small steps near noise.
@@ -74,6 +74,11 @@ def time_grid(name: str, num_steps: int) -> np.ndarray:
     if num_steps < 2:
       raise ValueError(f"time_grid 'inclusive' needs num_steps >= 2, got {num_steps}.")
     grid = np.maximum(1.0 - np.arange(num_steps + 1, dtype=np.float64) / (num_steps - 1), 0.0)
+  elif name == 'flow_match':
+    if not 0.0 < end < 1.0:
+      raise ValueError(f"time_grid 'flow_match' ends at the scheduler's sigma_min, which must be "
+                       f'in (0, 1); got {end}.')
+    grid = np.append(np.linspace(1.0, float(end), num_steps), 0.0)
   elif name == 'adaptive':
     grid = np.sqrt(np.maximum(1.0 - frac**2, 0.0))
   else:

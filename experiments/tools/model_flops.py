@@ -2,7 +2,8 @@
 read or materialised), and the time per NFE they imply on common accelerators.
 
 For each model it lowers, with jax.jit on jax.ShapeDtypeStructs, the pieces one search NFE runs
-(the backbone on one particle, both classifier-free-guidance passes for Stable Diffusion; the
+(the backbone on one particle, both classifier-free-guidance passes for Stable Diffusion and
+SD3.5; the
 VAE decoder on its Tweedie estimate; the CLIP ViT-L/14 image tower that scores it) and reads
 XLA's cost analysis of each lowered program (`flops`). Parameter counts are those of the
 project's own ports at the published configurations, with the text encoders that a download
@@ -48,6 +49,14 @@ T5_XXL = t5.T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_la
 CLIP_L_TEXT = clip_config.from_dict(dict(
     architectures=['CLIPTextModel'], hidden_size=768, intermediate_size=3072,
     num_attention_heads=12, num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77))
+CLIP_L_PROJECTED = clip_config.from_dict(dict(
+    architectures=['CLIPTextModelWithProjection'], hidden_size=768, intermediate_size=3072,
+    num_attention_heads=12, num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77,
+    projection_dim=768))
+OPENCLIP_BIGG_TEXT = clip_config.from_dict(dict(
+    architectures=['CLIPTextModelWithProjection'], hidden_size=1280, intermediate_size=5120,
+    num_attention_heads=20, num_hidden_layers=32, vocab_size=49408, max_position_embeddings=77,
+    projection_dim=1280, hidden_act='gelu'))
 OPENCLIP_H_TEXT = clip_config.from_dict(dict(
     architectures=['CLIPTextModel'], hidden_size=1024, intermediate_size=4096,
     num_attention_heads=16, num_hidden_layers=23, vocab_size=49408, max_position_embeddings=77,
@@ -81,7 +90,7 @@ def model_rows(name: str) -> dict:
   out['vae_decoder_tflops'] = flops(lambda p, z: decoder.apply_fn(p, z), decoder.params,
                                     x) / 1e12
   score, clip_params = mm.clip_reward()
-  size = mm.FLUX_VAE.sample_size if name.startswith('flux') else 512
+  size = 512 if name.startswith('sd21') else 1024
   images = jax.ShapeDtypeStruct((1, size, size, 3), BF16)
   text = {'reward_text': jax.ShapeDtypeStruct((1, 768), jnp.float32)}
   out['clip_reward_params'] = count(clip_params)
@@ -90,6 +99,10 @@ def model_rows(name: str) -> dict:
   if name.startswith('flux'):
     out['text_encoders_params'] = (count(t5.shapes(T5_XXL)) +
                                    count(clip_network.shapes(CLIP_L_TEXT)))
+  elif name.startswith('sd35'):   # CLIP-L and OpenCLIP bigG with projections, T5-XXL
+    out['text_encoders_params'] = (count(t5.shapes(T5_XXL)) +
+                                   count(clip_network.shapes(CLIP_L_PROJECTED)) +
+                                   count(clip_network.shapes(OPENCLIP_BIGG_TEXT)))
   else:
     out['text_encoders_params'] = count(clip_network.shapes(OPENCLIP_H_TEXT))
   out['nfe_tflops'] = (out['backbone_tflops'] + out['vae_decoder_tflops'] +

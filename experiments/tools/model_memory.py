@@ -11,7 +11,7 @@ jax.ShapeDtypeStructs, compiled, and `memory_analysis()` gives per-device bytes:
 (weights, states, conditions), outputs and the compiler's temporaries (activations, gathered
 weights).
 
-  python -m experiments.tools.model_memory results/memory [MODELS] [--cpu]
+  python -m experiments.tools.model_memory results/memory [MODELS] [--cpu] [--particles=2,8]
 
 It compiles for a TPU v5e (16 GiB of HBM per chip) without one: libtpu's compile-only devices
 (jax.experimental.topologies, topology v5e:2x4), so it needs libtpu (jax 0.12.1's `tpu` extra
@@ -23,7 +23,10 @@ little about an accelerator.
 
 Models, bfloat16: FLUX.1-schnell (12B transformer, 16-channel VAE) at 1024x1024 with 256 T5
 tokens; Stable Diffusion 2.1-base (865M U-Net, both classifier-free-guidance passes in one
-batch) at 512x512. Meshes: 1 device (1, 1); 4 devices (particles, model) = (1, 4) and (2, 2);
+batch) at 512x512; Stable Diffusion 3.5-large (8.1B MMDiT) and -medium (2.5B, dual-attention
+blocks) at 1024x1024 with 77 CLIP + 256 T5 tokens, both guidance passes in one batch. Rows of
+models (or chain counts) not measured in a run are kept from the existing
+model_memory.json. Meshes: 1 device (1, 1); 4 devices (particles, model) = (1, 4);
 8 devices (2, 4). A program that does not fit the chip is reported with the compiler's own
 figure of what it needs.
 """
@@ -46,10 +49,12 @@ from experiments.evaluation import tables
 from models import autoencoder_kl
 from models import diffusers_folder
 from models import flux
+from models import sd3
 from models import stable_diffusion
 from models.clip import config as clip_config
 from models.clip import network as clip_network
 from models.flux import transformer as ft
+from models.sd3 import transformer as st
 from models.stable_diffusion import unet as unet_lib
 from rewards import clip as clip_lib
 from samplers import interpolants
@@ -70,6 +75,14 @@ FLUX_VAE = autoencoder_kl.VAEConfig(
     down_block_types=('DownEncoderBlock2D',) * 4, up_block_types=('UpDecoderBlock2D',) * 4,
     sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
     use_post_quant_conv=False)
+SD3_VAE = dataclasses.replace(FLUX_VAE, scaling_factor=1.5305, shift_factor=0.0609)
+SD35_LARGE = st.SD3Config(sample_size=128, num_layers=38, attention_head_dim=64,
+                          num_attention_heads=38, caption_projection_dim=2432,
+                          pos_embed_max_size=192, qk_norm='rms_norm')
+SD35_MEDIUM = st.SD3Config(sample_size=128, num_layers=24, attention_head_dim=64,
+                           num_attention_heads=24, caption_projection_dim=1536,
+                           pos_embed_max_size=384, qk_norm='rms_norm',
+                           dual_attention_layers=tuple(range(13)))
 SD_VAE = dataclasses.replace(FLUX_VAE, latent_channels=4, sample_size=768,
                              scaling_factor=0.18215, shift_factor=0.0, use_quant_conv=True,
                              use_post_quant_conv=True)
@@ -128,6 +141,19 @@ def flux_schnell(image_size: int = 1024, text_length: int = 256, config=None, va
   return backbone, cond
 
 
+def sd35(image_size: int = 1024, text_length: int = 256, config=SD35_LARGE, vae=SD3_VAE,
+         guidance: float = 3.5):
+  """(Backbone with abstract params, abstract condition) of SD3.5-large (or another MMDiT and
+  VAE config): 77 CLIP + text_length T5 tokens, both guidance passes in one batch."""
+  h, decoder = _vae_decoder(vae, image_size)
+  cond = {'text': jax.ShapeDtypeStruct((77 + text_length, config.joint_attention_dim),
+                                       jnp.float32),
+          'pooled': jax.ShapeDtypeStruct((config.pooled_projection_dim,), jnp.float32)}
+  backbone = sd3.assemble(config, st.shapes(config, BF16), cond, (h, h, 16), 3.0, guidance,
+                          BF16, decoder)
+  return backbone, cond
+
+
 def stable_diffusion_21(image_size: int = 512, unet=SD_UNET, vae=SD_VAE):
   """(Backbone with abstract params, abstract condition) of Stable Diffusion 2.1-base (or of
   another U-Net and VAE config)."""
@@ -142,7 +168,9 @@ def stable_diffusion_21(image_size: int = 512, unet=SD_UNET, vae=SD_VAE):
   return backbone, dict(uncond)
 
 
-MODELS = {'flux_schnell_1024': flux_schnell, 'sd21_base_512': stable_diffusion_21}
+MODELS = {'flux_schnell_1024': flux_schnell, 'sd21_base_512': stable_diffusion_21,
+          'sd35_large_1024': sd35,
+          'sd35_medium_1024': lambda: sd35(config=SD35_MEDIUM, guidance=4.5)}
 
 
 def rbf_config(particles: int, budget: int = 500, num_steps: int = 10):
@@ -229,7 +257,8 @@ def _short_error(e: Exception) -> str:
   return (lines[0] if lines else type(e).__name__)[:300]
 
 
-def main(out_dir: str, models=tuple(MODELS), platform: str = 'tpu') -> list:
+def main(out_dir: str, models=tuple(MODELS), platform: str = 'tpu',
+         particles_list=PARTICLES) -> list:
   os.makedirs(out_dir, exist_ok=True)
   if platform == 'tpu':
     from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
@@ -238,7 +267,7 @@ def main(out_dir: str, models=tuple(MODELS), platform: str = 'tpu') -> list:
     devices = jax.devices()
   rows = []
   for model in models:
-    for particles in PARTICLES:
+    for particles in particles_list:
       for mesh_shape in MESHES:
         if int(np.prod(mesh_shape)) > len(devices):
           continue
@@ -254,7 +283,15 @@ def main(out_dir: str, models=tuple(MODELS), platform: str = 'tpu') -> list:
         row['platform'] = TPU_TOPOLOGY if platform == 'tpu' else 'cpu'
         rows.append(row)
         print(json.dumps(row), flush=True)
-  with open(os.path.join(out_dir, 'model_memory.json'), 'w') as f:
+  existing = os.path.join(out_dir, 'model_memory.json')
+  if os.path.isfile(existing):   # the other models' rows stay
+    with open(existing) as f:
+      kept = [r for r in json.load(f)
+              if r['model'] not in models or r['particles'] not in particles_list]
+    order = lambda r: (list(MODELS).index(r['model']) if r['model'] in MODELS else len(MODELS),
+                       r['particles'], r['devices'])
+    rows = sorted(kept + rows, key=order)
+  with open(existing, 'w') as f:
     json.dump(rows, f, indent=1)
   with open(os.path.join(out_dir, 'model_memory.md'), 'w') as f:
     f.write(table(rows))
@@ -263,9 +300,11 @@ def main(out_dir: str, models=tuple(MODELS), platform: str = 'tpu') -> list:
 
 
 if __name__ == '__main__':
-  args = [a for a in sys.argv[1:] if a != '--cpu']
+  options = dict(a[2:].split('=', 1) for a in sys.argv[1:] if a.startswith('--') and '=' in a)
+  args = [a for a in sys.argv[1:] if not a.startswith('--')]
   if '--cpu' in sys.argv:
     jax.config.update('jax_num_cpu_devices', 8)
   main(args[0] if args else 'results/memory',
        tuple(args[1].split(',')) if len(args) > 1 else tuple(MODELS),
-       'cpu' if '--cpu' in sys.argv else 'tpu')
+       'cpu' if '--cpu' in sys.argv else 'tpu',
+       tuple(int(p) for p in options.get('particles', '2,8').split(',')))

@@ -22,7 +22,6 @@ Conditioning (`cond`) is {'text': T5 states [L, D_t5], 'pooled': CLIP pooled out
 (or batched), encoded outside any search program, once per prompt.
 """
 
-import math
 import os
 
 import jax.numpy as jnp
@@ -40,18 +39,10 @@ from samplers import interpolants as interpolants_lib
 
 
 def scheduler_shift(path: str, image_tokens: int) -> float:
-  """The factor k of the shifted grid sigma = k t / (1 + (k - 1) t) that diffusers'
-  FluxPipeline applies for this many image tokens: exp(mu) with use_dynamic_shifting (mu linear
-  in the token count between base and max), else the scheduler's static `shift`."""
+  """The time shift FluxPipeline applies for this many image tokens (diffusers_folder.flow_shift
+  of the folder's scheduler_config.json)."""
   sched = folder_lib.component_config(path, 'scheduler', 'scheduler', 'scheduler_config.json')
-  if sched.get('use_dynamic_shifting', False):
-    base_len = float(sched.get('base_image_seq_len', 256))
-    max_len = float(sched.get('max_image_seq_len', 4096))
-    base, top = float(sched.get('base_shift', 0.5)), float(sched.get('max_shift', 1.15))
-    slope = (top - base) / (max_len - base_len)
-    mu = image_tokens * slope + base - slope * base_len
-    return math.exp(mu)
-  return float(sched.get('shift', 1.0))
+  return diffusers_folder.flow_shift(sched, image_tokens)
 
 
 def latent_shape(cfg, vae_config, in_channels: int) -> tuple:

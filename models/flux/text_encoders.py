@@ -63,14 +63,6 @@ def encode_prompts(cfg, prompts) -> dict:
   are loaded only for prompts not yet cached and released afterwards."""
   path = folder_lib.resolve(cfg)
   length, dtype_name = text_length(cfg), folder_lib.dtype_name(cfg)
-  key = lambda p: (os.path.abspath(path), length, dtype_name, p)
-  todo = tuple(dict.fromkeys(p for p in prompts if key(p) not in _PROMPT_CACHE))
-  if todo:
-    keep = bool(cfg.get('keep_text_encoders', False))
-    encoders = (_kept if keep else load)(path, dtype_name, length)
-    states, pooled = _encode(encoders, path, todo)
-    del encoders   # unless kept, the encoders' memory goes back now
-    for i, p in enumerate(todo):
-      _PROMPT_CACHE[key(p)] = (states[i], pooled[i])
-  rows = [_PROMPT_CACHE[key(p)] for p in prompts]
-  return {'text': np.stack([r[0] for r in rows]), 'pooled': np.stack([r[1] for r in rows])}
+  states, pooled = diffusers_folder.encode_cached(
+      _PROMPT_CACHE, cfg, path, dtype_name, length, load, _kept, _encode, prompts)
+  return {'text': states, 'pooled': pooled}

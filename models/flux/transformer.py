@@ -14,7 +14,6 @@ Norms and the softmax run in float32 whatever the parameter dtype.
 
 import dataclasses
 import functools
-import json
 import math
 import os
 from typing import Optional, Sequence
@@ -36,8 +35,28 @@ ROPE_THETA = 10000.0
 TIME_CHANNELS = 256
 
 
+class TransformerConfig:
+  """What FLUX's and SD3's transformer configs share (mixed into their dataclasses)."""
+
+  @property
+  def inner_dim(self) -> int:
+    return self.num_attention_heads * self.attention_head_dim
+
+  @property
+  def output_channels(self) -> int:
+    return self.out_channels or self.in_channels
+
+  @classmethod
+  def from_folder(cls, path: str):
+    """Reads transformer/config.json (unknown keys, such as diffusers' bookkeeping, ignored)
+    and checks what the port supports."""
+    config = diffusers_folder.config_from_json(cls, path)
+    config.check()
+    return config
+
+
 @dataclasses.dataclass(frozen=True)
-class FluxConfig:
+class FluxConfig(TransformerConfig):
   """The fields of transformer/config.json that define the architecture."""
   in_channels: int = 64
   out_channels: Optional[int] = None
@@ -50,25 +69,6 @@ class FluxConfig:
   guidance_embeds: bool = False
   axes_dims_rope: Sequence[int] = (16, 56, 56)
   patch_size: int = 1
-
-  @property
-  def inner_dim(self) -> int:
-    return self.num_attention_heads * self.attention_head_dim
-
-  @property
-  def output_channels(self) -> int:
-    return self.out_channels or self.in_channels
-
-  @classmethod
-  def from_folder(cls, path: str) -> 'FluxConfig':
-    """Reads transformer/config.json (unknown keys, such as diffusers' bookkeeping, ignored)."""
-    with open(os.path.join(path, 'config.json')) as f:
-      raw = json.load(f)
-    names = {f.name for f in dataclasses.fields(cls)}
-    config = cls(**{k: (tuple(v) if isinstance(v, list) else v)
-                    for k, v in raw.items() if k in names})
-    config.check()
-    return config
 
   def check(self) -> None:
     if self.patch_size != 1:
@@ -186,14 +186,16 @@ class _GeluProjection(nn.Module):
     return nn.gelu(dense(x), approximate=True)
 
 
-def _qkv(x, prefix: str, heads: int, head_dim: int, kw):
-  """q, k, v [B, T, N, H] of x through the calling module's dense and norm layers: keys
-  to_q, norm_q, ... (prefix '') or add_q_proj, norm_added_q, ... (prefix 'add')."""
+def qkv(x, prefix: str, heads: int, head_dim: int, kw, qk_norm: bool = True):
+  """q, k, v [B, T, N, H] of x through the calling module's dense (and, with qk_norm, RMS
+  norm) layers: keys to_q, norm_q, ... (prefix '') or add_q_proj, norm_added_q, ... (prefix
+  'add'). Shared with SD3's MMDiT (models/sd3/transformer.py)."""
   split = lambda y: y.reshape(y.shape[:2] + (heads, head_dim))
   dense = lambda n: nn.Dense(heads * head_dim, name=f'add_{n}_proj' if prefix else f'to_{n}',
                              **kw)
-  norm = lambda n: RMSNorm(param_dtype=kw['param_dtype'],
-                           name=f'norm_added_{n}' if prefix else f'norm_{n}')
+  norm = lambda n: (RMSNorm(param_dtype=kw['param_dtype'],
+                            name=f'norm_added_{n}' if prefix else f'norm_{n}')
+                    if qk_norm else (lambda y: y))
   return norm('q')(split(dense('q')(x))), norm('k')(split(dense('k')(x))), split(dense('v')(x))
 
 
@@ -208,8 +210,8 @@ class DoubleAttention(nn.Module):
   @nn.compact
   def __call__(self, img, txt, cos, sin):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    qi, ki, vi = _qkv(img, '', self.heads, self.head_dim, kw)
-    qt, kt, vt = _qkv(txt, 'add', self.heads, self.head_dim, kw)
+    qi, ki, vi = qkv(img, '', self.heads, self.head_dim, kw)
+    qt, kt, vt = qkv(txt, 'add', self.heads, self.head_dim, kw)
     q = apply_rope(jnp.concatenate([qt, qi], 1), cos, sin)
     k = apply_rope(jnp.concatenate([kt, ki], 1), cos, sin)
     out = attention(q, k, jnp.concatenate([vt, vi], 1))
@@ -273,7 +275,7 @@ class _SingleQKV(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return _qkv(x, '', self.heads, self.head_dim,
+    return qkv(x, '', self.heads, self.head_dim,
                 dict(dtype=self.dtype, param_dtype=self.param_dtype))
 
 
@@ -289,7 +291,7 @@ class FluxTransformer(nn.Module):
     cfg = self.config
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     dim = cfg.inner_dim
-    embed = _TimeTextEmbed(dim, cfg.guidance_embeds, name='time_text_embed', **kw)
+    embed = TimeTextEmbed(dim, cfg.guidance_embeds, name='time_text_embed', **kw)
     temb = embed(timesteps, guidance, pooled.astype(self.dtype))
     img = nn.Dense(dim, name='x_embedder', **kw)(img.astype(self.dtype))
     txt = nn.Dense(dim, name='context_embedder', **kw)(txt.astype(self.dtype))
@@ -305,7 +307,7 @@ class FluxTransformer(nn.Module):
     return nn.Dense(cfg.output_channels, name='proj_out', **kw)(img)
 
 
-class _TimeTextEmbed(nn.Module):
+class TimeTextEmbed(nn.Module):
   """CombinedTimestep(Guidance)TextProjEmbeddings: MLP(sinusoid(1000 t)) [+ MLP(sinusoid(1000
   g))] + MLP(pooled)."""
   dim: int
@@ -342,7 +344,5 @@ def load(path: str, dtype_name: str):
   """(FluxConfig, params) of the folder's transformer/ (sharded or not), cast to dtype."""
   sub = os.path.join(path, 'transformer')
   config = FluxConfig.from_folder(sub)
-  tensors = torch_weights.read_tensors(sub, 'FLUX transformer')
-  params = torch_weights.assign(shapes(config), tensors, 'FLUX transformer',
-                                diffusers_folder.DTYPES[dtype_name])
-  return config, jax.tree.map(jnp.asarray, params)
+  return config, torch_weights.load(sub, 'FLUX transformer', shapes(config),
+                                    diffusers_folder.DTYPES[dtype_name])

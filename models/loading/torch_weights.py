@@ -175,3 +175,12 @@ def assign(shapes, tensors: dict, what: str, dtype, renames=None, skip=(), ignor
                      f'{"/".join(missing[0])}' + (f' (and {len(missing) - 1} more)'
                                                   if len(missing) > 1 else '') + '.')
   return _unflatten(filled)
+
+
+def load(folder: str, what: str, shapes, dtype, variant: str = ''):
+  """The parameter tree of `shapes` filled strictly from a component folder's safetensors
+  (one file or shards), cast to dtype, as jax arrays."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  params = assign(shapes, read_tensors(folder, what, variant), what, dtype)
+  return jax.tree.map(jnp.asarray, params)

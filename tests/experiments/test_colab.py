@@ -106,11 +106,16 @@ def test_text_to_image_notebook_runs(sd_tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_text_to_image_notebook_runs_flux(sd_tiny, tmp_path, monkeypatch):
-  flux_folder = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'models', 'data',
-                             'flux', 'schnell')
-  nb = _execute('text_to_image', tmp_path, monkeypatch, MODEL='flux', MODEL_PATH=flux_folder,
+@pytest.mark.parametrize('model, folder', [('flux', ('flux', 'schnell')),
+                                           ('sd3', ('sd3', 'medium'))])
+def test_text_to_image_notebook_runs_a_flow_backbone(sd_tiny, tmp_path, monkeypatch, model,
+                                                     folder):
+  """FLUX.1-schnell and SD3.5 (the medium folder: dual attention, guidance) through the
+  notebook: their transformers over a (particles, model) mesh."""
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'models', 'data', *folder)
+  nb = _execute('text_to_image', tmp_path, monkeypatch, MODEL=model, MODEL_PATH=path,
                 CLIP_MODEL=os.path.join(sd_tiny, 'clip'), DTYPE='float32', IMAGE_SIZE=16,
+                GUIDANCE_SCALE=2.0 if model == 'sd3' else None,
                 PROMPTS=['a red cat', 'a blue dog'], BUDGET=16, PARTICLES_PER_DEVICE=2,
                 RBF_STEPS=4, DTS_STEPS=4, BRANCH_EVERY=2)
   text = _outputs(nb)

@@ -20,9 +20,10 @@ DEFAULT_METHODS = ('rbf',)
 pytestmark = pytest.mark.usefixtures('fast_compilation')
 
 
-def _config(sd_tiny, tmp_path, variant):
-  config = flux_config.get_config(f'tiny,{variant}')
-  config.model.path = os.path.join(DATA, 'dev' if 'dev' in variant else 'schnell')
+def tiny_config(config, path, sd_tiny, tmp_path):
+  """A tiny text-to-image config on the model folder `path`, the tiny CLIP and aesthetic
+  rewards of `sd_tiny`, and PROMPTS in a prompt file (shared with the SD3 search tests)."""
+  config.model.path = path
   config.reward.model = os.path.join(sd_tiny, 'clip')
   config.reward.head = os.path.join(sd_tiny, 'aesthetic.safetensors')
   prompts = tmp_path / 'prompts.txt'
@@ -31,7 +32,13 @@ def _config(sd_tiny, tmp_path, variant):
   return config
 
 
-def _check_outputs(workdir, n_expected=None):
+def _config(sd_tiny, tmp_path, variant):
+  return tiny_config(flux_config.get_config(f'tiny,{variant}'),
+                     os.path.join(DATA, 'dev' if 'dev' in variant else 'schnell'), sd_tiny,
+                     tmp_path)
+
+
+def check_outputs(workdir, n_expected=None):
   data = np.load(os.path.join(workdir, 'samples.npz'))
   n = len(data['reward'])
   assert n_expected is None or n == n_expected
@@ -47,12 +54,15 @@ def _check_outputs(workdir, n_expected=None):
     m if m in DEFAULT_METHODS else pytest.param(m, marks=pytest.mark.slow)
     for m in search.METHODS])
 def test_every_method_searches_flux(sd_tiny, tmp_path, method):
-  config = _config(sd_tiny, tmp_path, method)
-  workdir = str(tmp_path / method)
+  search_and_check(_config(sd_tiny, tmp_path, method), str(tmp_path / method))
+
+
+def search_and_check(config, workdir):
+  """Runs the search on the two prompts and checks what it wrote (shared with SD3's tests)."""
   metrics = search_exp.run(config, workdir)
   assert metrics['num_prompts'] == 2 and metrics['num_invalid'] == 0
   assert 0 < metrics['nfe'] <= config.search.budget
-  _check_outputs(workdir)
+  check_outputs(workdir)
 
 
 @pytest.mark.slow
@@ -60,4 +70,4 @@ def test_dev_samples_with_its_guidance_and_shift(sd_tiny, tmp_path):
   config = _config(sd_tiny, tmp_path, 'dev,sample')
   metrics = sample_exp.run(config, str(tmp_path / 'dev'))
   assert metrics['nfe'] == 4 * 4
-  _check_outputs(str(tmp_path / 'dev'), 8)
+  check_outputs(str(tmp_path / 'dev'), 8)

@@ -100,5 +100,5 @@ def test_prompt_rows_and_chunks_are_checked():
   config = harness.get_config('sd,quick')
   config.prompt_rows = '1-4'
   assert sweep.prompt_chunks(config, 2) == ('1-3', '3-4')
-  with pytest.raises(ValueError, match='one backbone among sd, flux'):
+  with pytest.raises(ValueError, match='one backbone among sd, flux, sd3'):
     harness.get_config('quick')

@@ -117,6 +117,42 @@ def numpy(x):
   return x.detach().cpu().numpy().astype(np.float32)
 
 
+def capture_first_calls(modules: dict, extract):
+  """Forward hooks keeping, per name, extract(kwargs, result) -> {key: tensor} of the module's
+  first call (keys out_* for outputs; None values dropped) as float32 numpy; returns
+  (captured, handles)."""
+  captured = {}
+
+  def hook(name):
+    def fn(_, args, kwargs, result):
+      if name not in captured:
+        captured[name] = {k: numpy(t) for k, t in extract(kwargs, result).items()
+                          if t is not None}
+    return fn
+  handles = [m.register_forward_hook(hook(n), with_kwargs=True) for n, m in modules.items()]
+  return captured, handles
+
+
+def store_captured(captured: dict, handles, v: str, out: dict) -> None:
+  """Removes the hooks and stores each capture as out['{v}_{name}_{in|out}_{key}']."""
+  for handle in handles:
+    handle.remove()
+  for block, values in captured.items():
+    for key, value in values.items():
+      out[f'{v}_{block}_{"out" if key.startswith("out_") else "in"}_'
+          f'{key.removeprefix("out_")}'] = value
+
+
+def step_recorder():
+  """(steps, callback_on_step_end) recording the latents after each pipeline step."""
+  steps = []
+
+  def record(_, i, t, kwargs):
+    steps.append(numpy(kwargs['latents'][0]))
+    return {}
+  return steps, record
+
+
 def reference(pipe, v: str, out: dict, generator) -> None:
   dev = v == 'dev'
   with torch.no_grad():
@@ -124,23 +160,13 @@ def reference(pipe, v: str, out: dict, generator) -> None:
                                                   max_sequence_length=TEXT_LENGTH)
     out[f'{v}_prompt_embeds'], out[f'{v}_pooled'] = numpy(embeds[0]), numpy(pooled[0])
 
-    captured = {}
-
-    def hook(name):
-      def fn(_, args, kwargs, result):
-        if name in captured:
-          return
-        captured[name] = dict(hidden=numpy(kwargs['hidden_states']),
-                              encoder=numpy(kwargs['encoder_hidden_states']),
-                              temb=numpy(kwargs['temb']),
-                              cos=numpy(kwargs['image_rotary_emb'][0]),
-                              sin=numpy(kwargs['image_rotary_emb'][1]),
-                              out_encoder=numpy(result[0]), out_hidden=numpy(result[1]))
-      return fn
-    handles = [pipe.transformer.transformer_blocks[0].register_forward_hook(
-        hook('double'), with_kwargs=True),
-               pipe.transformer.single_transformer_blocks[0].register_forward_hook(
-                   hook('single'), with_kwargs=True)]
+    captured, handles = capture_first_calls(
+        {'double': pipe.transformer.transformer_blocks[0],
+         'single': pipe.transformer.single_transformer_blocks[0]},
+        lambda kwargs, result: dict(
+            hidden=kwargs['hidden_states'], encoder=kwargs['encoder_hidden_states'],
+            temb=kwargs['temb'], cos=kwargs['image_rotary_emb'][0],
+            sin=kwargs['image_rotary_emb'][1], out_encoder=result[0], out_hidden=result[1]))
     for h, w in SIZES:
       tokens = torch.randn((1, (h // 2) * (w // 2), 64), generator=generator)
       img_ids = pipe._prepare_latent_image_ids(1, h // 2, w // 2, 'cpu', torch.float32)  # pylint: disable=protected-access
@@ -149,20 +175,12 @@ def reference(pipe, v: str, out: dict, generator) -> None:
           timestep=torch.full((1,), TIMESTEP), img_ids=img_ids, txt_ids=text_ids,
           guidance=torch.full((1,), GUIDANCE) if dev else None, return_dict=False)[0]
       out[f'{v}_tokens_{h}x{w}'], out[f'{v}_out_{h}x{w}'] = numpy(tokens[0]), numpy(result[0])
-    for handle in handles:
-      handle.remove()
-    for block, values in captured.items():
-      for key, value in values.items():
-        out[f'{v}_{block}_{"out" if key.startswith("out_") else "in"}_'
-            f'{key.removeprefix("out_")}'] = value
+    store_captured(captured, handles, v, out)
 
     latent = IMAGE // pipe.vae_scale_factor
     init = torch.randn((1, 16, latent, latent), generator=generator)
     packed = pipe._pack_latents(init, 1, 16, latent, latent)  # pylint: disable=protected-access
-    steps = []
-    def record(_, i, t, kwargs):
-      steps.append(numpy(kwargs['latents'][0]))
-      return {}
+    steps, record = step_recorder()
     final = pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, latents=packed.clone(),
                  height=IMAGE, width=IMAGE, num_inference_steps=NUM_STEPS,
                  guidance_scale=GUIDANCE, output_type='latent', callback_on_step_end=record,
@@ -183,20 +201,32 @@ def vae_reference(pipe, out: dict, generator) -> None:
   out['vae_latents'], out['vae_images'] = numpy(latents), numpy(images)
 
 
-def main(root: str) -> None:
+def write_fixtures(root: str, variants, build, record, vae_variant: str, title: str,
+                   script: str) -> None:
+  """For each variant: build(folder, variant, seed) -> pipeline saved under root/variant, then
+  record(pipe, variant, out, generator) (and vae_reference on vae_variant's), one generator
+  for all in order; writes root/reference.npz and root/README.md."""
+  import diffusers  # pylint: disable=g-import-not-at-top
   torch.set_default_dtype(torch.float32)
   out = {}
   generator = torch.Generator().manual_seed(0)
-  for seed, v in enumerate(('schnell', 'dev')):
-    pipe = build_pipeline(os.path.join(root, v), dev=v == 'dev', seed=seed)
-    reference(pipe, v, out, generator)
-    if v == 'schnell':
+  for seed, v in enumerate(variants):
+    pipe = build(os.path.join(root, v), v, seed)
+    record(pipe, v, out, generator)
+    if v == vae_variant:
       vae_reference(pipe, out, generator)
   np.savez_compressed(os.path.join(root, 'reference.npz'), **out)
   with open(os.path.join(root, 'README.md'), 'w') as f:
-    f.write('Tiny random FLUX.1 folders and diffusers 0.39.0 PyTorch outputs on them, written by '
-            f'tests/models/flux_reference.py (torch {torch.__version__}); see that script.\n')
+    f.write(f'{title} and diffusers {diffusers.__version__} PyTorch outputs on them, written by '
+            f'{script} (torch {torch.__version__}); see that script.\n')
   print(json.dumps({k: list(v.shape) for k, v in out.items()}))
+
+
+def main(root: str) -> None:
+  write_fixtures(root, ('schnell', 'dev'),
+                 lambda folder, v, seed: build_pipeline(folder, dev=v == 'dev', seed=seed),
+                 reference, 'schnell', 'Tiny random FLUX.1 folders',
+                 'tests/models/flux_reference.py')
 
 
 if __name__ == '__main__':

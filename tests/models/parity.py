@@ -29,3 +29,21 @@ def close(actual, expected, rel=1e-4):
 def nhwc(x):
   """PyTorch's NCHW -> NHWC."""
   return np.transpose(x, (0, 2, 3, 1))
+
+
+def check_bfloat16_and_prompt_cache(make_backbone, text_encoders, cfg, monkeypatch) -> None:
+  """A flow backbone's transformer loads in bfloat16 when model.dtype is unset, and its
+  text_encoders module loads the encoders once for prompts seen before (FLUX, SD3)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  cfg = cfg.copy_and_resolve_references()
+  del cfg['dtype']
+  backbone = make_backbone(cfg)
+  assert {p.dtype for p in jax.tree.leaves(backbone.params['transformer'])} == {
+      jnp.dtype(jnp.bfloat16)}
+  calls = []
+  original = text_encoders.load
+  monkeypatch.setattr(text_encoders, 'load', lambda *a: calls.append(a) or original(*a))
+  text_encoders.encode_prompts(cfg, ['a new prompt', 'another'])
+  text_encoders.encode_prompts(cfg, ['another', 'a new prompt', ''])
+  assert len(calls) == 1   # the second call is served from the cache

@@ -264,16 +264,7 @@ def test_every_checkpoint_tensor_goes_to_exactly_one_parameter(tmp_path):
 
 
 def test_bfloat16_by_default_and_prompts_encoded_once(monkeypatch):
-  cfg = _cfg(dtype='bfloat16')
-  del cfg['dtype']
-  backbone = flux.make_backbone(cfg)
-  assert {p.dtype for p in jax.tree.leaves(backbone.params['transformer'])} == {jnp.dtype(jnp.bfloat16)}
-  calls = []
-  original = text_encoders.load
-  monkeypatch.setattr(text_encoders, 'load', lambda *a: calls.append(a) or original(*a))
-  text_encoders.encode_prompts(cfg, ['a new prompt', 'another'])
-  text_encoders.encode_prompts(cfg, ['another', 'a new prompt', ''])
-  assert len(calls) == 1   # the second call is served from the cache
+  parity.check_bfloat16_and_prompt_cache(flux.make_backbone, text_encoders, _cfg(dtype='bfloat16'), monkeypatch)
 
 
 def test_config_variants():

@@ -67,8 +67,8 @@ def main():
                       help='a folder of experiments.tools.random_weights.write_all: text-to-image search '
                       'with the U-Net split over a model axis, against a particles-only mesh')
   parser.add_argument('--fsdp_backbone', default='stable_diffusion',
-                      help='stable_diffusion (its tiny folder under --fsdp) or flux (the tiny '
-                      'FLUX.1-schnell folder of tests/models/data/flux)')
+                      help='stable_diffusion (its tiny folder under --fsdp), flux or sd3 (the tiny '
+                      'FLUX.1-schnell and SD3.5-large folders of tests/models/data)')
   parser.add_argument('--searches', default='',
                       help='methods (comma-separated) to run as 4 batched searches on one device '
                       'and on a (2 searches, 4 particles) mesh: searches.npz')
@@ -173,12 +173,14 @@ def write_fsdp(out_dir, sd_root, backbone='stable_diffusion'):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import flux  # pylint: disable=g-import-not-at-top
   from configs import sd  # pylint: disable=g-import-not-at-top
+  from configs import sd3  # pylint: disable=g-import-not-at-top
   from experiments import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   from experiments import search as search_exp  # pylint: disable=g-import-not-at-top
-  if backbone == 'flux':
-    config, params_key = flux.get_config('tiny,bon'), 'transformer'
-    config.model.path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'models',
-                                     'data', 'flux', 'schnell')
+  data = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'models', 'data')
+  if backbone in ('flux', 'sd3'):
+    config, params_key = (flux if backbone == 'flux' else sd3).get_config('tiny,bon'), 'transformer'
+    config.model.path = os.path.join(data, *(('flux', 'schnell') if backbone == 'flux' else
+                                             ('sd3', 'large')))
   else:
     config, params_key = sd.get_config('tiny,bon'), 'unet'
     config.model.path = os.path.join(sd_root, 'stable_diffusion')

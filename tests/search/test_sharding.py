@@ -254,10 +254,13 @@ def test_fsdp_splits_the_stable_diffusion_unet_over_a_model_axis(sd_tiny, tmp_pa
 
 
 @pytest.mark.slow  # subprocess compilation, as above
-def test_fsdp_splits_the_flux_transformer_over_a_model_axis(sd_tiny, tmp_path):
-  """The same for the tiny FLUX.1-schnell transformer, with the same logical-axis rules."""
+@pytest.mark.parametrize('backbone', ['flux', 'sd3'])
+def test_fsdp_splits_the_flux_and_sd3_transformers_over_a_model_axis(sd_tiny, tmp_path,
+                                                                      backbone):
+  """The same for the tiny FLUX.1-schnell and SD3.5-large transformers, with the same
+  logical-axis rules."""
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS='1')
-  _wait(_worker(tmp_path, '--fsdp', sd_tiny, '--fsdp_backbone', 'flux', env=env))
+  _wait(_worker(tmp_path, '--fsdp', sd_tiny, '--fsdp_backbone', backbone, env=env))
   out = np.load(tmp_path / 'fsdp.npz')
   assert float(out['split_fraction']) > 0.9
   assert out['fsdp/x0'].shape == out['particles/x0'].shape == (2, 8, 8, 16)

@@ -63,11 +63,19 @@ def test_a_measured_configuration_is_checked_against_the_device_before_its_weigh
   assert search_memory.check_measured(flux_config.get_config('tiny,rbf').model, 2, 1) is None
   from configs import sd as sd_config  # pylint: disable=g-import-not-at-top
   assert search_memory.check_measured(sd_config.get_config('rbf').model, 2, 1)['peak_gib'] < 5
+  from configs import sd3 as sd3_config  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r'sd35_large_1024 .* needs at least 40.9 GiB per '
+                                       r'device .* has 24.0 GiB'):
+    search_memory.check_measured(sd3_config.get_config('rbf').model, 2, 1)
+  assert search_memory.check_measured(sd3_config.get_config('medium').model, 2, 1)[
+      'peak_gib'] == pytest.approx(13.80, abs=0.01)
 
 
-# FLUX.1-schnell at 2 and 8 particles on 1, 4 and 8 devices; Stable Diffusion at 2 particles
+# FLUX.1-schnell and SD3.5 at 2 and 8 particles on 1, 4 and 8 devices; Stable Diffusion at 2 particles
 # (each of its compile-only TPU compilations took 15 min on 2 cores; docs/text_to_image.md).
-MEASURED_ROWS = ([('flux_schnell_1024', p, m) for p in (2, 8) for m in model_memory.MESHES] +
+MEASURED_ROWS = ([(model, p, m) for model in ('flux_schnell_1024', 'sd35_large_1024',
+                                               'sd35_medium_1024')
+                  for p in (2, 8) for m in model_memory.MESHES] +
                  [('sd21_base_512', 2, m) for m in model_memory.MESHES])
 
 
