@@ -16,6 +16,8 @@ import dataclasses
 import types
 from typing import Any, Callable, Optional
 
+import jax
+import jax.numpy as jnp
 from flax import struct
 
 
@@ -47,6 +49,17 @@ class Backbone:
 
   def __call__(self, x, t, cond=None):
     return self.apply_fn(self.params, x, t, cond)
+
+
+def guided(run, scale: float, with_cond: tuple, without: tuple, dtype=None):
+  """Classifier-free guidance in diffusers' convention, v(none) + s (v(cond) - v(none)), from
+  ONE call run(*args) on the two argument tuples concatenated along the batch (each leaf of
+  with_cond before its twin in without): both passes count as one NFE. `dtype`: the output is
+  cast to it before the two halves are combined."""
+  both = run(*jax.tree.map(lambda a, b: jnp.concatenate([a, b]), with_cond, without))
+  both = both if dtype is None else both.astype(dtype)
+  cond_out, null_out = jnp.split(both, 2)
+  return null_out + scale * (cond_out - null_out)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """What every text-to-image backbone shares: a diffusers folder, its dtypes and configs, the VAE
 decoder of its latents, its tokenizers' vocabulary check, and the run's prompts.
 
-A backbone package (models/flux/, models/sd3/, models/stable_diffusion/) adds its own network and a short
-declaration; the folder layout, the latent <-> image plumbing and the prompt reader are here.
+A backbone package (models/flux/, models/sd3/, models/stable_diffusion/) adds its own network
+and a short declaration; the folder layout, the latent <-> image plumbing and the prompt reader
+are here.
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import numpy as np
 
 from models.backbone import Decoder
 from models.loading import hub
+from samplers import schedules
 from samplers.ground import pixels
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
@@ -122,8 +124,7 @@ def flow_grid_end(scheduler: dict) -> float:
   first = 1.0 / float(scheduler.get('num_train_timesteps', 1000))
   if scheduler.get('use_dynamic_shifting', False):
     return first
-  k = float(scheduler.get('shift', 1.0))
-  return k * first / (1.0 + (k - 1.0) * first)
+  return schedules.shift_time(first, float(scheduler.get('shift', 1.0)))
 
 
 def encode_cached(cache: dict, cfg, path: str, dtype_name: str, length: int, load, kept,

@@ -53,8 +53,13 @@ def shift_grid(grid: np.ndarray, shift: float) -> np.ndarray:
                      f'finite number > 0, got {shift}.')
   if shift == 1.0:
     return grid
-  g = np.asarray(grid, np.float64)
-  return (shift * g / (1.0 + (shift - 1.0) * g)).astype(np.float32)
+  return shift_time(np.asarray(grid, np.float64), shift).astype(np.float32)
+
+
+def shift_time(t, shift: float):
+  """The shifted clock k t / (1 + (k - 1) t), at the precision of t (shift_grid's map; also
+  where diffusers' flow scheduler puts its sigma_min, models/diffusers_folder.py)."""
+  return shift * t / (1.0 + (shift - 1.0) * t)
 
 
 def time_grid(name: str, num_steps: int, end: float = 1e-3) -> np.ndarray:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from models import autoencoder_kl
 from models import diffusers_folder
+from models import backbone as backbone_lib
 from models.backbone import Backbone
 from models.backbone import BackboneKind
 from models.backbone import Decoder
@@ -116,10 +117,9 @@ def assemble(config: st.SD3Config, params, uncond: dict, data_shape: tuple, time
       out = run(x.astype(dtype), text, pooled, sigma)
     else:   # both passes in one batch, as the pipeline does
       null_text, null_pooled = conditions(p, None, b)
-      both = run(jnp.concatenate([x, x]).astype(dtype), jnp.concatenate([text, null_text]),
-                 jnp.concatenate([pooled, null_pooled]), jnp.concatenate([sigma, sigma]))
-      with_text, without = jnp.split(both.astype(jnp.float32), 2)
-      out = without + scale * (with_text - without)
+      xd = x.astype(dtype)
+      out = backbone_lib.guided(run, scale, (xd, text, pooled, sigma),
+                                (xd, null_text, null_pooled, sigma), jnp.float32)
     return out.astype(x.dtype)   # d x / d sigma = eps - x0
 
   return Backbone(params={'transformer': params, 'uncond_text': uncond['text'],

@@ -163,12 +163,13 @@ class JointBlock(nn.Module):
     img_attn, txt_attn = JointAttention(context_pre_only=self.context_pre_only, name='attn',
                                         **attn)(flux_layers.modulate(img, shift, scale),
                                                 flux_layers.modulate(txt, c_shift, c_scale))
-    normed = layer_norm(img)
-    img = img + gate * img_attn
-    if self.dual:
+    if self.dual:   # from the block's input, normed as for `attn`
       shift2, scale2, gate2 = mods[6:]
-      img_attn2, _ = JointAttention(name='attn2', **attn)(normed * (1 + scale2) + shift2)
-      img = img + gate2 * img_attn2
+      img_attn2, _ = JointAttention(name='attn2', **attn)(
+          flux_layers.modulate(img, shift2, scale2))
+      img = img + gate * img_attn + gate2 * img_attn2
+    else:
+      img = img + gate * img_attn
     img = img + gate_mlp * flux_layers.FeedForward(dim, name='ff', **kw)(
         flux_layers.modulate(img, shift_mlp, scale_mlp))
     if self.context_pre_only:

@@ -33,6 +33,7 @@ import numpy as np
 
 from models import autoencoder_kl
 from models import diffusers_folder
+from models import backbone as backbone_lib
 from models.backbone import Backbone
 from models.backbone import BackboneKind
 from models.backbone import Decoder
@@ -207,13 +208,9 @@ def assemble(config: unet_lib.UNetConfig, unet_params, uncond: dict, interp, pre
       out = unet.apply({'params': params['unet']}, x, timesteps, text, added)
     else:
       null, null_added = conditions(params, None, b)
-      both_added = None if added is None else jax.tree.map(
-          lambda a, n: jnp.concatenate([a, n]), added, null_added)
-      both = unet.apply({'params': params['unet']}, jnp.concatenate([x, x]),
-                        jnp.concatenate([timesteps, timesteps]),
-                        jnp.concatenate([text, null]), both_added)
-      with_text, without = jnp.split(both, 2)
-      out = without + scale * (with_text - without)
+      run = lambda *args: unet.apply({'params': params['unet']}, *args)
+      out = backbone_lib.guided(run, scale, (x, timesteps, text, added),
+                                (x, timesteps, null, null_added))
     return out.astype(x.dtype)
 
   params = {'unet': unet_params, 'uncond': dict(uncond)}
